@@ -1,0 +1,79 @@
+"""Configuration of the ingest stage: where documents come from and how their fields map."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Format = Literal["auto", "jsonl", "parquet", "csv", "tsv", "text", "hf", "hf_disk", "default"]
+
+
+class SourceConfig(BaseModel):
+    """One source of documents. ``path`` is a file, a directory or a glob."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    format: Format = "auto"
+    name: str | None = Field(None, description="Source label stored in each document; default: from path")
+    text_field: str = "text"
+    id_field: str | None = Field(None, description="Field holding a stable source id; else a content hash")
+    url_field: str | None = "url"
+    meta_fields: list[str] | None = Field(None, description="Fields kept in meta; default: all others")
+    # plain text
+    text_mode: Literal["file", "paragraphs"] = Field("file", description="One document per file or per blank-line block")
+    # csv / tsv
+    header: bool = True
+    columns: list[str] | None = Field(None, description="Column names when the file has no header")
+    # Hugging Face
+    hf_name: str | None = Field(None, description="Dataset name or builder ('json', 'parquet', a hub id)")
+    hf_config: str | None = None
+    data_files: list[str] | None = None
+    split: str = "train"
+    revision: str | None = None
+    streaming: bool = True
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> SourceConfig:
+        if self.format == "default":
+            return self
+        if self.format == "hf":
+            if not self.hf_name:
+                raise ValueError("a source with format 'hf' needs hf_name")
+            return self
+        if not self.path:
+            raise ValueError(f"a source with format {self.format!r} needs a path")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.format == "default":
+            return "default"
+        if self.format == "hf":
+            return f"hf:{self.hf_name}"
+        from pathlib import Path
+
+        return Path(self.path or "source").stem or "source"
+
+
+class DefaultCorpusConfig(BaseModel):
+    """The built-in offline corpus, harvested from this Python installation at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stdlib_docstrings: bool = True
+    distribution_descriptions: bool = True
+    licence_files: bool = True
+    min_chars: int = Field(40, description="Shorter docstrings are not worth a document")
+
+
+class IngestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig(format="default")])
+    default_corpus: DefaultCorpusConfig = Field(default_factory=DefaultCorpusConfig)
+    max_doc_chars: int = Field(1_000_000, description="Longer documents go to rejects (ingest.too_long)")
+    shard_rows: int = Field(20_000, description="Rows per output shard")

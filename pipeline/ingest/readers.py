@@ -1,0 +1,246 @@
+"""Readers for every source format. Each yields raw records or problems, never raises on bad data.
+
+A reader yields ``(record_no, item)`` where item is a ``dict`` (a raw record whose fields are
+mapped later) or a :class:`Problem` (the record, or the whole file, cannot be read). Record numbers
+are 1-based lines for line formats and 1-based rows otherwise; ``None`` means the whole file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import re
+import sys
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pyarrow.parquet as pq
+import zstandard
+
+from .config import SourceConfig
+
+SNIFF_BYTES = 8_192
+_repairs = threading.local()
+
+
+def _count_repair(err: UnicodeDecodeError) -> tuple[str, int]:
+    _repairs.n = getattr(_repairs, "n", 0) + 1
+    return "\ufffd", err.end
+
+
+codecs.register_error("tokenmill_repair", _count_repair)
+
+
+def take_repairs() -> int:
+    """Invalid UTF-8 sequences replaced by U+FFFD on this thread since the last call."""
+    n = getattr(_repairs, "n", 0)
+    _repairs.n = 0
+    return n
+
+
+def decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="tokenmill_repair")
+
+
+@dataclass
+class Problem:
+    reason: str  # short rule name, prefixed with "ingest." when stored
+    detail: str
+    raw: str | None = None
+
+
+Item = tuple[int | None, "dict[str, Any] | Problem"]
+
+# Errors a damaged compressed stream raises part-way through.
+STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile)
+
+
+def detect_format(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in (".gz", ".zst", ".zstd"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(".tsv"):
+        return "tsv"
+    return "text"
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a file, transparently decompressing .gz and .zst."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith((".zst", ".zstd")):
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    return open(path, "rb")
+
+
+def looks_binary(head: bytes) -> bool:
+    """NUL bytes do not occur in text files; they do in executables, images and archives."""
+    return b"\x00" in head
+
+
+def read_file(path: Path, fmt: str, source: SourceConfig) -> Iterator[Item]:
+    reader = {"jsonl": read_jsonl, "parquet": read_parquet, "csv": read_csv, "tsv": read_csv, "text": read_text}
+    try:
+        if path.stat().st_size == 0:
+            yield None, Problem("empty_file", "the file is empty")
+            return
+        yield from reader[fmt](path, source, fmt)
+    except PermissionError as e:
+        yield None, Problem("unreadable_file", str(e))
+
+
+def _sniff(path: Path) -> bytes | Problem:
+    try:
+        with open_binary(path) as f:
+            head = f.read(SNIFF_BYTES)
+    except STREAM_ERRORS as e:
+        return Problem("corrupt_file", f"{type(e).__name__}: {e}")
+    if not head:
+        return Problem("empty_file", "the file holds no data after decompression")
+    if looks_binary(head):
+        return Problem("binary_file", "the file holds NUL bytes: not text")
+    return head
+
+
+def read_jsonl(path: Path, source: SourceConfig, fmt: str = "jsonl") -> Iterator[Item]:
+    head = _sniff(path)
+    if isinstance(head, Problem):
+        yield None, head
+        return
+    n = 0
+    with open_binary(path) as f:
+        try:
+            for n, line in enumerate(f, 1):  # noqa: B007 - n is read after the loop on errors
+                if not line.strip():
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    text = decode(line)
+                    try:
+                        rec = orjson.loads(text)  # invalid UTF-8 inside an otherwise good line
+                    except orjson.JSONDecodeError as e:
+                        yield n, Problem("invalid_json", str(e), text.rstrip("\n"))
+                        continue
+                if not isinstance(rec, dict):
+                    yield n, Problem("not_an_object", f"a JSON {type(rec).__name__}, not an object", decode(line))
+                    continue
+                yield n, rec
+        except STREAM_ERRORS as e:
+            yield n + 1, Problem("truncated_file", f"stream ended early after line {n}: {type(e).__name__}: {e}")
+
+
+def read_text(path: Path, source: SourceConfig, fmt: str = "text") -> Iterator[Item]:
+    head = _sniff(path)
+    if isinstance(head, Problem):
+        yield None, head
+        return
+    try:
+        with open_binary(path) as f:
+            data = f.read()
+    except STREAM_ERRORS as e:
+        yield 1, Problem("truncated_file", f"{type(e).__name__}: {e}")
+        return
+    text = decode(data)
+    if source.text_mode == "file":
+        yield 1, {"text": text}
+        return
+    for n, block in enumerate(re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")), 1):
+        if block.strip():
+            yield n, {"text": block}
+
+
+def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Item]:
+    head = _sniff(path)
+    if isinstance(head, Problem):
+        yield None, head
+        return
+    csv.field_size_limit(sys.maxsize)
+    delimiter = "\t" if fmt == "tsv" else ","
+    n = 0
+    with open_binary(path) as fb:
+        f = io.TextIOWrapper(fb, encoding="utf-8", errors="tokenmill_repair", newline="")
+        rows = csv.reader(f, delimiter=delimiter)
+        try:
+            names = source.columns
+            if source.header:
+                header = next(rows, None)
+                n += 1
+                names = names or header
+            if not names:
+                yield None, Problem("no_header", "no header row and no `columns` configured")
+                return
+            for row in rows:
+                n += 1
+                if not row or not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(names):
+                    yield n, Problem(
+                        "wrong_field_count", f"{len(row)} fields where the header has {len(names)}", delimiter.join(row)
+                    )
+                    continue
+                yield n, dict(zip(names, row, strict=True))
+        except csv.Error as e:
+            yield n + 1, Problem("malformed_csv", str(e))
+        except STREAM_ERRORS as e:
+            yield n + 1, Problem("truncated_file", f"stream ended early: {type(e).__name__}: {e}")
+
+
+def read_parquet(path: Path, source: SourceConfig, fmt: str = "parquet") -> Iterator[Item]:
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid/OSError subclasses for non-Parquet bytes
+        yield None, Problem("unreadable_parquet", f"{type(e).__name__}: {e}")
+        return
+    names = pf.schema_arrow.names
+    if source.text_field not in names:
+        detail = f"no column {source.text_field!r}; columns are {names}"
+        for i in range(pf.metadata.num_rows):
+            yield i + 1, Problem("missing_text_field", detail)
+        return
+    n = 0
+    try:
+        for batch in pf.iter_batches(batch_size=2_048):
+            for rec in batch.to_pylist():
+                n += 1
+                yield n, rec
+    except Exception as e:
+        remaining = pf.metadata.num_rows - n
+        for i in range(remaining):
+            yield n + i + 1, Problem("corrupt_parquet", f"{type(e).__name__}: {e}")
+
+
+def read_hf(source: SourceConfig) -> Iterator[Item]:
+    """A Hugging Face dataset by name (streaming) or a `save_to_disk` directory."""
+    import datasets
+
+    if source.format == "hf_disk":
+        ds = datasets.load_from_disk(source.path)
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[source.split]
+    else:
+        ds = datasets.load_dataset(
+            source.hf_name,
+            source.hf_config,
+            data_files=source.data_files,
+            split=source.split,
+            revision=source.revision,
+            streaming=source.streaming,
+        )
+    for n, rec in enumerate(ds, 1):
+        yield n, dict(rec)
