@@ -1,0 +1,118 @@
+"""One Prefect flow per stage, and the end-to-end flow that chains them as subflows.
+
+Each stage flow only wires: it resolves its input datasets, runs the stage with a mapper that
+turns every unit of work into a Prefect task, records the result in the catalog, publishes
+artifacts and emits a completion event. All logic lives in `pipeline/`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from prefect.states import Completed
+
+from pipeline import catalog, observe
+from pipeline.config import PipelineConfig
+from pipeline.dataset import Dataset, is_published, version_dir
+from pipeline.errors import ConfigError, DataError
+from pipeline.ingest.config import IngestConfig
+from pipeline.stage import StageResult, run_stage
+from pipeline.stages import BY_NAME, ORDER, upstream
+
+from .artifacts import publish_stage_artifacts
+from .runtime import ProgressReporter, prefect_mapper
+
+COMPLETED_EVENT = "tokenmill.stage.completed"
+
+
+def resolve_inputs(stage_name: str, root: Path, given: dict[str, str] | None) -> dict[str, Dataset]:
+    """Input datasets by upstream stage: a given path or fingerprint, else the latest published."""
+    out = {}
+    for up in BY_NAME[stage_name].inputs:
+        ref = (given or {}).get(up)
+        if ref:
+            p = Path(ref)
+            if not is_published(p) and not is_published(p.parent):
+                p = version_dir(root, up, ref)
+            if not is_published(p) and not is_published(p.parent):
+                raise ConfigError(f"{stage_name}: input {up}={ref!r} is not a published dataset")
+            out[up] = Dataset(p)
+        else:
+            found = catalog.latest(root, up)
+            if found is None:
+                raise DataError(f"{stage_name}: no published {up} dataset under {root}; run `tokenmill run {up}` first")
+            out[up] = found
+    return out
+
+
+def run_stage_flow(stage_name: str, config: Any, data_dir: str, inputs: dict[str, str] | None) -> dict[str, Any]:
+    """The body shared by every stage flow."""
+    logger = get_run_logger()
+    root = Path(data_dir).resolve()
+    stage = BY_NAME[stage_name]
+    run_id = str(flow_run.get_id() or "local")
+    t0 = time.perf_counter()
+    remove = observe.add_reporter(ProgressReporter())
+    try:
+        datasets = resolve_inputs(stage_name, root, inputs)
+        result = run_stage(stage, config, root, datasets, mapper=prefect_mapper)
+    except Exception as e:
+        catalog.record_stage_run(root, run_id, stage_name, None, False, "failed", time.perf_counter() - t0, str(e))
+        raise
+    finally:
+        remove()
+    for version in result.dataset.chain():
+        catalog.record_dataset(root, version)
+    catalog.record_stage_run(root, run_id, stage_name, result.fingerprint, result.cached, "completed", result.seconds)
+    publish_stage_artifacts(result)
+    emit_event(
+        event=COMPLETED_EVENT,
+        resource={"prefect.resource.id": f"tokenmill.dataset.{result.fingerprint}", "tokenmill.stage": stage_name},
+        payload=result.summary(),
+    )
+    summary = result.summary()
+    logger.info(
+        "%s %s: %s rows in, %s out, %s rejected -> %s",
+        stage_name, "cached" if result.cached else "done", summary["rows_in"], summary["rows_out"],
+        summary["rows_rejected"], summary["path"],
+    )
+    if result.cached:
+        return Completed(name="Cached", message=f"{stage_name} output {result.fingerprint} already published", data=summary)
+    return summary
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(config: IngestConfig = IngestConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Read the configured sources into canonical documents (incremental by content hash)."""
+    return run_stage_flow("ingest", config, data_dir, inputs)
+
+
+STAGE_FLOWS = {"ingest": ingest_flow}
+
+
+@flow(name="end_to_end", log_prints=True)
+def end_to_end(config: PipelineConfig = PipelineConfig(), data_dir: str = "data", stages: list[str] | None = None) -> list[dict]:
+    """Run the named stages (default: all) and everything they depend on, in pipeline order."""
+    root = Path(data_dir).resolve()
+    wanted = stages or ORDER
+    unknown = [s for s in wanted if s not in BY_NAME]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {ORDER}")
+    run_id = str(flow_run.get_id() or "local")
+    todo = upstream(list(wanted))
+    catalog.start_run(root, run_id, todo, config.model_dump(mode="json"))
+    summaries: dict[str, dict] = {}
+    try:
+        for name in todo:
+            inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
+            summaries[name] = STAGE_FLOWS[name](config=getattr(config, name), data_dir=str(root), inputs=inputs)
+    except Exception as e:
+        catalog.finish_run(root, run_id, "failed", str(e))
+        raise
+    catalog.finish_run(root, run_id, "completed")
+    return [summaries[n] for n in todo]

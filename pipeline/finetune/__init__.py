@@ -1,0 +1,1 @@
+"""Fine-tuning a pretrained tokenmill checkpoint: sequence classification and instruction tuning."""

@@ -1,0 +1,145 @@
+"""The checkpoint format: safetensors weights, a JSON config, and (to resume) the training state.
+
+A checkpoint directory holds:
+- ``model.safetensors``   the weights (tied weights stored once);
+- ``model_config.json``   ``{"arch": "gpt"|"lstm", ...the model config dataclass's fields}``;
+- ``tokenizer/``          the tokenizer the model was trained with (copied from the tokenize dataset);
+- ``train_state.json``    step, data position, metrics so far, optimizer param groups (resumable);
+- ``train_state.safetensors``  optimizer moments and RNG states (resumable).
+Nothing is ever unpickled: a checkpoint from elsewhere is data, not code.
+Writes are atomic: a checkpoint is written beside its final name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, load_model as st_load_model, save_file, save_model as st_save_model
+
+from . import build_model, model_config_dict, unwrap
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "model_config.json"
+TOKENIZER_DIR = "tokenizer"
+STATE_JSON = "train_state.json"
+STATE_TENSORS = "train_state.safetensors"
+_OPT_PREFIX = "optimizer."
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict[str, Any] | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+    tokenizer_dir: str | Path | None = None,
+) -> Path:
+    """Write a checkpoint to ``directory`` atomically (replacing one already there).
+
+    ``state`` (JSON-able) and ``tensors`` (e.g. RNG states) are the caller's training state;
+    with ``optimizer`` its state is stored too, so that :func:`load_train_state` can resume.
+    """
+    final = Path(directory)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir()
+    try:
+        model = unwrap(model)
+        st_save_model(model, str(tmp / MODEL_FILE))
+        _write_json(tmp / CONFIG_FILE, model_config_dict(model))
+        if tokenizer_dir is not None:
+            shutil.copytree(tokenizer_dir, tmp / TOKENIZER_DIR)
+        if state is not None or optimizer is not None or tensors:
+            all_tensors = {k: v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}
+            state = dict(state or {})
+            if optimizer is not None:
+                opt_tensors, state["optimizer"] = _flatten_optimizer(optimizer)
+                all_tensors.update(opt_tensors)
+            save_file(all_tensors, str(tmp / STATE_TENSORS))
+            _write_json(tmp / STATE_JSON, state)
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:6]}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_model_config(directory: str | Path) -> dict[str, Any]:
+    return json.loads((Path(directory) / CONFIG_FILE).read_text())
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
+    """The model stored in a checkpoint directory, in eval mode, and its config dataclass."""
+    directory = Path(directory)
+    config = read_model_config(directory)
+    model = build_model(config.pop("arch"), **config)
+    st_load_model(model, str(directory / MODEL_FILE), strict=True, device=str(device))
+    model.to(device).eval()
+    return model, model.config
+
+
+def load_train_state(
+    directory: str | Path, optimizer: torch.optim.Optimizer | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The JSON state and the caller's tensors; restores the optimizer's state when given one."""
+    directory = Path(directory)
+    state = json.loads((directory / STATE_JSON).read_text())
+    tensors = load_file(str(directory / STATE_TENSORS))
+    opt_tensors = {k: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state["optimizer"]))
+    return state, {k: v for k, v in tensors.items() if not k.startswith(_OPT_PREFIX)}
+
+
+def is_checkpoint(directory: str | Path) -> bool:
+    d = Path(directory)
+    return (d / MODEL_FILE).is_file() and (d / CONFIG_FILE).is_file()
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state as flat named tensors plus JSON (param groups, non-tensor values)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, per_param in sd["state"].items():
+        for name, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"{_OPT_PREFIX}{idx}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        idx, name = key[len(_OPT_PREFIX) :].split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def load_weights(model: nn.Module, directory: str | Path) -> None:
+    """Load a checkpoint's weights into an already built model of the same config."""
+    model = unwrap(model)
+    device = next(model.parameters()).device
+    st_load_model(model, str(Path(directory) / MODEL_FILE), strict=True, device=str(device))

@@ -1,0 +1,29 @@
+"""Shared fixtures. Prefect's test server starts once per session, only for tests that need it."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPORA = REPO.parent / "shared" / "corpora"
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One ephemeral Prefect API for every flow test in the session (it costs ~15 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def shared_corpora() -> Path:
+    if not SHARED_CORPORA.is_dir():
+        pytest.skip(f"{SHARED_CORPORA} is absent: the shared corpora are optional")
+    return SHARED_CORPORA

@@ -1,0 +1,122 @@
+"""The dataset contract: shards, manifests, counts that add up, atomic publish."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from pipeline.dataset import Dataset, ShardWriter, Staging, clean_staging, is_published
+from pipeline.hashing import sha256_file
+from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _docs(n, start=0):
+    return pa.Table.from_pylist(
+        [{"id": f"d{i}", "text": f"text {i}", "source": "t", "url": None, "meta": None,
+          "source_file": "f", "source_record": i} for i in range(start, start + n)],
+        schema=DOCUMENT_SCHEMA,
+    )
+
+
+def test_shard_writer_rolls_over_and_describes_shards(tmp_path):
+    w = ShardWriter(tmp_path, DOCUMENT_SCHEMA, prefix="part-00000", max_rows=40, row_group_rows=16)
+    for i in range(5):
+        w.write(_docs(25, start=i * 25))
+    shards = w.close()
+    assert [s.rows for s in shards] == [40, 40, 40, 5]
+    assert [s.file for s in shards] == [f"part-00000-{i:04d}.parquet" for i in range(4)]
+    for s in shards:
+        assert s.sha256 == sha256_file(tmp_path / s.file)
+    ids = duckdb.sql(f"SELECT id FROM read_parquet('{tmp_path}/*.parquet') ORDER BY source_record").fetchall()
+    assert [r[0] for r in ids] == [f"d{i}" for i in range(125)]
+
+
+def test_publish_writes_manifest_and_views_that_open_everywhere(tmp_path):
+    st = Staging(tmp_path, "demo", "f" * 32)
+    w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA)
+    w.write(_docs(10))
+    w.close()
+    ds = st.publish({"schema_version": 1, "stage": "demo", "fingerprint": "f" * 32,
+                     "counts": {"rows_in": 10, "rows_out": 10, "rows_rejected": 0}},
+                    {"data": DOCUMENT_SCHEMA, "rejects": REJECT_SCHEMA})
+    assert ds.path == tmp_path / "datasets" / "demo" / ("f" * 32)
+    assert not any((tmp_path / "datasets" / "demo" / ".staging").iterdir())
+    m = json.loads((ds.data_path / "_manifest.json").read_text())
+    assert m["views"]["data"]["rows"] == 10 and m["views"]["rejects"]["rows"] == 0
+    assert m["shards"][0]["sha256"] == sha256_file(ds.data_path / m["shards"][0]["file"])
+    ds.verify()
+    # an empty rejects view still opens in DuckDB
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{ds.path}/rejects/*.parquet')").fetchall()[0][0] == 0
+    assert pads.dataset(ds.data_path, format="parquet").count_rows() == 10
+    import datasets
+
+    hf = datasets.load_dataset("parquet", data_dir=str(ds.data_path), split="train")
+    assert sorted(hf["id"]) == sorted(f"d{i}" for i in range(10))
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import pyarrow as pa
+    from pipeline.dataset import Staging, ShardWriter
+    from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
+    root = sys.argv[1]
+    st = Staging(root, "demo", "a" * 32)
+    w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA, max_rows=100)
+    for i in range(1000):
+        w.write(pa.Table.from_pylist([{"id": f"d{i}", "text": "x" * 100, "source": "s", "url": None,
+            "meta": None, "source_file": None, "source_record": i}], schema=DOCUMENT_SCHEMA))
+        if i == 300:
+            print("HALFWAY", flush=True)
+            time.sleep(0 if len(sys.argv) > 2 else 60)
+    w.close()
+    st.publish({"schema_version": 1, "stage": "demo", "fingerprint": "a" * 32}, {"data": DOCUMENT_SCHEMA, "rejects": REJECT_SCHEMA})
+    print("DONE", flush=True)
+    """
+)
+
+
+def test_writer_killed_midway_leaves_nothing_visible_and_rerun_completes(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    root = tmp_path / "root"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "HALFWAY"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    final = root / "datasets" / "demo" / ("a" * 32)
+    assert not final.exists() and not is_published(final)
+    staged = list((root / "datasets" / "demo" / ".staging").iterdir())
+    assert len(staged) == 1 and any(staged[0].rglob("*.parquet")), "the killed writer left shards in staging only"
+    with pytest.raises(FileNotFoundError):
+        Dataset(final)
+    # the next writer cleans up after the dead one and publishes
+    assert clean_staging(root, "demo") == 1
+    out = subprocess.run([sys.executable, str(script), str(root), "fast"], capture_output=True, text=True, env=env)
+    assert "DONE" in out.stdout, out.stderr
+    ds = Dataset(final)
+    assert ds.num_rows() == 1000
+    ds.verify()
+
+
+def test_dataset_streams_batches_shard_by_shard(tmp_path):
+    st = Staging(tmp_path, "demo", "b" * 32)
+    w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA, max_rows=100)
+    w.write(_docs(250))
+    w.close()
+    ds = st.publish({"stage": "demo", "fingerprint": "b" * 32}, {"data": DOCUMENT_SCHEMA})
+    sizes = [b.num_rows for b in ds.iter_batches(batch_size=64)]
+    assert max(sizes) <= 64 and sum(sizes) == 250
+    assert len(ds.shard_paths()) == 3
