@@ -125,9 +125,9 @@ def record_dataset(root: str | Path, dataset: Dataset) -> None:
 def published_datasets(root: str | Path) -> list[Dataset]:
     """Every published version under the root, found from the files (the catalog may lag)."""
     out = []
-    for m in sorted(Path(root, "datasets").glob("*/*/data/_manifest.json")):
-        if is_published(m.parent.parent):
-            out.append(Dataset(m.parent.parent))
+    for m in sorted(Path(root, "datasets").glob("*/*/_manifest.json")):
+        if is_published(m.parent):
+            out.append(Dataset(m.parent))
     return out
 
 
@@ -141,7 +141,7 @@ def latest(root: str | Path, stage: str) -> Dataset | None:
         if row and is_published(Path(row[0]).parent):
             return Dataset(Path(row[0]).parent)
     found = [d for d in published_datasets(root) if d.stage == stage]
-    return max(found, key=lambda d: (d.path / "data" / "_manifest.json").stat().st_mtime) if found else None
+    return max(found, key=lambda d: (d.path / "_manifest.json").stat().st_mtime) if found else None
 
 
 def lineage_sql() -> str:

@@ -1,15 +1,16 @@
 """The dataset contract between stages: immutable Parquet shards plus `_manifest.json`.
 
-A published dataset version lives in ``<root>/datasets/<stage>/<fingerprint>/`` and holds views,
-each a directory of zstd Parquet shards with its own ``_manifest.json``:
+A published dataset version lives in ``<root>/datasets/<stage>/<fingerprint>/``: its
+``_manifest.json`` and views, each a directory holding nothing but zstd Parquet shards (so DuckDB,
+pyarrow and `datasets.load_dataset("parquet", data_dir=...)` open a view unchanged):
 
 * ``data/``     the output rows (the directory a user opens in DuckDB, pyarrow or `datasets`);
 * ``rejects/``  every input row the stage did not pass on, with the rule and measured value;
 * any extra view a stage needs (``docs/`` token lists, ``index/`` dedup state, ...).
 
 Writes are atomic: everything is written under ``<root>/datasets/<stage>/.staging/``, the
-manifests last, and one ``rename`` publishes the version. Readers only ever see directories whose
-name is a fingerprint and which contain ``data/_manifest.json``.
+manifest last, and one ``rename`` publishes the version. Readers only ever see directories whose
+name is a fingerprint and which contain ``_manifest.json``.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class Staging:
         return p
 
     def publish(self, manifest: dict[str, Any], views: dict[str, pa.Schema]) -> Dataset:
-        """Write every view's manifest (data view last), then rename the version into place."""
+        """Describe every view's shards in the manifest, write it last, rename the version into place."""
         manifest = dict(manifest)
         view_entries = {}
         for name, schema in views.items():
@@ -188,10 +189,7 @@ class Staging:
             }
         manifest["views"] = view_entries
         manifest["shards"] = view_entries[DATA_VIEW]["shards"]
-        for name in views:
-            if name != DATA_VIEW:
-                write_manifest(self.view(name), {**_header(manifest), "view": name, **view_entries[name]})
-        write_manifest(self.view(DATA_VIEW), manifest)
+        write_manifest(self.dir, manifest)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(self.dir, self.final)
@@ -206,16 +204,12 @@ class Staging:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _header(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {k: manifest[k] for k in ("schema_version", "stage", "fingerprint") if k in manifest}
-
-
 def version_dir(root: str | Path, stage: str, fingerprint: str) -> Path:
     return Path(root) / "datasets" / stage / fingerprint
 
 
 def is_published(path: str | Path) -> bool:
-    return (Path(path) / DATA_VIEW / MANIFEST).is_file()
+    return (Path(path) / MANIFEST).is_file()
 
 
 def clean_staging(root: str | Path, stage: str) -> int:
@@ -252,10 +246,10 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        if self.path.name == DATA_VIEW and is_published(self.path.parent):
-            self.path = self.path.parent
+        if not is_published(self.path) and is_published(self.path.parent):
+            self.path = self.path.parent  # a view directory such as …/<fp>/data
         if not is_published(self.path):
-            raise FileNotFoundError(f"{self.path}: not a published tokenmill dataset (no {DATA_VIEW}/{MANIFEST})")
+            raise FileNotFoundError(f"{self.path}: not a published tokenmill dataset (no {MANIFEST})")
 
     @classmethod
     def open(cls, path: str | Path) -> Dataset:
@@ -264,7 +258,7 @@ class Dataset:
     @property
     def manifest(self) -> dict[str, Any]:
         if self._manifest is None:
-            self._manifest = json.loads((self.path / DATA_VIEW / MANIFEST).read_text())
+            self._manifest = json.loads((self.path / MANIFEST).read_text())
         return self._manifest
 
     @property

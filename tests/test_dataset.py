@@ -52,7 +52,8 @@ def test_publish_writes_manifest_and_views_that_open_everywhere(tmp_path):
                     {"data": DOCUMENT_SCHEMA, "rejects": REJECT_SCHEMA})
     assert ds.path == tmp_path / "datasets" / "demo" / ("f" * 32)
     assert not any((tmp_path / "datasets" / "demo" / ".staging").iterdir())
-    m = json.loads((ds.data_path / "_manifest.json").read_text())
+    m = json.loads((ds.path / "_manifest.json").read_text())
+    assert sorted(p.name for p in ds.data_path.iterdir()) == [s["file"] for s in m["shards"]]
     assert m["views"]["data"]["rows"] == 10 and m["views"]["rejects"]["rows"] == 0
     assert m["shards"][0]["sha256"] == sha256_file(ds.data_path / m["shards"][0]["file"])
     ds.verify()
@@ -62,6 +63,8 @@ def test_publish_writes_manifest_and_views_that_open_everywhere(tmp_path):
     import datasets
 
     hf = datasets.load_dataset("parquet", data_dir=str(ds.data_path), split="train")
+    assert hf.num_rows == 10
+    hf = datasets.load_dataset("parquet", data_files=str(ds.data_path / "*.parquet"), split="train")
     assert sorted(hf["id"]) == sorted(f"d{i}" for i in range(10))
 
 

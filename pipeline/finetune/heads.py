@@ -40,3 +40,44 @@ class SequenceClassifier(nn.Module):
         """Class logits (B, n_classes) for right-padded token ids (B, T) of the given lengths."""
         pooled = pool(self.backbone.hidden_states(idx), lengths, self.pooling)
         return self.head(self.dropout(pooled))
+
+
+# -- the fine-tuned checkpoint: the agreed checkpoint format plus the head and what it was tuned for --
+HEAD_FILE = "head.safetensors"
+META_FILE = "finetune.json"
+
+
+def save_finetuned(directory, model: nn.Module, meta: dict, tokenizer_dir=None):
+    """A checkpoint whose backbone any tokenmill reader loads, plus ``head.safetensors`` and ``finetune.json``."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from ..models.checkpoint import save_checkpoint
+
+    backbone = model.backbone if isinstance(model, SequenceClassifier) else model
+    out = save_checkpoint(directory, backbone, tokenizer_dir=tokenizer_dir)
+    if isinstance(model, SequenceClassifier):
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(out / HEAD_FILE))
+    (Path(out) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def load_finetuned(directory, device="cpu") -> tuple[nn.Module, dict]:
+    """The fine-tuned model (a SequenceClassifier for classify, the LM for instruct) and its meta."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from ..models.checkpoint import load_model
+
+    directory = Path(directory)
+    meta = json.loads((directory / META_FILE).read_text())
+    backbone, _ = load_model(directory, device=device)
+    if meta["task"] != "classify":
+        return backbone, meta
+    model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"], dropout=0.0)
+    model.head.load_state_dict(load_file(str(directory / HEAD_FILE), device=str(device)))
+    return model.to(device).eval(), meta

@@ -81,12 +81,12 @@ class IngestStage(Stage):
 def series_head(root: Path, stage: str, series: str) -> Dataset | None:
     """The newest version of a series: the one no other version names as its parent."""
     versions = {}
-    for m in sorted((Path(root) / "datasets" / stage).glob("*/data/_manifest.json")):
-        if not is_published(m.parent.parent):
+    for m in sorted((Path(root) / "datasets" / stage).glob("*/_manifest.json")):
+        if not is_published(m.parent):
             continue
         man = json.loads(m.read_text())
         if man.get("series") == series:
-            versions[man["fingerprint"]] = (m.parent.parent, man)
+            versions[man["fingerprint"]] = (m.parent, man)
     parents = {man["parent"]["fingerprint"] for _, man in versions.values() if man.get("parent")}
     heads = [Dataset(p) for fp, (p, _) in versions.items() if fp not in parents]
     if not heads:
