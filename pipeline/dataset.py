@@ -306,9 +306,16 @@ class Dataset:
         return pq.read_table(self.shard_paths(view)[index], columns=columns)
 
     def head(self, n: int = 5, view: str = DATA_VIEW) -> pa.Table:
-        for batch in self.iter_batches(view, batch_size=n):
-            return pa.Table.from_batches([batch])
-        return pa.table({})
+        """The first ``n`` rows of a view, across shards."""
+        batches, rows = [], 0
+        for batch in self.iter_batches(view, batch_size=min(n, 4_096)):
+            batches.append(batch.slice(0, n - rows))
+            rows += batches[-1].num_rows
+            if rows >= n:
+                break
+        if not batches:
+            return pq.read_schema(self.shard_paths(view)[0]).empty_table()
+        return pa.Table.from_batches(batches)
 
     @property
     def parent(self) -> Dataset | None:

@@ -21,17 +21,22 @@ TERMINAL_PUNCT = "".join(chr(c) for c in range(sys.maxunicode + 1) if regex.matc
 TERMINAL_PUNCT_CLASS = "[" + regex.escape(TERMINAL_PUNCT, special_only=False) + "]"
 
 _W = f"[{WORD_CHARS}]"
+_SUFFIX = r"[’'](?:s|re|ve|ll|d|m)(?![\p{L}\p{M}\p{N}])"  # the 's of "it's", the 're of "we're"
 WORD_RE = regex.compile(
     rf"""
-    (?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?)\]'’]           # a URL, minus trailing punctuation
-  | [{WORD_CHARS}._%+-]*{_W}@{_W}[{WORD_CHARS}.-]*{_W}         # an e-mail address
-  | {_W}+(?=n[’']t(?!{_W}))                                   # do|n't
+    (?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?)\]'’]            # a URL, minus trailing punctuation
+  | [{WORD_CHARS}._%+-]*{_W}@{_W}[{WORD_CHARS}.-]*{_W}          # an e-mail address
+  | {_W}+(?=n[’']t(?!{_W}))                                    # do|n't
   | n[’']t(?!{_W})
-  | (?<={_W})[’'](?:s|re|ve|ll|d|m)(?!{_W})                   # it|'s, we|'re
-  | (?:{_W}\.){{2,}}                                          # U.S. e.g.
-  | {_W}+(?:(?:[.,:_/\\&]|[’'](?!(?:s|re|ve|ll|d|m)(?!{_W}))){_W}+)*  # words, 3.5, 1,000, O'Neil
-  | \.{{2,}} | …                                               # an ellipsis is one token
-  | \S                                                        # any other symbol, one per token
+  | (?<={_W}){_SUFFIX}                                         # it|'s, we|'re
+  | (?:{_W}\.){{2,}}                                           # U.S. e.g.
+  | (?<![{WORD_CHARS}])\p{{Lu}}\.(?!{_W})                       # initials: J.
+  # A word runs from a letter or digit to the last one before the next space, keeping inner
+  # symbols (3.5, 1,000, O'Neil, a/b, f(x) as spaCy does) but splitting at hyphens between
+  # words, ellipses and contraction suffixes.
+  | (?:[\p{{Cf}}/\\]*|-(?=\d)){_W}(?:(?:[^\s\-….’']|\.(?!\.)|-(?!{_W})|[’'](?!(?:s|re|ve|ll|d|m)(?!{_W})))*{_W})?
+  | \.{{2,}} | … | -+                                           # an ellipsis or a dash run is one token
+  | \S                                                         # any other symbol, one per token
     """,
     regex.VERBOSE | regex.IGNORECASE,
 )

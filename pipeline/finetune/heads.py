@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 Pooling = Literal["last", "mean"]
 

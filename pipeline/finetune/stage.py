@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from ..dataset import DATA_VIEW, Dataset
@@ -43,7 +44,6 @@ METRICS_SCHEMA = pa.schema(
         pa.field("train_loss", pa.float64()),
         pa.field("val_loss", pa.float64()),
         pa.field("val_accuracy", pa.float64()),
-        pa.field("seconds", pa.float64()),
     ]
 )
 
@@ -102,9 +102,9 @@ def load_split_rows(labeled: Dataset, split: str) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {"text": [], "label_id": [], "response": []}
     for batch in labeled.iter_batches(columns=["text", "label_id", "response", "split"]):
         t = pa.Table.from_batches([batch])
-        t = t.filter(pa.compute.equal(t["split"], split))
-        for k in out:
-            out[k].extend(t[k].to_pylist())
+        t = t.filter(pc.equal(t["split"], split))
+        for k, values in out.items():
+            values.extend(t[k].to_pylist())
     return out
 
 

@@ -10,7 +10,6 @@ steps; the weights with the best validation loss are kept, and training stops ea
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable
@@ -20,39 +19,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn import functional as F
 
 from ..observe import report
 from ..pretrain.optim import lr_at
+from ..tokenize.tokenizer import TextTokenizer, load_tokenizer
 from .config import FinetuneConfig
 from .heads import SequenceClassifier
 from .instruct import IGNORE
 
 
-# -- tokenizer ------------------------------------------------------------------------------------
-@dataclass
-class Tok:
-    """The checkpoint's tokenizer (HF `tokenizers` JSON) and its end-of-text id."""
-
-    tokenizer: Any
-    eot_id: int
-    vocab_size: int
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
-
-
-def open_tokenizer(checkpoint: Path) -> Tok:
-    """The tokenizer stored in a checkpoint's ``tokenizer/`` (the agreed file format)."""
-    from tokenizers import Tokenizer
-
-    d = Path(checkpoint) / "tokenizer"
-    meta = json.loads((d / "tokenizer_meta.json").read_text())
-    return Tok(Tokenizer.from_file(str(d / "tokenizer.json")), int(meta["eot_id"]), int(meta["vocab_size"]))
+def open_tokenizer(checkpoint: Path) -> TextTokenizer:
+    """The tokenizer a checkpoint was trained with: fine-tuning never brings its own."""
+    return load_tokenizer(Path(checkpoint) / "tokenizer")
 
 
 # -- examples ---------------------------------------------------------------------------------------
@@ -68,7 +48,7 @@ class Examples:
         return len(self.ids)
 
 
-def encode_texts(tok: Tok, texts: list[str], max_len: int) -> list[np.ndarray]:
+def encode_texts(tok: TextTokenizer, texts: list[str], max_len: int) -> list[np.ndarray]:
     """Each text as at most ``max_len`` ids ending with end-of-text (the pooled position)."""
     out = []
     for ids in tok.encode_batch(texts):
@@ -220,7 +200,6 @@ def train(
                 "train_loss": running / running_n,
                 "val_loss": val["loss"],
                 "val_accuracy": val.get("accuracy"),
-                "seconds": time.perf_counter() - t0,
             }
             running, running_n = 0.0, 0
             res.history.append(row)

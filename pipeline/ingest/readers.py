@@ -84,7 +84,8 @@ def open_binary(path: Path) -> IO[bytes]:
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
     if name.endswith((".zst", ".zstd")):
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+        # The zstd reader has no readline; buffering it gives line iteration.
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
     return open(path, "rb")
 
 
@@ -160,9 +161,9 @@ def read_text(path: Path, source: SourceConfig, fmt: str = "text") -> Iterator[I
     if source.text_mode == "file":
         yield 1, {"text": text}
         return
-    for n, block in enumerate(re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n")), 1):
+    for n, block in enumerate(re.split(r"\n\s*\n", text.replace("\r\n", "\n")), 1):
         if block.strip():
-            yield n, {"text": block}
+            yield n, {"text": block.strip("\n")}
 
 
 def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Item]:

@@ -72,6 +72,7 @@ class IngestStage(Stage):
         stats = {
             "units": [r["unit"] for r in results],
             "utf8_repaired": sum(r["repaired"] for r in results),
+            "utf8_replacements": sum(r["replacements"] for r in results),
             "by_source": dict(sorted(by_source.items())),
         }
         totals = {"docs": sum(r["rows_out"] for r in results), "chars": sum(r["chars"] for r in results)}
@@ -175,7 +176,7 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     docs = ctx.writer("data", DOCUMENT_SCHEMA, prefix, max_rows=cfg.shard_rows)
     rejects = ctx.rejects_writer(prefix)
     origin = unit.get("path") or unit["key"]
-    rows_in = rows_out = chars = 0
+    rows_in = rows_out = chars = repaired_docs = replacements = 0
     rejected: dict[str, int] = {}
     take_repairs()
 
@@ -209,6 +210,10 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     batch: list[dict[str, Any]] = []
     for n, item in items:
         rows_in += 1
+        fixed = take_repairs()  # invalid UTF-8 sequences replaced while reading this record
+        if fixed:
+            repaired_docs += 1
+            replacements += fixed
         if isinstance(item, Problem):
             reject(n, item.reason, item.detail, item.raw)
             continue
@@ -233,7 +238,8 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
         "rows_in": rows_in,
         "rows_out": rows_out,
         "rejected": rejected,
-        "repaired": take_repairs(),
+        "repaired": repaired_docs,
+        "replacements": replacements + take_repairs(),
         "chars": chars,
     }
 

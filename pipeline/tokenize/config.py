@@ -23,7 +23,11 @@ class TokenizeConfig(BaseModel):
     )
     vocab_size: int = Field(4_096, ge=260, le=1 << 20, description="BPE vocabulary size, special tokens included")
     min_frequency: int = Field(2, ge=1, description="BPE: a pair seen fewer times is never merged")
-    eot_token: str = Field(EOT_TOKEN, description="End-of-text token written after every document")
+    eot_token: str | None = Field(
+        None,
+        description=f"End-of-text token written after every document; default {EOT_TOKEN}, or a loaded "
+        "tokenizer's own (tokenizer_meta.json, then the eos_token of a HF tokenizer_config.json)",
+    )
     special_tokens: list[str] = Field(
         default_factory=list, description="Extra special tokens reserved in a trained vocabulary (after eot)"
     )
@@ -34,7 +38,7 @@ class TokenizeConfig(BaseModel):
     # -- split and packing ----------------------------------------------------------------------
     seq_len: int = Field(256, ge=1, description="Packed rows hold seq_len + 1 tokens (inputs and shifted targets)")
     val_fraction: float = Field(0.05, ge=0.0, le=0.5, description="Share of documents (by id hash) in the val split")
-    seed: int = Field(0, description="Seed of the global shuffle of packed sequences")
+    seed: int = Field(0, ge=0, description="Seed of the global shuffle of packed sequences")
 
     # -- engineering ----------------------------------------------------------------------------
     batch_docs: int = Field(1_024, ge=1, description="Documents per encode_batch call")
@@ -48,6 +52,6 @@ class TokenizeConfig(BaseModel):
             raise ValueError("tokenizer 'pretrained' needs tokenizer_path")
         if self.tokenizer != "pretrained" and self.tokenizer_path:
             raise ValueError(f"tokenizer_path is only read with tokenizer 'pretrained', not {self.tokenizer!r}")
-        if self.eot_token in self.special_tokens:
+        if (self.eot_token or EOT_TOKEN) in self.special_tokens:
             raise ValueError("special_tokens must not repeat eot_token")
         return self

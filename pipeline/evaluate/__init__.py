@@ -1,0 +1,1 @@
+"""Evaluation of fine-tuned models against their baselines: metrics, tables and plots."""
