@@ -7,6 +7,7 @@ stderr; the traceback goes to `<data-dir>/logs/last-error.txt`.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -40,6 +41,30 @@ def _fail(code: int, message: str, data_dir: Path | None = None) -> None:
             pass
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+class _NoTracebacks(logging.Filter):
+    """Keeps tracebacks off the console (they still reach the Prefect API and the error log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        msg = record.getMessage()
+        if "Traceback (most recent call last)" in msg:
+            record.msg, record.args = msg.split("Traceback (most recent call last)")[0].rstrip(), None
+        return True
+
+
+def _quiet_console_tracebacks() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for h in lg.handlers:
+            if isinstance(h, PrefectConsoleHandler) and not any(isinstance(f, _NoTracebacks) for f in h.filters):
+                h.addFilter(_NoTracebacks())
 
 
 class _ProgressBars:
@@ -82,6 +107,7 @@ def run(
         _fail(2, str(e))
     from flows.stages import end_to_end
 
+    _quiet_console_tracebacks()
     data_dir.mkdir(parents=True, exist_ok=True)
     bars = _ProgressBars()
     remove = observe.add_reporter(bars)

@@ -22,6 +22,14 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(scope="session")
+def cli_env(prefect_server):
+    """Environment for running the real `tokenmill` CLI in a subprocess against the test server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(REPO)}
+
+
 @pytest.fixture
 def shared_corpora() -> Path:
     if not SHARED_CORPORA.is_dir():
