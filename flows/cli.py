@@ -105,6 +105,7 @@ def run(
             raise ConfigError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(ORDER)}")
     except ConfigError as e:
         _fail(2, str(e))
+    from flows.engines import api_for_workers
     from flows.stages import end_to_end
 
     _quiet_console_tracebacks()
@@ -112,7 +113,7 @@ def run(
     bars = _ProgressBars()
     remove = observe.add_reporter(bars)
     try:
-        with bars.progress:
+        with api_for_workers(cfg.engine), bars.progress:
             summaries = end_to_end(config=cfg, data_dir=str(data_dir), stages=wanted)
     except ConfigError as e:
         _fail(2, str(e), data_dir)
@@ -229,6 +230,117 @@ def lineage(
     with catalog.connect(data_dir, read_only=True) as con:
         for key, sha in con.execute(catalog.lineage_sql(), [ds.fingerprint]).fetchall():
             sys.stdout.write(f"{sha[:16]}  {key}\n")
+
+
+# --- running it like production (flows/ops.py): server, deploy, worker, trigger -------------
+
+
+@app.command()
+def server(
+    data_dir: DataDir = Path("data"),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 4200,
+) -> None:
+    """Start the Prefect server and UI on 127.0.0.1, its SQLite database under the data root."""
+    import os
+
+    from flows import ops
+
+    env = ops.server_env(data_dir, port)
+    err.print(
+        f"Prefect UI and API on http://127.0.0.1:{port} (database: {env['PREFECT_API_DATABASE_CONNECTION_URL']}).\n"
+        f"Other terminals: export PREFECT_API_URL=http://127.0.0.1:{port}/api, then tokenmill deploy; tokenmill worker",
+        highlight=False, soft_wrap=True,
+    )
+    cmd = ops.server_command(port)
+    os.execve(cmd[0], cmd, env)
+
+
+@app.command()
+def deploy(
+    data_dir: DataDir = Path("data"),
+    write_yaml: Annotated[bool, typer.Option("--write-yaml", help="Only regenerate deployments/prefect.yaml")] = False,
+) -> None:
+    """Create the `process` work pool if missing and register every deployment in deployments/prefect.yaml."""
+    from flows import ops
+
+    text = ops.render_prefect_yaml()
+    current = ops.PREFECT_YAML.read_text() if ops.PREFECT_YAML.exists() else ""
+    if text != current:
+        ops.write_prefect_yaml()
+        err.print(f"updated {ops.PREFECT_YAML} from the stage flows")
+    if write_yaml:
+        return
+    url = ops.api_url()
+    try:
+        ops.wait_for_api(url, timeout=10)
+    except RuntimeError as e:
+        _fail(2, f"{e}; start one with `tokenmill server` or set PREFECT_API_URL")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    result = ops.deploy(data_dir, url)
+    if result.returncode != 0:
+        err.print(result.stdout[-4000:] + result.stderr[-4000:], highlight=False, markup=False)
+        _fail(1, "prefect deploy failed (output above)")
+    table = Table(title=f"deployments on {url} (pool {ops.WORK_POOL!r}, queue {ops.WORK_QUEUE!r}: one run at a time)")
+    for col in ("deployment", "schedule", "triggered by"):
+        table.add_column(col)
+    for spec in ops.deployment_specs():
+        flow_name = spec["entrypoint"].rsplit(":", 1)[1].removesuffix("_flow")
+        ups = ", ".join(f"{t['match']['tokenmill.stage']} completed" for t in spec.get("triggers", []))
+        cron = ", ".join(f"{s['cron']} {s['timezone']}" for s in spec.get("schedules", []))
+        table.add_row(f"{flow_name}/{spec['name']}", cron, ups)
+    Console().print(table)
+    Console().print(f"Data root: {data_dir.resolve()}. Next: `tokenmill worker`, then `tokenmill trigger STAGE --set key=value`.")
+
+
+@app.command()
+def worker(
+    run_once: Annotated[bool, typer.Option("--run-once", help="Run what is due now, then exit")] = False,
+    limit: Annotated[int | None, typer.Option(help="Most flow runs at once")] = None,
+) -> None:
+    """Start a Prefect worker on the `process` pool; it runs the deployments' flow runs."""
+    import os
+
+    from flows import ops
+
+    env = ops.client_env()
+    err.print(f"worker on pool {ops.WORK_POOL!r} for {env['PREFECT_API_URL']}", highlight=False)
+    os.chdir(ops.REPO)
+    cmd = ops.worker_command(run_once=run_once, limit=limit)
+    os.execve(cmd[0], cmd, env)
+
+
+@app.command()
+def trigger(
+    stage: Annotated[str, typer.Argument(help="Stage name, or end_to_end")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value in the stage's config (JSON values parsed)")] = None,
+    input_: Annotated[list[str] | None, typer.Option("--input", help="upstream=path-or-fingerprint (default: latest)")] = None,
+    stages: Annotated[list[str] | None, typer.Option("--stage", help="end_to_end only: stages to run")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Default: the deployment's data root")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the run to finish (0: return at once)")] = 0,
+) -> None:
+    """Run one stage's deployment with parameters (like `prefect deployment run STAGE/tokenmill`)."""
+    from prefect.exceptions import ObjectNotFound
+
+    from flows import ops
+
+    try:
+        inputs = {}
+        for item in input_ or []:
+            up, sep, ref = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--input {item!r}: expected upstream=path-or-fingerprint")
+            inputs[up] = ref
+        params = ops.trigger_parameters(stage, set_ or [], inputs, str(data_dir) if data_dir else None, stages)
+    except ConfigError as e:
+        _fail(2, str(e))
+    try:
+        run_ = ops.trigger(stage, params, wait=wait)
+    except ObjectNotFound:
+        _fail(2, f"no deployment {ops.full_name(stage)!r}; run `tokenmill deploy` first")
+    state = run_.state.name if run_.state else "Scheduled"
+    Console().print(f"{run_.name} ({run_.id}): {state}\n{ops.ui_url(run_.id)}", highlight=False)
+    if run_.state and run_.state.is_final() and not run_.state.is_completed():
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ from pipeline.stage import StageResult, run_stage
 from pipeline.stages import BY_NAME, ORDER, upstream
 
 from .artifacts import publish_stage_artifacts
+from .ops import record_failure
+from .engines import task_runner
 from .runtime import ProgressReporter, prefect_mapper
 
 COMPLETED_EVENT = "tokenmill.stage.completed"
@@ -86,7 +88,7 @@ def run_stage_flow(stage_name: str, config: Any, data_dir: str, inputs: dict[str
     return summary
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", log_prints=True, on_failure=[record_failure])
 def ingest_flow(config: IngestConfig = IngestConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
     """Read the configured sources into canonical documents (incremental by content hash)."""
     return run_stage_flow("ingest", config, data_dir, inputs)
@@ -95,7 +97,7 @@ def ingest_flow(config: IngestConfig = IngestConfig(), data_dir: str = "data", i
 STAGE_FLOWS = {"ingest": ingest_flow}
 
 
-@flow(name="end_to_end", log_prints=True)
+@flow(name="end_to_end", log_prints=True, on_failure=[record_failure])
 def end_to_end(config: PipelineConfig = PipelineConfig(), data_dir: str = "data", stages: list[str] | None = None) -> list[dict]:
     """Run the named stages (default: all) and everything they depend on, in pipeline order."""
     root = Path(data_dir).resolve()
@@ -110,7 +112,8 @@ def end_to_end(config: PipelineConfig = PipelineConfig(), data_dir: str = "data"
     try:
         for name in todo:
             inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
-            summaries[name] = STAGE_FLOWS[name](config=getattr(config, name), data_dir=str(root), inputs=inputs)
+            stage_flow = STAGE_FLOWS[name].with_options(task_runner=task_runner(config.engine))
+            summaries[name] = stage_flow(config=getattr(config, name), data_dir=str(root), inputs=inputs)
     except Exception as e:
         catalog.finish_run(root, run_id, "failed", str(e))
         raise

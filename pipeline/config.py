@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,9 +18,20 @@ from .errors import ConfigError
 from .ingest.config import IngestConfig
 
 
+class EngineConfig(BaseModel):
+    """Where the units of work run. The same flows, a bigger engine: no home-made cluster code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runner: Literal["threads", "dask", "ray"] = Field("threads", description="Prefect task runner")
+    workers: int = Field(2, ge=1, description="Threads, or Dask LocalCluster worker processes")
+    address: str | None = Field(None, description="Existing Dask scheduler or Ray cluster address")
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
 
 
