@@ -8,6 +8,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.stage import StageResult
+from pipeline.stages import BY_NAME
 
 
 def _key(stage: str, what: str) -> str:
@@ -52,7 +53,7 @@ def stage_markdown(result: StageResult) -> str:
     totals: dict[str, Any] = m.get("totals", {})
     if totals:
         lines += ["| total | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in totals.items()]
-    markdown = m.get("stats", {}).get("markdown")
+    markdown = BY_NAME[result.stage].summary_markdown(m)
     if markdown:
         lines += ["", markdown]
     return "\n".join(lines)

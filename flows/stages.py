@@ -20,6 +20,7 @@ from pipeline import catalog, observe
 from pipeline.config import PipelineConfig
 from pipeline.dataset import Dataset, is_published, version_dir
 from pipeline.errors import ConfigError, DataError
+from pipeline.dedup.config import DedupConfig
 from pipeline.ingest.config import IngestConfig
 from pipeline.stage import StageResult, run_stage
 from pipeline.stages import BY_NAME, ORDER, upstream
@@ -94,7 +95,13 @@ def ingest_flow(config: IngestConfig = IngestConfig(), data_dir: str = "data", i
     return run_stage_flow("ingest", config, data_dir, inputs)
 
 
-STAGE_FLOWS = {"ingest": ingest_flow}
+@flow(name="dedup", log_prints=True, on_failure=[record_failure])
+def dedup_flow(config: DedupConfig = DedupConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Remove exact and near duplicates (MinHash LSH) against everything accepted before."""
+    return run_stage_flow("dedup", config, data_dir, inputs)
+
+
+STAGE_FLOWS = {"ingest": ingest_flow, "dedup": dedup_flow}
 
 
 @flow(name="end_to_end", log_prints=True, on_failure=[record_failure])

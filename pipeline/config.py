@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .dedup.config import DedupConfig
 from .ingest.config import IngestConfig
 
 
@@ -33,6 +34,7 @@ class PipelineConfig(BaseModel):
 
     engine: EngineConfig = Field(default_factory=EngineConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
 
 
 def parse_value(text: str) -> Any:

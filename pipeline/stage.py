@@ -181,6 +181,10 @@ class Stage:
         """
         return {"counts": sum_counts(results), "stats": {}}
 
+    def summary_markdown(self, manifest: dict[str, Any]) -> str | None:
+        """A stage-specific markdown report from its manifest (published as a Prefect artifact)."""
+        return None
+
     def validate(self, ctx: StageContext, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Check the staged output before it is published; raise ValidationFailed to refuse."""
         from .validation import validate_stage_output

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from .dedup.stage import DedupStage
 from .ingest.stage import IngestStage
 from .stage import Stage
 
 # Pipeline order. Each stage's `inputs` names the stages it reads.
-STAGES: list[Stage] = [IngestStage()]
+STAGES: list[Stage] = [IngestStage(), DedupStage()]
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 ORDER: list[str] = [s.name for s in STAGES]
 

@@ -85,3 +85,14 @@ def test_yaml_config_file_is_the_same_model(prefect_server, tmp_path, raw):
     r = tm("run", "ingest", "--json", "--config", cfg, "--data-dir", tmp_path / "d")
     (s,) = json_lines(r)
     assert s["rejected_by_reason"] == {"ingest.too_long": 1}
+
+
+def test_changing_one_stage_reruns_it_and_downstream_only(tmp_path, raw):
+    data = tmp_path / "data"
+    src = f'ingest.sources=[{{"path": "{raw}"}}]'
+    first = json_lines(tm("run", "dedup", "--json", "--data-dir", data, "--set", src))
+    assert [s["stage"] for s in first] == ["dedup"] and first[0]["cached"] is False
+    again = tm("run", "ingest", "dedup", "--json", "--data-dir", data, "--set", src, "--set", "dedup.threshold=0.7")
+    by = {s["stage"]: s for s in json_lines(again)}
+    assert by["ingest"]["cached"] is True
+    assert by["dedup"]["cached"] is False and by["dedup"]["fingerprint"] != first[0]["fingerprint"]

@@ -35,21 +35,30 @@ class DedupConfig(BaseModel):
     exact: bool = Field(True, description="Remove documents whose normalized text equals an earlier one's")
     near: bool = Field(True, description="Remove near-duplicates found by MinHash LSH")
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
-    shingle: Literal["word", "char"] = Field("word", description="Shingles are n-grams of words or of characters")
+    shingle: Literal["word", "char"] = Field(
+        "word", description="Shingles are n-grams of words or of characters"
+    )
     ngram: int = Field(5, ge=1, description="Shingle length in words or characters")
     num_perm: int = Field(112, ge=2, le=1024, description="MinHash permutations (signature length)")
-    bands: int | None = Field(14, ge=1, description="LSH bands; with rows None both are chosen from threshold")
+    bands: int | None = Field(
+        14, ge=1, description="LSH bands; with rows None both are chosen from threshold"
+    )
     rows: int | None = Field(8, ge=1, description="Signature rows per LSH band")
     threshold: float = Field(
-        0.8, gt=0, le=1, description="Jaccard similarity that makes a near-duplicate (verification, band choice)"
+        0.8,
+        gt=0,
+        le=1,
+        description="Jaccard similarity that makes a near-duplicate (verification, band choice)",
     )
     verify: Literal["none", "signature", "exact"] = Field(
-        "signature",
+        "exact",
         description="Check candidate pairs: none (every LSH collision links), signature (estimated Jaccard "
         ">= threshold) or exact (shingle-set Jaccard >= threshold, reads both texts)",
     )
     seed: int = Field(1, description="Seed of the MinHash permutations")
-    partitions: int = Field(1, ge=1, description="Hash partitions per band (units of the bucket phase)")
+    partitions: int = Field(
+        1, ge=1, description="Hash partitions of the exact and bucket phases (their units)"
+    )
     spans: SpanConfig = Field(default_factory=SpanConfig)
     duckdb_threads: int = Field(0, ge=0, description="Threads per DuckDB query; 0 = DuckDB's default")
     duckdb_memory_limit: str = Field("2GB", description="DuckDB spills to disk beyond this")

@@ -35,6 +35,27 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+_POWERS: list[np.ndarray] = [np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64)]
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """BASE**i and BASE**-i modulo 2**64 for i < n (cached per process, grown by doubling)."""
+    if _POWERS[0].size < n:
+        size = max(n, 2 * _POWERS[0].size)
+        for k, base in enumerate((_BASE, _BASE_INV)):
+            _POWERS[k] = np.concatenate(([_U64(1)], np.cumprod(np.full(size - 1, base, dtype=np.uint64))))
+    return _POWERS[0][:n], _POWERS[1][:n]
+
+
+def range_hash(col: Collapsed, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each byte range [start, stop) of the buffer, independent of its position."""
+    n = col.buf.size
+    pw, ipw = _powers(n + 1)
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    np.cumsum(col.buf.astype(np.uint64) * pw[:n], out=prefix[1:])
+    return mix64((prefix[stops] - prefix[starts]) * ipw[starts])
+
+
 @dataclass
 class Shingles:
     hashes: np.ndarray  # uint64, grouped by document, documents in order
@@ -54,25 +75,8 @@ class MinHasher:
         self.b = rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
         # Positional weights for combining the n token hashes of a word shingle.
         self.pos = mix64(rng.integers(0, 2**63, ngram, dtype=np.uint64) * _U64(2) + _U64(1)) | _U64(1)
-        self._pow = np.ones(1, dtype=np.uint64)
-        self._ipow = np.ones(1, dtype=np.uint64)
 
     # -- tokens and shingles ----------------------------------------------------------------------
-    def _powers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._pow.size < n:
-            size = max(n, 2 * self._pow.size)
-            self._pow = np.concatenate(([_U64(1)], np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64))))
-            self._ipow = np.concatenate(([_U64(1)], np.cumprod(np.full(size - 1, _BASE_INV, dtype=np.uint64))))
-        return self._pow[:n], self._ipow[:n]
-
-    def _range_hash(self, col: Collapsed, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-        """Hash of each byte range [start, stop) of the buffer, independent of its position."""
-        n = col.buf.size
-        pw, ipw = self._powers(n + 1)
-        prefix = np.zeros(n + 1, dtype=np.uint64)
-        np.cumsum(col.buf.astype(np.uint64) * pw[:n], out=prefix[1:])
-        return mix64((prefix[stops] - prefix[starts]) * ipw[starts])
-
     def shingles(self, col: Collapsed) -> Shingles:
         buf, offs = col.buf, col.offsets
         n_docs = len(col)
@@ -86,32 +90,24 @@ class MinHasher:
             prev_space = np.ones(buf.size, dtype=bool)
             prev_space[1:] = ~solid[:-1]
             starts = np.flatnonzero(solid & (prev_space | first))
-            # Collapsed text: a word ends at the next space or at its document's end.
-            ends = np.flatnonzero(~solid)
-            stops = np.minimum(ends[np.searchsorted(ends, starts)] if ends.size else buf.size, offs[doc_of_byte[starts] + 1]) \
-                if ends.size else offs[doc_of_byte[starts] + 1]
-            token = self._range_hash(col, starts, stops)
             tdoc = doc_of_byte[starts]
-            return self._combine(token, tdoc, n_docs)
-        # Characters: UTF-8 lead bytes; a shingle spans n characters of one document.
+            # Collapsed text: a word ends at the next space or at its document's end.
+            spaces = np.append(np.flatnonzero(~solid), buf.size)
+            stops = np.minimum(spaces[np.searchsorted(spaces, starts)], offs[tdoc + 1])
+            return self._combine(range_hash(col, starts, stops), tdoc, n_docs)
+        # Characters are UTF-8 lead bytes; a shingle spans n characters of one document, and a
+        # document shorter than that is one shingle.
         lead = np.flatnonzero((buf & 0xC0) != 0x80)
         tdoc = doc_of_byte[lead]
         n = self.ngram
         count = np.bincount(tdoc, minlength=n_docs)
-        if lead.size >= n:
-            ok = tdoc[: lead.size - n + 1] == np.append(tdoc[n:], -1)[: lead.size - n + 1] if False else None
-        # index of the character n positions later, or the document's end
+        end = np.cumsum(count)[tdoc]  # one past the last character of each character's document
         idx = np.arange(lead.size)
-        end_idx = idx + n
-        doc_end_char = np.cumsum(count)[tdoc]  # index one past the document's last character
-        full = end_idx <= doc_end_char
-        starts_ok = full | ((count[tdoc] < n) & (idx == doc_end_char - count[tdoc]))
-        sel = np.flatnonzero(starts_ok)
-        starts = lead[sel]
+        sel = np.flatnonzero((idx + n <= end) | ((count[tdoc] < n) & (idx == end - count[tdoc])))
         lead_ext = np.append(lead, buf.size)
-        stops = np.where(full[sel], lead_ext[np.minimum(end_idx[sel], lead.size)], offs[tdoc[sel] + 1])
-        stops = np.minimum(stops, offs[tdoc[sel] + 1])
-        return Shingles(self._range_hash(col, starts, stops), tdoc[sel], n_docs)
+        inside = idx[sel] + n < end[sel]
+        stops = np.where(inside, lead_ext[np.minimum(idx[sel] + n, lead.size)], offs[tdoc[sel] + 1])
+        return Shingles(range_hash(col, lead[sel], stops), tdoc[sel].astype(np.int64), n_docs)
 
     def _combine(self, token: np.ndarray, tdoc: np.ndarray, n_docs: int) -> Shingles:
         """Word n-grams from token hashes; a document shorter than n words is one shingle."""
@@ -157,7 +153,6 @@ class MinHasher:
             d = sh.doc[c0 : c0 + xc.size]
             seg = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
             rows = d[seg]
-            np.minimum(sig[rows], np.minimum.reduceat(out, seg, axis=0), out=sig[rows]) if False else None
             sig[rows] = np.minimum(sig[rows], np.minimum.reduceat(out, seg, axis=0))
         return sig
 

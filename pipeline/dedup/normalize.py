@@ -17,21 +17,31 @@ import pyarrow.compute as pc
 from .config import NormalizeConfig
 
 SPACE = 0x20
-_IS_SPACE = np.zeros(256, dtype=bool)
-_IS_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = True
+# Byte classes for collapsing: ASCII whitespace always separates words; ASCII punctuation and
+# symbols too when punctuation is folded (done here in numpy, far cheaper than a regex).
+_SEPARATORS = np.zeros(256, dtype=bool)
+_SEPARATORS[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = True
+_SEPARATORS_PUNCT = _SEPARATORS.copy()
+_SEPARATORS_PUNCT[[ord(c) for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"]] = True
+# Non-ASCII punctuation, symbols and spaces (RE2 has no class subtraction, hence the negations).
+_NON_ASCII_PUNCT = r"[^\x00-\x7f\P{P}]|[^\x00-\x7f\P{S}]|[^\x00-\x7f\P{Z}]"
+_NON_ASCII_SPACE = r"[^\x00-\x7f\P{Z}]"
 
 
 def fold(texts: pa.Array, cfg: NormalizeConfig) -> pa.Array:
-    """Case, Unicode form, digits and punctuation folded; Unicode spaces become ASCII spaces."""
-    texts = texts.cast(pa.large_string()) if texts.type != pa.large_string() else texts
+    """Case, Unicode form and digits folded; non-ASCII punctuation and spaces become spaces.
+
+    ASCII punctuation is folded later, in :func:`collapse`.
+    """
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
     if cfg.nfkc:
         texts = pc.utf8_normalize(texts, "NFKC")
     if cfg.lowercase:
         texts = pc.utf8_lower(texts)
     if cfg.digits:
         texts = pc.replace_substring_regex(texts, r"\p{Nd}", "0")
-    spaces = r"[\p{P}\p{S}\p{Z}]" if cfg.punctuation else r"\p{Z}"
-    return pc.replace_substring_regex(texts, spaces, " ")
+    return pc.replace_substring_regex(texts, _NON_ASCII_PUNCT if cfg.punctuation else _NON_ASCII_SPACE, " ")
 
 
 @dataclass
@@ -48,29 +58,35 @@ class Collapsed:
         return self.buf[self.offsets[i] : self.offsets[i + 1]].tobytes()
 
 
-def collapse(folded: pa.Array) -> Collapsed:
-    """Collapse every whitespace run to one space and trim each document, in numpy."""
+def collapse(folded: pa.Array, punctuation: bool = True) -> Collapsed:
+    """Every run of separators becomes one space, and each document is trimmed, in numpy."""
     folded = folded.fill_null("")
     n_docs = len(folded)
     offs = np.frombuffer(folded.buffers()[1], dtype=np.int64)[folded.offset : folded.offset + n_docs + 1]
     raw = np.frombuffer(folded.buffers()[2], dtype=np.uint8)[offs[0] : offs[-1]]
     offs = offs - offs[0]
-    if raw.size == 0:
-        return Collapsed(raw.copy(), offs.astype(np.int64))
-    lengths = np.diff(offs)
-    doc = np.repeat(np.arange(n_docs), lengths)
-    space = _IS_SPACE[raw]
-    solid = ~space
-    # A space survives when it ends its run, a solid byte follows in the same document, and a
-    # solid byte precedes the run in the same document (so no leading or trailing space).
-    solid_before = np.cumsum(solid) - solid  # solid bytes strictly before each position
-    doc_start_solid = solid_before[offs[:-1].clip(max=raw.size - 1)]
-    has_solid_before = (solid_before - doc_start_solid[doc]) > 0
-    next_solid = np.zeros(raw.size, dtype=bool)
-    next_solid[:-1] = solid[1:] & (doc[1:] == doc[:-1])
-    keep = solid | (space & next_solid & has_solid_before)
-    out = np.where(space, np.uint8(SPACE), raw)[keep]
-    kept_per_doc = np.bincount(doc[keep], minlength=n_docs)
-    new_offs = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(kept_per_doc, out=new_offs[1:])
-    return Collapsed(out, new_offs)
+    n = raw.size
+    sep = (_SEPARATORS_PUNCT if punctuation else _SEPARATORS)[raw]
+    solid = ~sep
+    # Candidates: the last separator of a run that a solid byte of the same document follows.
+    follows = np.zeros(n, dtype=bool)
+    follows[:-1] = solid[1:]
+    follows[offs[1:][offs[1:] > 0] - 1] = False
+    cand = np.flatnonzero(sep & follows)
+    solid_before = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(solid, out=solid_before[1:])
+    # ... kept only when a solid byte precedes it in its document (no leading space).
+    doc = np.searchsorted(offs, cand, side="right") - 1
+    cand = cand[solid_before[cand] > solid_before[offs[doc]]]
+    keep = solid.copy()
+    keep[cand] = True
+    out = raw[keep]
+    before = solid_before[:-1][cand] + np.arange(cand.size)  # output position of each kept space
+    out[before] = SPACE
+    new_offs = solid_before[offs] + np.searchsorted(cand, offs)
+    return Collapsed(out, new_offs.astype(np.int64))
+
+
+def fold_collapse(texts: pa.Array, cfg: NormalizeConfig) -> Collapsed:
+    """The comparison form of each text: folded, then collapsed."""
+    return collapse(fold(texts, cfg), cfg.punctuation)

@@ -1,0 +1,161 @@
+"""Where the dedup stage keeps its working files, and how documents are addressed across versions.
+
+Every document has an ``ord``: ``generation << 52 | input shard << 32 | row``. Generation g is
+the g-th dedup version of the series (the oldest is 0; the run in progress is the newest), so
+ordering by ord puts documents an earlier version accepted before new ones, and new ones in
+input order. Each published version keeps an ``index`` view (the signature rows of the
+documents it kept, with ords local to that version) that later versions search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..dataset import Dataset
+from ..errors import ConfigError
+from ..stage import StageContext
+
+GEN_SHIFT, SHARD_SHIFT = 52, 32
+LOCAL_MASK = (1 << GEN_SHIFT) - 1
+ROW_MASK = (1 << SHARD_SHIFT) - 1
+MAX_GENERATIONS = 1 << (63 - GEN_SHIFT)
+INDEX_VIEW = "index"
+WORK = "work"
+
+
+def make_ord(gen: int, shard: int, row: np.ndarray | int) -> np.ndarray | int:
+    return (gen << GEN_SHIFT) | (shard << SHARD_SHIFT) | row
+
+
+def split_ord(ord_: int) -> tuple[int, int, int]:
+    return ord_ >> GEN_SHIFT, (ord_ & LOCAL_MASK) >> SHARD_SHIFT, ord_ & ROW_MASK
+
+
+def signature_schema(bands: int, num_perm: int) -> pa.Schema:
+    """The signature rows: in working files (global ords) and in the index view (local ords)."""
+    return pa.schema(
+        [
+            pa.field("ord", pa.int64(), nullable=False),
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("h1", pa.uint64(), nullable=False),  # 128-bit hash of the folded text
+            pa.field("h2", pa.uint64(), nullable=False),
+            *[pa.field(band_column(b), pa.uint64()) for b in range(bands)],  # null: no shingles
+            pa.field("signature", pa.list_(pa.uint32(), num_perm), nullable=False),  # all ones: no shingles
+        ]
+    )
+
+
+def band_column(b: int) -> str:
+    return f"b{b:03d}"
+
+
+class Workspace:
+    """Paths and lookups of one dedup run; cheap to build inside any unit of work."""
+
+    def __init__(self, ctx: StageContext):
+        self.ctx = ctx
+        self.dir = ctx.staging_dir / WORK
+        parent = ctx.parent_dataset()
+        self.chain: list[Dataset] = parent.chain() if parent else []
+        self.gen = len(self.chain)
+        if self.gen >= MAX_GENERATIONS:
+            raise ConfigError(
+                f"dedup series has {self.gen} versions; at most {MAX_GENERATIONS - 1} are supported"
+            )
+        self.new_base = self.gen << GEN_SHIFT
+        self.input = ctx.input()
+
+    # -- files ---------------------------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def sig_path(self, shard: int) -> Path:
+        return self.path("sigs", f"sig-{shard:05d}.parquet")
+
+    def lines_path(self, shard: int) -> Path:
+        return self.path("lines", f"lines-{shard:05d}.parquet")
+
+    def files(self, folder: str) -> list[str]:
+        return sorted(str(p) for p in (self.dir / folder).glob("*.parquet"))
+
+    def input_for(self, gen: int) -> Dataset:
+        """The ingest version whose shards generation `gen`'s ords point into."""
+        if gen == self.gen:
+            return self.input
+        d = self.chain[gen]
+        return Dataset(d.root / d.manifest["inputs"][0]["path"])
+
+    def signature_file(self, gen: int, shard: int) -> Path | None:
+        if gen == self.gen:
+            return self.sig_path(shard)
+        p = self.chain[gen].view_path(INDEX_VIEW) / f"part-{shard:05d}-0000.parquet"
+        return p if p.exists() else None
+
+    # -- DuckDB --------------------------------------------------------------------------------
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A connection with views ``cur`` (this run's signatures), ``par`` (what earlier
+        versions kept, ords made global) and ``allsigs`` (both)."""
+        cfg = self.ctx.config
+        con = duckdb.connect()
+        tmp = self.dir / "duckdb-tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = '{tmp}'")
+        con.execute(f"SET memory_limit = '{cfg.duckdb_memory_limit}'")
+        con.execute("SET preserve_insertion_order = false")
+        if cfg.duckdb_threads:
+            con.execute(f"SET threads = {cfg.duckdb_threads}")
+        con.execute(f"CREATE VIEW cur AS SELECT * FROM read_parquet({self.files('sigs')!r})")
+        parts = []
+        for g, d in enumerate(self.chain):
+            files = [str(p) for p in d.shard_paths(INDEX_VIEW)]
+            parts.append(
+                f"SELECT * REPLACE (ord | ({g}::BIGINT << {GEN_SHIFT}) AS ord) FROM read_parquet({files!r})"
+            )
+        con.execute(f"CREATE VIEW allsigs AS {' UNION ALL '.join(['SELECT * FROM cur', *parts])}")
+        return con
+
+    def view(self, con: duckdb.DuckDBPyConnection, name: str, folder: str, empty: str) -> None:
+        """A view over a working folder's files, or an empty relation of the given columns."""
+        files = self.files(folder)
+        src = f"read_parquet({files!r})" if files else f"(SELECT {empty} LIMIT 0)"
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {src}")
+
+    # -- lookups by ord ------------------------------------------------------------------------
+    def _by_file(self, ords: np.ndarray) -> Iterable[tuple[int, int, np.ndarray]]:
+        keys = ords >> SHARD_SHIFT  # generation and shard together
+        for key in np.unique(keys):
+            yield (
+                int(key) >> (GEN_SHIFT - SHARD_SHIFT),
+                int(key) & ((1 << (GEN_SHIFT - SHARD_SHIFT)) - 1),
+                np.flatnonzero(keys == key),
+            )
+
+    def signatures(self, ords: np.ndarray) -> np.ndarray:
+        """Signature rows of the given documents (any generation), in the order asked."""
+        out = np.zeros((len(ords), self.ctx.config.num_perm), dtype=np.uint32)
+        for gen, shard, pos in self._by_file(ords):
+            path = self.signature_file(gen, shard)
+            t = pq.read_table(path, columns=["ord", "signature"])
+            have = t.column("ord").to_numpy() & LOCAL_MASK
+            at = np.searchsorted(have, ords[pos] & LOCAL_MASK)
+            sig = t.column("signature").combine_chunks()
+            out[pos] = sig.values.to_numpy().reshape(len(t), -1)[at]
+        return out
+
+    def texts(self, ords: np.ndarray) -> list[str]:
+        """Original texts of the given documents (any generation), in the order asked."""
+        out: list[str] = [""] * len(ords)
+        for gen, shard, pos in self._by_file(ords):
+            path = self.input_for(gen).shard_paths()[shard]
+            col = pq.read_table(path, columns=["text"]).column("text")
+            for p, t in zip(pos, col.take(pa.array(ords[pos] & ROW_MASK)).to_pylist(), strict=True):
+                out[p] = t
+        return out
