@@ -251,7 +251,7 @@ def deploy(data_dir: Path, url: str | None = None, prefect_file: Path = PREFECT_
     env = client_env(url)
     env[DATA_DIR_ENV] = str(Path(data_dir).resolve())
     cmd = [*prefect_cli(), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
 
 
 def worker_command(pool: str = WORK_POOL, run_once: bool = False, limit: int | None = None) -> list[str]:
@@ -308,7 +308,7 @@ def trigger(target: str, parameters: dict[str, Any], url: str | None = None, wai
 
 def ui_url(flow_run_id: Any, url: str | None = None) -> str:
     base = (url or api_url()).rstrip("/")
-    base = base[: -len("/api")] if base.endswith("/api") else base
+    base = base.removesuffix("/api")
     return f"{base}/runs/flow-run/{flow_run_id}"
 
 
@@ -333,9 +333,11 @@ def failure_markdown(flow_name: str, flow_run: Any, state: Any) -> str:
         (state.message or "no message").strip(),
         "```",
         "",
-        "Nothing was published: a stage publishes its dataset atomically or not at all. "
-        "Data errors (bad input, failed validation) were not retried; I/O errors were retried "
-        "with exponential backoff before failing. Fix the cause and re-run the same deployment.",
+        (
+            "Nothing was published: a stage publishes its dataset atomically or not at all. "
+            "Data errors (bad input, failed validation) were not retried; I/O errors were retried "
+            "with exponential backoff before failing. Fix the cause and re-run the same deployment."
+        ),
         "",
     ]
     return "\n".join(lines)

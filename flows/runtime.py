@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,7 +68,8 @@ class ProgressReporter:
             key = str(data.get("stage", "stage"))
             pct = 100.0 * float(data.get("done", 0)) / float(data["total"])
             if key not in self.artifacts:
-                self.artifacts[key] = create_progress_artifact(pct, key=f"{key}-progress", description=f"{key} progress")
+                slug = re.sub(r"[^a-z0-9-]+", "-", key.lower())  # artifact keys: lowercase, digits, dashes
+                self.artifacts[key] = create_progress_artifact(pct, key=f"{slug}-progress", description=f"{key} progress")
             else:
                 update_progress_artifact(self.artifacts[key], pct)
         elif event == "metrics":
