@@ -53,7 +53,7 @@ def stage_markdown(result: StageResult) -> str:
     totals: dict[str, Any] = m.get("totals", {})
     if totals:
         lines += ["| total | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in totals.items()]
-    markdown = BY_NAME[result.stage].summary_markdown(m)
+    markdown = BY_NAME[result.stage].summary_markdown(result.dataset)
     if markdown:
         lines += ["", markdown]
     return "\n".join(lines)

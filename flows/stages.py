@@ -21,6 +21,7 @@ from pipeline.config import PipelineConfig
 from pipeline.dataset import Dataset, is_published, version_dir
 from pipeline.errors import ConfigError, DataError
 from pipeline.dedup.config import DedupConfig
+from pipeline.filter.config import AnnotateConfig, FilterConfig
 from pipeline.ingest.config import IngestConfig
 from pipeline.stage import StageResult, run_stage
 from pipeline.stages import BY_NAME, ORDER, upstream
@@ -101,7 +102,19 @@ def dedup_flow(config: DedupConfig = DedupConfig(), data_dir: str = "data", inpu
     return run_stage_flow("dedup", config, data_dir, inputs)
 
 
-STAGE_FLOWS = {"ingest": ingest_flow, "dedup": dedup_flow}
+@flow(name="annotate", log_prints=True, on_failure=[record_failure])
+def annotate_flow(config: AnnotateConfig = AnnotateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Compute every quality, language, toxicity, PII, bias and domain signal once, as columns."""
+    return run_stage_flow("annotate", config, data_dir, inputs)
+
+
+@flow(name="filter", log_prints=True, on_failure=[record_failure])
+def filter_flow(config: FilterConfig = FilterConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Apply thresholds to the stored signals; rejects keep rule, value and threshold."""
+    return run_stage_flow("filter", config, data_dir, inputs)
+
+
+STAGE_FLOWS = {"ingest": ingest_flow, "dedup": dedup_flow, "annotate": annotate_flow, "filter": filter_flow}
 
 
 @flow(name="end_to_end", log_prints=True, on_failure=[record_failure])

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 from .dedup.config import DedupConfig
+from .filter.config import AnnotateConfig, FilterConfig
 from .ingest.config import IngestConfig
 
 
@@ -35,6 +36,8 @@ class PipelineConfig(BaseModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
 
 
 def parse_value(text: str) -> Any:

@@ -181,8 +181,8 @@ class Stage:
         """
         return {"counts": sum_counts(results), "stats": {}}
 
-    def summary_markdown(self, manifest: dict[str, Any]) -> str | None:
-        """A stage-specific markdown report from its manifest (published as a Prefect artifact)."""
+    def summary_markdown(self, dataset: Dataset) -> str | None:
+        """A stage-specific markdown report of a published version (a Prefect artifact)."""
         return None
 
     def validate(self, ctx: StageContext, manifest: dict[str, Any]) -> dict[str, Any] | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .dedup.stage import DedupStage
+from .filter.annotate import AnnotateStage
+from .filter.select import FilterStage
 from .ingest.stage import IngestStage
 from .stage import Stage
 
 # Pipeline order. Each stage's `inputs` names the stages it reads.
-STAGES: list[Stage] = [IngestStage(), DedupStage()]
+STAGES: list[Stage] = [IngestStage(), DedupStage(), AnnotateStage(), FilterStage()]
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 ORDER: list[str] = [s.name for s in STAGES]
 

@@ -57,8 +57,8 @@ class DedupStage(Stage):
     config_model = DedupConfig
     version = "1"
 
-    def summary_markdown(self, manifest: dict[str, Any]) -> str | None:
-        return summary_markdown(manifest.get("stats", {}))
+    def summary_markdown(self, dataset) -> str | None:
+        return summary_markdown(dataset.manifest.get("stats", {}))
 
     def phases(self) -> list[Phase]:
         return [

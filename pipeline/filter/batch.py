@@ -1,0 +1,174 @@
+"""A batch of documents split once into words, lines and paragraphs, shared by all signals.
+
+Every signal is computed for a whole batch at a time with Arrow compute kernels and numpy over
+flat arrays of pieces (one row per word, line or paragraph, with the index of its document), so
+the cost per word is in C, not in a Python loop. Per-document results come back with
+:func:`per_doc`, a weighted ``bincount`` over the pieces' document indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .text import word_lists
+
+# RE2 for "a character str.isspace() rejects": RE2's \s alone is ASCII-only.
+NOT_SPACE = r"[^\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]"
+
+
+@dataclass
+class Pieces:
+    """Pieces of every document in a batch, flat, with the document index of each."""
+
+    values: pa.Array  # string pieces
+    doc: np.ndarray  # int64 document index of each piece
+    n_docs: int
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return pc.utf8_length(self.values).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        """A dense id per distinct piece string (equal strings share an id)."""
+        return pc.dictionary_encode(self.values).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    @property
+    def count(self) -> np.ndarray:
+        return per_doc(self.doc, None, self.n_docs)
+
+    def where(self, mask: np.ndarray) -> Pieces:
+        return Pieces(self.values.filter(pa.array(mask)), self.doc[mask], self.n_docs)
+
+    def matches(self, re2_pattern: str, ignore_case: bool = False) -> np.ndarray:
+        return pc.match_substring_regex(self.values, re2_pattern, ignore_case=ignore_case).to_numpy(
+            zero_copy_only=False
+        )
+
+    def repeated(self) -> np.ndarray:
+        """True for each piece equal to an earlier piece of the same document."""
+        if len(self.doc) == 0:
+            return np.zeros(0, dtype=bool)
+        key = self.doc * (int(self.ids.max()) + 1) + self.ids
+        _, first = np.unique(key, return_index=True)
+        out = np.ones(len(key), dtype=bool)
+        out[first] = False
+        return out
+
+
+def per_doc(doc: np.ndarray, weights: np.ndarray | None, n_docs: int) -> np.ndarray:
+    """Sum ``weights`` (or count pieces) per document."""
+    return np.bincount(doc, weights=weights, minlength=n_docs)
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den as float, NaN where den is 0 (the signal is undefined, stored as null)."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def _split(texts: pa.Array, pattern: str, regex: bool) -> Pieces:
+    lists = pc.split_pattern_regex(texts, pattern) if regex else pc.split_pattern(texts, pattern)
+    return Pieces(
+        pc.list_flatten(lists),
+        pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64),
+        len(texts),
+    )
+
+
+class TextBatch:
+    """Documents of one batch and their lazily computed splits."""
+
+    def __init__(self, texts: pa.Array | list[str]):
+        if not isinstance(texts, pa.Array | pa.ChunkedArray):
+            texts = pa.array(texts, pa.large_string())
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        self.texts = texts.cast(pa.large_string())
+        self.n = len(self.texts)
+
+    @cached_property
+    def pylist(self) -> list[str]:
+        return self.texts.to_pylist()
+
+    @cached_property
+    def chars(self) -> np.ndarray:
+        return pc.utf8_length(self.texts).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def count(self, substring: str) -> np.ndarray:
+        return pc.count_substring(self.texts, substring).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    @cached_property
+    def words(self) -> Pieces:
+        """Tokens of :func:`pipeline.filter.text.word_lists`, the unit of every word count."""
+        tokens, counts = word_lists(self.texts)
+        return Pieces(tokens, np.repeat(np.arange(self.n, dtype=np.int64), counts), self.n)
+
+    @cached_property
+    def lower_words(self) -> pa.Array:
+        return pc.utf8_lower(self.words.values)
+
+    @cached_property
+    def word_offsets(self) -> np.ndarray:
+        """Start of each document's words in the flat word arrays (n + 1 entries)."""
+        return np.concatenate([[0], np.cumsum(self.words.count)]).astype(np.int64)
+
+    @cached_property
+    def lines(self) -> Pieces:
+        """``text.split("\\n")``: every line, empty ones included."""
+        return _split(self.texts, "\n", regex=False)
+
+    @cached_property
+    def text_lines(self) -> Pieces:
+        """``str.splitlines()``: as :attr:`lines`, without the empty piece after a final newline."""
+        lines = self.lines
+        last = np.ones(len(lines.doc), dtype=bool)
+        last[:-1] = lines.doc[1:] != lines.doc[:-1]
+        drop = last & (lines.lengths == 0)
+        return lines.where(~drop)
+
+    @cached_property
+    def nonempty_lines(self) -> Pieces:
+        """Lines holding more than whitespace."""
+        lines = self.lines
+        return lines.where(lines.matches(NOT_SPACE))
+
+    @cached_property
+    def line_runs(self) -> Pieces:
+        """Pieces between runs of newlines (Gopher's line unit)."""
+        return _split(self.texts, r"\n+", regex=True)
+
+    @cached_property
+    def paragraphs(self) -> Pieces:
+        """Pieces of the stripped text between blank lines (Gopher's paragraph unit)."""
+        return _split(pc.utf8_trim_whitespace(self.texts), r"\n{2,}", regex=True)
+
+
+def term_hits(b: TextBatch, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(token position, index into ``terms``) of every occurrence of a one- or two-word term.
+
+    Tokens are lowercased; a two-word term matches two consecutive tokens of one document.
+    """
+    lower = b.lower_words
+    value_set = pa.array(terms, pa.large_string())
+    uni = pc.index_in(lower, value_set=value_set)
+    pos = [np.flatnonzero(uni.is_valid().to_numpy(zero_copy_only=False))]
+    idx = [uni.drop_null().to_numpy()]
+    if any(" " in t for t in terms) and len(lower) > 1:
+        pairs = pc.binary_join_element_wise(
+            lower.slice(0, len(lower) - 1), lower.slice(1), pa.scalar(" ", pa.large_string())
+        )
+        same_doc = b.words.doc[:-1] == b.words.doc[1:]
+        bi = pc.index_in(pairs, value_set=value_set)
+        hit = bi.is_valid().to_numpy(zero_copy_only=False) & same_doc
+        pos.append(np.flatnonzero(hit))
+        idx.append(bi.to_numpy(zero_copy_only=False)[hit].astype(np.int64))
+    return np.concatenate(pos).astype(np.int64), np.concatenate(idx).astype(np.int64)

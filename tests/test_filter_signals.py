@@ -1,0 +1,138 @@
+"""Signal definitions of pipeline.filter, checked against straightforward reference code."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from pipeline.filter import bias, c4, fineweb, gopher, pii, toxicity
+from pipeline.filter.batch import TextBatch
+from pipeline.filter.text import split_words
+
+
+def test_split_words_follows_spacy_shape():
+    assert split_words("Don't stop... it's 3.5 U.S. e-mail (see www.x.com/a). joe@x.org, J. Smith ----") == [
+        "Do", "n't", "stop", "...", "it", "'s", "3.5", "U.S.", "e", "-", "mail", "(", "see",
+        "www.x.com/a", ")", ".", "joe@x.org", ",", "J.", "Smith", "----",
+    ]  # fmt: skip
+
+
+# -- reference implementations of the Gopher repetition definitions, one document at a time ----
+def ref_top(words: list[str], n: int) -> float:
+    grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return float("nan")
+    gram, count = Counter(grams).most_common(1)[0]
+    return len(gram) * count
+
+
+def ref_dup(words: list[str], n: int) -> int:
+    seen, total, i = set(), 0, 0
+    while i < len(words) - n + 1:
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            total += sum(len(w) for w in gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return total
+
+
+TEXTS = [
+    "the cat sat on the mat and the cat sat on the mat again, the cat sat on the mat.",
+    "buy now buy now buy now buy now buy now buy now buy now buy now cheap cheap cheap",
+    "One line.\nOne line.\n\nAnother paragraph here.\n\nAnother paragraph here.\nlast",
+    "a b c d e f g h i j k a b c d e f g h i j k a b c d e f g h i j k l m",
+    "short",
+]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7, 8, 9, 10])
+def test_ngram_repetition_matches_reference(n):
+    b = TextBatch(TEXTS)
+    grams = gopher.NGrams(b)
+    tops, dups = grams.top_chars(n), grams.duplicated_chars(n)
+    for i, text in enumerate(TEXTS):
+        words = split_words(text)
+        want = ref_top(words, n)
+        assert (np.isnan(tops[i]) and np.isnan(want)) or tops[i] == want, (i, n)
+        assert dups[i] == ref_dup(words, n), (i, n)
+
+
+def test_line_and_paragraph_repetition():
+    out = gopher.repetition(TextBatch([TEXTS[2]]))
+    # lines (split on newline runs): One line. / One line. / Another... / Another... / last
+    assert out["gopher_dup_line_frac"][0] == pytest.approx(2 / 5)
+    assert out["gopher_dup_line_char_frac"][0] == pytest.approx((9 + 23) / len(TEXTS[2]))
+    # paragraphs: "One line.\nOne line." / "Another paragraph here." / "Another paragraph here.\nlast"
+    assert out["gopher_dup_para_frac"][0] == 0
+
+
+def test_gopher_quality_signals():
+    text = "The cat and the dog... # tag\n- item one\n- item two ..."
+    q = gopher.quality(TextBatch([text]))
+    words = split_words(text)
+    assert q["gopher_stop_words_distinct"][0] == 2  # "and", "the" (case-sensitive: "The" is not counted)
+    assert q["gopher_hash_to_word_ratio"][0] == pytest.approx(1 / len(words))
+    assert q["gopher_ellipsis_to_word_ratio"][0] == pytest.approx(2 / len(words))
+    assert q["gopher_bullet_lines_frac"][0] == pytest.approx(2 / 3)
+    assert q["gopher_ellipsis_lines_frac"][0] == pytest.approx(1 / 3)
+    assert q["gopher_word_count"][0] == len(words) - 5  # "...", "#", "-", "-", "..." are symbols
+
+
+def test_c4_signals():
+    texts = [
+        "First sentence here. Second one follows! Third is here.\nOk\nWe use cookies on this site.",
+        "Lorem ipsum dolor sit amet.\nfunction f() { return 1; } is code",
+        "Please enable JavaScript in your browser now.\nA fine line of text.",
+    ]
+    s = c4.signals(TextBatch(texts))
+    assert list(s["c4_sentence_count"]) == [3, 2, 1]  # "Ok" is too short; the cookie line is removed
+    assert list(s["c4_sentence_count_punct_lines"]) == [3, 1, 1]
+    assert list(s["c4_policy_lines"]) == [1, 0, 0]
+    assert list(s["c4_lorem_ipsum_lines"]) == [0, 1, 0]
+    assert list(s["c4_curly_bracket_lines"]) == [0, 1, 0]
+    assert list(s["c4_javascript_lines"]) == [0, 0, 1]
+    assert s["c4_lines_ending_punct_frac"][0] == pytest.approx(2 / 3)
+
+
+def test_fineweb_signals():
+    text = "A long line that ends with a full stop.\nshort\nshort\n\nno stop at the end of this line"
+    s = fineweb.signals(TextBatch([text]))
+    assert s["fineweb_line_punct_ratio"][0] == pytest.approx(1 / 4)
+    assert s["fineweb_short_line_ratio"][0] == pytest.approx(2 / 4)
+    assert s["fineweb_dup_line_char_ratio"][0] == pytest.approx(5 / (len(text) - 4))
+    assert s["fineweb_newline_to_word_ratio"][0] == pytest.approx(4 / len(split_words(text)))
+
+
+def test_pii_counts_match_redaction():
+    text = "Mail joe.doe@example.org or call +1 (555) 123-4567; card 4111 1111 1111 1111; host 10.0.0.12; order 1234567890123456"
+    s = pii.signals(TextBatch([text, "nothing here"]))
+    assert [s[f"pii_{k}_count"][0] for k in ("email", "phone", "ip", "credit_card")] == [1, 1, 1, 1]
+    assert all(s[f"pii_{k}_count"][1] == 0 for k in pii.KINDS)
+    red, counts = pii.redact(
+        text, list(pii.KINDS), {"email": "<EMAIL>", "phone": "<PHONE>", "ip": "<IP>", "credit_card": "<CC>"}
+    )
+    assert counts == {"email": 1, "phone": 1, "ip": 1, "credit_card": 1}
+    assert "<EMAIL>" in red and "<PHONE>" in red and "<IP>" in red and "<CC>" in red
+    assert "1234567890123456" in red  # fails the Luhn checksum: not a card
+
+
+def test_toxicity_and_bias():
+    texts = [
+        "She is a doctor and he is a nurse.",
+        "Those stupid muslims are evil, he said.",
+        "Nothing to see.",
+    ]
+    b = TextBatch(texts)
+    t = toxicity.signals(b)
+    assert list(t["toxic_word_count"]) == [0, 1, 0]
+    assert t["toxicity_score"][1] > t["toxicity_score"][0]
+    s = bias.signals(b, window=5)
+    mentions = s["bias_mentions"].to_pylist()
+    assert dict(mentions[0]) == {"pronoun/he": 1, "pronoun/she": 1}
+    assert dict(s["bias_negative_mentions"].to_pylist()[1]) == {"pronoun/he": 1, "religion/muslim": 1}
+    assert list(s["bias_identity_negative_mentions"]) == [0, 1, 0]
