@@ -1,5 +1,6 @@
 """The GPT and LSTM models, the checkpoint format, the optimizer groups and the LR schedule."""
 
+import itertools
 import json
 import math
 
@@ -18,11 +19,11 @@ from pipeline.models.checkpoint import (
 )
 from pipeline.pretrain.optim import lr_at, make_optimizer
 
-TINY = dict(vocab_size=97, block_size=24, n_layer=2, n_head=2, n_embd=32)
+TINY = {"vocab_size": 97, "block_size": 24, "n_layer": 2, "n_head": 2, "n_embd": 32}
 MODELS = [
     ("gpt", {**TINY, "style": "gpt2"}),
     ("gpt", {**TINY, "style": "llama"}),
-    ("lstm", dict(vocab_size=97, block_size=24, n_layer=2, n_embd=32, n_hidden=48)),
+    ("lstm", {"vocab_size": 97, "block_size": 24, "n_layer": 2, "n_embd": 32, "n_hidden": 48}),
 ]
 IDS = ["gpt2", "llama", "lstm"]
 
@@ -69,10 +70,14 @@ def test_styles_differ_where_they_should():
     assert "transformer.h.0.mlp.c_gate.weight" in names_l  # SwiGLU
     assert isinstance(llama.transformer.ln_f, torch.nn.RMSNorm)
     assert isinstance(gpt2.transformer.ln_f, torch.nn.LayerNorm)
-    # RoPE makes a llama model position-aware: the same token at two positions gets two outputs
-    llama.eval()
-    h = llama.hidden_states(torch.full((1, 8), 5))
-    assert not torch.allclose(h[0, 3], h[0, 6])
+    # Without positions, one attention layer over {a, b, c} ignores their order; RoPE sees it.
+    llama = build_model("gpt", **{**TINY, "n_layer": 1}, style="llama").eval()
+    h1 = llama.hidden_states(torch.tensor([[7, 8, 9]]))
+    h2 = llama.hidden_states(torch.tensor([[8, 7, 9]]))
+    assert not torch.allclose(h1[0, 2], h2[0, 2], atol=1e-4)
+    llama.rope_cos.fill_(1.0), llama.rope_sin.fill_(0.0)  # rotation by zero: RoPE off
+    h1, h2 = llama.hidden_states(torch.tensor([[7, 8, 9]])), llama.hidden_states(torch.tensor([[8, 7, 9]]))
+    torch.testing.assert_close(h1[0, 2], h2[0, 2])
 
 
 def test_too_long_input_is_refused():
@@ -135,7 +140,9 @@ def test_train_state_round_trip_resumes_the_optimizer_exactly(tmp_path):
     model = build_model("gpt", **TINY)
     opt = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), "cpu")
     step(model, opt, 0)
-    save_checkpoint(tmp_path / "c", model, optimizer=opt, state={"step": 1}, tensors={"rng": torch.get_rng_state()})
+    save_checkpoint(
+        tmp_path / "c", model, optimizer=opt, state={"step": 1}, tensors={"rng": torch.get_rng_state()}
+    )
     step(model, opt, 1)
 
     torch.manual_seed(123)  # a different init, to be overwritten
@@ -143,7 +150,7 @@ def test_train_state_round_trip_resumes_the_optimizer_exactly(tmp_path):
     opt2 = make_optimizer(resumed, 1e-3, 0.1, (0.9, 0.99), "cpu")
     load_weights(resumed, tmp_path / "c")
     state, tensors = load_train_state(tmp_path / "c", opt2)
-    assert state["step"] == 1 and torch.equal(tensors["rng"], torch.get_rng_state()) is not None
+    assert state["step"] == 1 and tensors["rng"].dtype == torch.uint8 and set(tensors) == {"rng"}
     step(resumed, opt2, 1)
     for (n, p), (_, q) in zip(model.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.equal(p, q), n
@@ -163,7 +170,7 @@ def test_lr_schedule_warms_up_peaks_and_decays_to_min():
     lrs = [lr_at(s, 1e-3, 1e-4, 10, 100) for s in range(120)]
     assert lrs[0] < lrs[5] < lrs[9] < 1e-3
     assert lrs[10] == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(lrs[10:100], lrs[11:101]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:101]))
     assert lrs[55] == pytest.approx(1e-4 + 0.5 * 9e-4)
     assert lrs[100] == lrs[119] == 1e-4
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from .gpt import GPT, GPTConfig
 from .lstm import LSTMConfig, LSTMLanguageModel
@@ -53,4 +53,13 @@ def model_config_dict(model: nn.Module) -> dict[str, Any]:
     raise TypeError(f"{type(model).__name__} is not a registered model")
 
 
-__all__ = ["ARCHS", "GPT", "GPTConfig", "LSTMConfig", "LSTMLanguageModel", "build_model", "model_config_dict", "unwrap"]
+__all__ = [
+    "ARCHS",
+    "GPT",
+    "GPTConfig",
+    "LSTMConfig",
+    "LSTMLanguageModel",
+    "build_model",
+    "model_config_dict",
+    "unwrap",
+]

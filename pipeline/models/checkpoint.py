@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
-from safetensors.torch import load_file, load_model as st_load_model, save_file, save_model as st_save_model
+from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model as st_load_model
+from safetensors.torch import save_model as st_save_model
+from torch import nn
 
 from . import build_model, model_config_dict, unwrap
 

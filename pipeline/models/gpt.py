@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn import functional as F
 
 
@@ -132,12 +132,12 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=make_norm(config),
-            )
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),
+                "drop": nn.Dropout(config.dropout),
+                "h": nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                "ln_f": make_norm(config),
+            }
         )
         if config.style == "gpt2":
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
@@ -172,7 +172,7 @@ class GPT(nn.Module):
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states (B, T, n_embd), before the LM head."""
-        B, T = idx.size()
+        T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} > block size {self.config.block_size}")
         x = self.transformer.wte(idx)
@@ -193,7 +193,9 @@ class GPT(nn.Module):
         logits = self.lm_head(self.hidden_states(idx))
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
+            )
         return logits, loss
 
     def flops_per_token(self) -> float:

@@ -66,14 +66,25 @@ class PretrainConfig(BaseModel):
     deterministic: bool = Field(
         True, description="Deterministic kernels (bit-identical reruns on CPU); turn off on GPU for speed"
     )
-    dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bf16 autocast on GPU, fp32 on CPU"
+    )
     compile: bool = Field(False, description="torch.compile the model (GPU only; ignored on CPU)")
-    peak_flops: float | None = Field(None, description="Device peak FLOP/s for MFU; default from the GPU's name")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for torch (default: torch's choice); 1 is fastest on a busy machine",
+    )
+    peak_flops: float | None = Field(
+        None, description="Device peak FLOP/s for MFU; default from the GPU's name"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PretrainConfig:
         if self.arch == "gpt" and self.gpt.n_embd % self.gpt.n_head:
-            raise ValueError(f"gpt.n_embd {self.gpt.n_embd} must be a multiple of gpt.n_head {self.gpt.n_head}")
+            raise ValueError(
+                f"gpt.n_embd {self.gpt.n_embd} must be a multiple of gpt.n_head {self.gpt.n_head}"
+            )
         if self.min_lr > self.learning_rate:
             raise ValueError("min_lr must not exceed learning_rate")
         return self

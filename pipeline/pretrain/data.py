@@ -10,9 +10,10 @@ resumed run see exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -149,7 +150,9 @@ class BatchStream:
         return torch.from_numpy(mine.astype(np.int64))
 
 
-def validation_batches(sequences: PackedSequences, batch_size: int, max_batches: int) -> Iterator[torch.Tensor]:
+def validation_batches(
+    sequences: PackedSequences, batch_size: int, max_batches: int
+) -> Iterator[torch.Tensor]:
     """The first ``max_batches`` batches of a split in stored order: the same ones at every eval."""
     buffered: list[np.ndarray] = []
     have = done = 0

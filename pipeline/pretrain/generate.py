@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn import functional as F
 
 from ..models.checkpoint import TOKENIZER_DIR, load_model

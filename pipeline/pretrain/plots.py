@@ -9,7 +9,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
-def plot_loss_curve(metrics: list[dict[str, Any]], path: str | Path, unigram_entropy: float | None = None) -> Path:
+def plot_loss_curve(
+    metrics: list[dict[str, Any]], path: str | Path, unigram_entropy: float | None = None
+) -> Path:
     """Train and validation loss against step, with the unigram baseline as a dashed line."""
     # Figure + Agg canvas rather than pyplot: no global backend or figure state in a library.
     fig = Figure(figsize=(7, 4.2), dpi=110)
@@ -18,9 +20,17 @@ def plot_loss_curve(metrics: list[dict[str, Any]], path: str | Path, unigram_ent
     for split, style in (("train", "-"), ("val", "o-")):
         rows = [m for m in metrics if m["split"] == split]
         if rows:
-            ax.plot([m["step"] for m in rows], [m["loss"] for m in rows], style, label=f"{split} loss", markersize=4)
+            ax.plot(
+                [m["step"] for m in rows],
+                [m["loss"] for m in rows],
+                style,
+                label=f"{split} loss",
+                markersize=4,
+            )
     if unigram_entropy is not None:
-        ax.axhline(unigram_entropy, linestyle="--", color="grey", label=f"unigram entropy {unigram_entropy:.2f}")
+        ax.axhline(
+            unigram_entropy, linestyle="--", color="grey", label=f"unigram entropy {unigram_entropy:.2f}"
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title("pretraining loss")

@@ -72,7 +72,12 @@ class PretrainStage(Stage):
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
         (r,) = results
-        counts = {"rows_in": r["rows_in"], "rows_out": r["rows_out"], "rows_rejected": 0, "rejected_by_reason": {}}
+        counts = {
+            "rows_in": r["rows_in"],
+            "rows_out": r["rows_out"],
+            "rows_rejected": 0,
+            "rejected_by_reason": {},
+        }
         stats = r["stats"]
         totals = {"steps": stats["steps"], "tokens": stats["tokens"], "params": stats["params"]}
         return {"counts": counts, "stats": stats, "totals": totals}
@@ -81,7 +86,10 @@ class PretrainStage(Stage):
         """The model is complete and its losses are numbers; report whether it beats unigram."""
         stats = manifest["stats"]
         results = [
-            {"expectation": "checkpoint complete", "success": is_checkpoint(ctx.staging_dir / CHECKPOINT_DIR)},
+            {
+                "expectation": "checkpoint complete",
+                "success": is_checkpoint(ctx.staging_dir / CHECKPOINT_DIR),
+            },
             {
                 "expectation": "losses finite",
                 "success": all(
@@ -95,7 +103,13 @@ class PretrainStage(Stage):
         val, base = stats.get("val_loss"), stats.get("unigram_entropy")
         if val is not None and base is not None:
             # Informational: a short run may not beat it; the default config does by far.
-            results.append({"expectation": "val loss below unigram entropy", "success": val < base, "informational": True})
+            results.append(
+                {
+                    "expectation": "val loss below unigram entropy",
+                    "success": val < base,
+                    "informational": True,
+                }
+            )
         return {"success": True, "results": results}
 
 
@@ -104,7 +118,9 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
     cfg: PretrainConfig = ctx.config
     tokens = ctx.input("tokenize")
     tokenizer_dir = tokens.path / "tokenizer"
-    result = train(cfg, tokens, work_dir(ctx.root, ctx.fingerprint), tokenizer_dir if tokenizer_dir.is_dir() else None)
+    result = train(
+        cfg, tokens, work_dir(ctx.root, ctx.fingerprint), tokenizer_dir if tokenizer_dir.is_dir() else None
+    )
 
     out = ctx.staging_dir
     checkpoint = out / CHECKPOINT_DIR
@@ -126,7 +142,9 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
         **result.summary,
         "arch": cfg.arch,
         "unigram_entropy": baseline,
-        "beats_unigram": None if baseline is None or result.summary["val_loss"] is None else result.summary["val_loss"] < baseline,
+        "beats_unigram": None
+        if baseline is None or result.summary["val_loss"] is None
+        else result.summary["val_loss"] < baseline,
         "checkpoint": CHECKPOINT_DIR,
         "metrics_csv": METRICS_CSV,
         "loss_curve": LOSS_CURVE,

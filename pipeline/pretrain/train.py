@@ -19,14 +19,15 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
+from torch import nn
 
 from ..dataset import Dataset
 from ..models import build_model, unwrap
@@ -40,7 +41,14 @@ log = logging.getLogger("tokenmill")
 
 CHECKPOINT_PREFIX = "step-"
 # Dense bf16 peak FLOP/s by GPU name, for model FLOPs utilisation (MFU).
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+PEAK_BF16_FLOPS = {
+    "H200": 989e12,
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+}
 
 
 class TrainingInterrupted(RuntimeError):
@@ -79,16 +87,30 @@ def latest_checkpoint(work_dir: str | Path) -> Path | None:
     best: tuple[int, Path] | None = None
     for p in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
         m = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", p.name)
-        if m and is_checkpoint(p) and (p / "train_state.json").is_file():
-            if best is None or int(m.group(1)) > best[0]:
-                best = (int(m.group(1)), p)
+        complete = m and is_checkpoint(p) and (p / "train_state.json").is_file()
+        if complete and (best is None or int(m.group(1)) > best[0]):
+            best = (int(m.group(1)), p)
     return best[1] if best else None
 
 
 def _prune(work_dir: Path, keep: int) -> None:
-    ckpts = sorted(p for p in work_dir.glob(f"{CHECKPOINT_PREFIX}*") if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", p.name))
+    ckpts = sorted(
+        p for p in work_dir.glob(f"{CHECKPOINT_PREFIX}*") if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", p.name)
+    )
     for p in ckpts[:-keep]:
         shutil.rmtree(p, ignore_errors=True)
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count for the duration of a run (None: leave it)."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextmanager
@@ -117,7 +139,7 @@ class SigtermFlag:
         self.requested = False
         self._previous: Any = None
 
-    def __enter__(self) -> SigtermFlag:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
@@ -125,7 +147,7 @@ class SigtermFlag:
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
@@ -147,7 +169,9 @@ def restore_rng(tensors: dict[str, torch.Tensor], device: str) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, val: PackedSequences, batch_size: int, max_batches: int, device: str, autocast) -> float:
+def evaluate(
+    model: nn.Module, val: PackedSequences, batch_size: int, max_batches: int, device: str, autocast
+) -> float:
     """Mean per-token cross-entropy over the first ``max_batches`` validation batches."""
     was_training = model.training
     model.eval()
@@ -176,22 +200,32 @@ def train(
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if device == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     train_seqs, val_seqs = PackedSequences(dataset, "train"), PackedSequences(dataset, "val")
     use_bf16 = device == "cuda" and config.dtype != "float32" or config.dtype == "bfloat16"
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
-    with determinism(config.deterministic, device), SigtermFlag() as sigterm:
+    with determinism(config.deterministic, device), cpu_threads(config.threads), SigtermFlag() as sigterm:
         torch.manual_seed(config.seed)
         model = build_model(
-            config.arch, vocab_size=train_seqs.vocab_size, block_size=train_seqs.seq_len, **config.model_shape()
+            config.arch,
+            vocab_size=train_seqs.vocab_size,
+            block_size=train_seqs.seq_len,
+            **config.model_shape(),
         ).to(device)
         optimizer = make_optimizer(
             model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), device
         )
-        state: dict[str, Any] = {"step": 0, "metrics": [], "elapsed_s": 0.0, "tokens": 0, "loss_sum": 0.0, "loss_count": 0}
+        state: dict[str, Any] = {
+            "step": 0,
+            "metrics": [],
+            "elapsed_s": 0.0,
+            "tokens": 0,
+            "loss_sum": 0.0,
+            "loss_count": 0,
+        }
         position = None
         resumed_from = latest_checkpoint(work_dir)
         if resumed_from is not None:
@@ -207,7 +241,11 @@ def train(
         if device == "cuda" and config.compile:
             model = torch.compile(model)
         if distributed:
-            model = nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+            model = nn.parallel.DistributedDataParallel(
+                model,
+                device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
+                broadcast_buffers=False,  # the only buffers (RoPE tables) are constants
+            )
         model.train()
 
         flops_per_token = unwrap(raw_model).flops_per_token()
@@ -236,7 +274,14 @@ def train(
                     "data_position": stream.position(),
                     "config": config.model_dump(mode="json"),
                 }
-                save_checkpoint(path, raw_model, optimizer=optimizer, state=state_out, tensors=rng_tensors(device), tokenizer_dir=tokenizer_dir)
+                save_checkpoint(
+                    path,
+                    raw_model,
+                    optimizer=optimizer,
+                    state=state_out,
+                    tensors=rng_tensors(device),
+                    tokenizer_dir=tokenizer_dir,
+                )
                 _prune(work_dir, config.keep_checkpoints)
             if distributed:
                 dist.barrier()
@@ -248,8 +293,23 @@ def train(
             t = time.perf_counter()
             if val_seqs.num_rows:
                 val_loss = evaluate(model, val_seqs, config.batch_size, config.eval_batches, device, autocast)
-                metrics.append(_row(step, "val", val_loss, lr_at(step, config.learning_rate, config.min_lr, config.warmup_steps, decay_steps), state["tokens"]))
-                report("metrics", stage="pretrain", step=step, split="val", val_loss=val_loss, perplexity=_ppl(val_loss))
+                metrics.append(
+                    _row(
+                        step,
+                        "val",
+                        val_loss,
+                        lr_at(step, config.learning_rate, config.min_lr, config.warmup_steps, decay_steps),
+                        state["tokens"],
+                    )
+                )
+                report(
+                    "metrics",
+                    stage="pretrain",
+                    step=step,
+                    split="val",
+                    val_loss=val_loss,
+                    perplexity=_ppl(val_loss),
+                )
                 log.info("pretrain: step %d val loss %.4f (perplexity %.1f)", step, val_loss, _ppl(val_loss))
             interval_t0 += time.perf_counter() - t
 
@@ -260,13 +320,16 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             for micro in range(config.grad_accum_steps):
-                batch = stream.next_batch().to(device, non_blocking=True)
+                batch = stream.next_batch()
+                if device == "cuda":  # pinned: the copy overlaps the GPU's work instead of waiting for it
+                    batch = batch.pin_memory().to(device, non_blocking=True)
                 # DDP: all-reduce gradients only on the last micro-batch of the step
                 sync = not distributed or micro == config.grad_accum_steps - 1
-                with autocast, (nullcontext() if sync else model.no_sync()):
-                    _, loss = model(batch[:, :-1], batch[:, 1:])
-                    loss = loss / config.grad_accum_steps
-                loss.backward()
+                with nullcontext() if sync else model.no_sync():
+                    with autocast:
+                        _, loss = model(batch[:, :-1], batch[:, 1:])
+                        loss = loss / config.grad_accum_steps
+                    loss.backward()
                 loss_sum += loss.detach()
             if config.grad_clip > 0:
                 last_grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -278,27 +341,37 @@ def train(
             state["tokens"] += tokens_per_step
 
             if step % config.log_interval == 0 or step == config.max_steps:
-                if distributed:
-                    dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
+                if distributed:  # (gloo has no AVG)
+                    dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
+                    loss_sum /= world
                 train_loss = float(loss_sum.item()) / loss_count  # .item() waits for the GPU: timing is true
                 seconds = time.perf_counter() - interval_t0
                 state["elapsed_s"] += seconds
                 tok_s = interval_tokens / seconds if seconds > 0 else None
                 mfu = flops_per_token * tok_s / (peak * world) if peak and tok_s else None
                 gn = float(last_grad_norm) if last_grad_norm is not None else None
-                metrics.append(_row(step, "train", train_loss, lr, state["tokens"], tok_s, mfu, gn, state["elapsed_s"]))
+                metrics.append(
+                    _row(step, "train", train_loss, lr, state["tokens"], tok_s, mfu, gn, state["elapsed_s"])
+                )
                 report(
-                    "metrics", stage="pretrain", step=step, split="train", loss=train_loss, lr=lr,
-                    tokens_per_s=tok_s, mfu=mfu, grad_norm=gn,
+                    "metrics",
+                    stage="pretrain",
+                    step=step,
+                    split="train",
+                    loss=train_loss,
+                    lr=lr,
+                    tokens_per_s=tok_s,
+                    mfu=mfu,
+                    grad_norm=gn,
                 )
                 loss_sum.zero_()
                 loss_count = 0
                 interval_t0, interval_tokens = time.perf_counter(), 0
             if step % config.eval_interval == 0 or step == config.max_steps:
                 eval_row(step)
+            report("progress", stage="pretrain", done=step, total=config.max_steps)
             if step % config.checkpoint_interval == 0 or step == config.max_steps or sigterm.requested:
                 last_saved = save(step)
-            report("progress", stage="pretrain", done=step, total=config.max_steps)
             if sigterm.requested:
                 raise TrainingInterrupted(f"SIGTERM at step {step}; checkpoint saved in {last_saved}")
 
@@ -337,7 +410,11 @@ def _row(
 
 
 def summarize(
-    metrics: list[dict[str, Any]], model: nn.Module, state: dict[str, Any], device: str, resumed_from: Path | None
+    metrics: list[dict[str, Any]],
+    model: nn.Module,
+    state: dict[str, Any],
+    device: str,
+    resumed_from: Path | None,
 ) -> dict[str, Any]:
     train_rows = [m for m in metrics if m["split"] == "train"]
     val_rows = [m for m in metrics if m["split"] == "val"]
@@ -357,3 +434,32 @@ def summarize(
         "train_seconds": state["elapsed_s"],
         "resumed_from_step": int(resumed_from.name[len(CHECKPOINT_PREFIX) :]) if resumed_from else None,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Data-parallel training under torchrun, one process per device (gloo on CPU, NCCL on GPU)::
+
+        torchrun --nproc-per-node 2 -m pipeline.pretrain.train TOKENS_DIR WORK_DIR [CONFIG_JSON]
+
+    Every process reads the same seeded stream of global batches and trains on its slice; rank 0
+    writes the checkpoints (the ones a single-process run would resume from, and vice versa).
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m pipeline.pretrain.train", description=main.__doc__)
+    ap.add_argument("tokens", type=Path, help="a published tokenize dataset")
+    ap.add_argument("work_dir", type=Path)
+    ap.add_argument("config", nargs="?", default="{}", help="PretrainConfig as JSON")
+    args = ap.parse_args(argv)
+    config = PretrainConfig.model_validate_json(args.config)
+    device = resolve_device(config.device)
+    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    try:
+        tokenizer_dir = args.tokens / "tokenizer"
+        train(config, args.tokens, args.work_dir, tokenizer_dir if tokenizer_dir.is_dir() else None)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
