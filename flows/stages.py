@@ -23,6 +23,8 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.dedup.config import DedupConfig
 from pipeline.filter.config import AnnotateConfig, FilterConfig
 from pipeline.ingest.config import IngestConfig
+from pipeline.pretrain.config import PretrainConfig
+from pipeline.tokenize.config import TokenizeConfig
 from pipeline.stage import StageResult, run_stage
 from pipeline.stages import BY_NAME, ORDER, upstream
 
@@ -114,7 +116,26 @@ def filter_flow(config: FilterConfig = FilterConfig(), data_dir: str = "data", i
     return run_stage_flow("filter", config, data_dir, inputs)
 
 
-STAGE_FLOWS = {"ingest": ingest_flow, "dedup": dedup_flow, "annotate": annotate_flow, "filter": filter_flow}
+@flow(name="tokenize", log_prints=True, on_failure=[record_failure])
+def tokenize_flow(config: TokenizeConfig = TokenizeConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Train (or load) the tokenizer, write per-document and packed token shards, validate with GX."""
+    return run_stage_flow("tokenize", config, data_dir, inputs)
+
+
+@flow(name="pretrain", log_prints=True, on_failure=[record_failure])
+def pretrain_flow(config: PretrainConfig = PretrainConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Train a GPT or LSTM language model by maximum likelihood; resumes from its last checkpoint."""
+    return run_stage_flow("pretrain", config, data_dir, inputs)
+
+
+STAGE_FLOWS = {
+    "ingest": ingest_flow,
+    "dedup": dedup_flow,
+    "annotate": annotate_flow,
+    "filter": filter_flow,
+    "tokenize": tokenize_flow,
+    "pretrain": pretrain_flow,
+}
 
 
 @flow(name="end_to_end", log_prints=True, on_failure=[record_failure])

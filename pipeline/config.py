@@ -18,6 +18,8 @@ from .errors import ConfigError
 from .dedup.config import DedupConfig
 from .filter.config import AnnotateConfig, FilterConfig
 from .ingest.config import IngestConfig
+from .pretrain.config import PretrainConfig
+from .tokenize.config import TokenizeConfig
 
 
 class EngineConfig(BaseModel):
@@ -38,6 +40,8 @@ class PipelineConfig(BaseModel):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
 
 
 def parse_value(text: str) -> Any:

@@ -181,6 +181,9 @@ class Stage:
         """
         return {"counts": sum_counts(results), "stats": {}}
 
+    def on_published(self, result: StageResult) -> None:
+        """Runs after a successful publish (e.g. remove resumable work files)."""
+
     def summary_markdown(self, dataset: Dataset) -> str | None:
         """A stage-specific markdown report of a published version (a Prefect artifact)."""
         return None
@@ -296,7 +299,9 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
     except BaseException:
         staging.abort()
         raise
-    return StageResult(stage.name, planned.fingerprint, dataset.path, False, counts, stats, time.perf_counter() - t0)
+    result = StageResult(stage.name, planned.fingerprint, dataset.path, False, counts, stats, time.perf_counter() - t0)
+    stage.on_published(result)
+    return result
 
 
 def _rel(path: Path, root: Path) -> str:

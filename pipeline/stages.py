@@ -6,10 +6,12 @@ from .dedup.stage import DedupStage
 from .filter.annotate import AnnotateStage
 from .filter.select import FilterStage
 from .ingest.stage import IngestStage
+from .pretrain.stage import PretrainStage
+from .tokenize.stage import TokenizeStage
 from .stage import Stage
 
 # Pipeline order. Each stage's `inputs` names the stages it reads.
-STAGES: list[Stage] = [IngestStage(), DedupStage(), AnnotateStage(), FilterStage()]
+STAGES: list[Stage] = [IngestStage(), DedupStage(), AnnotateStage(), FilterStage(), TokenizeStage(), PretrainStage()]
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 ORDER: list[str] = [s.name for s in STAGES]
 

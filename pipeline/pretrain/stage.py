@@ -21,10 +21,10 @@ from pydantic import BaseModel
 from ..dataset import DATA_VIEW, Dataset
 from ..errors import ValidationFailed
 from ..models.checkpoint import is_checkpoint
-from ..stage import Phase, Stage, StageContext
+from ..stage import Phase, Stage, StageContext, StageResult
 from .config import PretrainConfig
 from .data import PackedSequences, unigram_entropy
-from .plots import plot_loss_curve
+from .plots import markdown_summary, plot_loss_curve
 from .train import train
 
 CHECKPOINT_DIR = "checkpoint"
@@ -66,6 +66,14 @@ class PretrainStage(Stage):
         # The shape of the model not chosen does not change the result.
         ident["config"].pop("lstm" if config.arch == "gpt" else "gpt")  # type: ignore[attr-defined]
         return ident
+
+    def on_published(self, result: StageResult) -> None:
+        # The published checkpoint/ is the result; resumable work checkpoints are no longer needed.
+        shutil.rmtree(work_dir(result.path.parent.parent.parent, result.fingerprint), ignore_errors=True)
+
+    def summary_markdown(self, dataset: Dataset) -> str | None:
+        png = dataset.path / "loss_curve.png"
+        return markdown_summary(dataset.manifest.get("stats", {}), str(png) if png.is_file() else None)
 
     def phases(self) -> list[Phase]:
         return [Phase("train", lambda ctx, _: ["train"], train_unit)]

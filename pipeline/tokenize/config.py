@@ -21,7 +21,9 @@ class TokenizeConfig(BaseModel):
     tokenizer_path: str | None = Field(
         None, description="A tokenizer.json file or a local Hugging Face tokenizer directory (pretrained)"
     )
-    vocab_size: int = Field(4_096, ge=260, le=1 << 20, description="BPE vocabulary size, special tokens included")
+    vocab_size: int = Field(
+        4_096, ge=260, le=1 << 20, description="BPE vocabulary size, special tokens included"
+    )
     min_frequency: int = Field(2, ge=1, description="BPE: a pair seen fewer times is never merged")
     eot_token: str | None = Field(
         None,
@@ -36,13 +38,24 @@ class TokenizeConfig(BaseModel):
     )
 
     # -- split and packing ----------------------------------------------------------------------
-    seq_len: int = Field(256, ge=1, description="Packed rows hold seq_len + 1 tokens (inputs and shifted targets)")
-    val_fraction: float = Field(0.05, ge=0.0, le=0.5, description="Share of documents (by id hash) in the val split")
+    seq_len: int = Field(
+        256, ge=1, description="Packed rows hold seq_len + 1 tokens (inputs and shifted targets)"
+    )
+    val_fraction: float = Field(
+        0.05, ge=0.0, le=0.5, description="Share of documents (by id hash) in the val split"
+    )
     seed: int = Field(0, ge=0, description="Seed of the global shuffle of packed sequences")
 
     # -- engineering ----------------------------------------------------------------------------
-    batch_docs: int = Field(1_024, ge=1, description="Documents per encode_batch call")
-    shard_sequences: int = Field(16_384, ge=1, description="Packed sequences per output shard (shuffle bucket)")
+    batch_docs: int = Field(1_024, ge=1, description="Documents per encode_batch call, at most")
+    batch_bytes: int = Field(
+        4_000_000,
+        ge=1,
+        description="Text bytes per encode_batch call, at most (bounds memory with long documents)",
+    )
+    shard_sequences: int = Field(
+        16_384, ge=1, description="Packed sequences per output shard (shuffle bucket)"
+    )
     row_group_rows: int = Field(1_024, ge=1, description="Parquet row group size of the packed view")
     docs_shard_rows: int = Field(50_000, ge=1, description="Rows per shard of the docs view")
 
@@ -51,7 +64,9 @@ class TokenizeConfig(BaseModel):
         if self.tokenizer == "pretrained" and not self.tokenizer_path:
             raise ValueError("tokenizer 'pretrained' needs tokenizer_path")
         if self.tokenizer != "pretrained" and self.tokenizer_path:
-            raise ValueError(f"tokenizer_path is only read with tokenizer 'pretrained', not {self.tokenizer!r}")
+            raise ValueError(
+                f"tokenizer_path is only read with tokenizer 'pretrained', not {self.tokenizer!r}"
+            )
         if (self.eot_token or EOT_TOKEN) in self.special_tokens:
             raise ValueError("special_tokens must not repeat eot_token")
         return self

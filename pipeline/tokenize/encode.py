@@ -8,20 +8,26 @@ phases cut into sequences.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tokenizers import Encoding
 
-from ..dataset import REJECT_TEXT_LIMIT, Dataset
+from ..dataset import REJECT_TEXT_LIMIT, Dataset, ShardWriter
 from ..observe import report
 from ..stage import StageContext
 from .config import TokenizeConfig
-from .formats import DOCS_VIEW, SPLITS, TOKENIZER_DIR, docs_schema, is_val, stream_file, unit_hash
-from .tokenizer import load_tokenizer
+from .formats import DOCS_VIEW, SPLITS, TOKENIZER_DIR, docs_schema, docs_table, is_val, stream_file, unit_hash
+from .tokenizer import TextTokenizer, load_tokenizer
 
 REJECT_PREFIX = "tokenize."
 # Lineage columns copied into rejects when the input has them.
@@ -35,16 +41,21 @@ def text_bytes_estimate(dataset: Dataset) -> int:
     for path in dataset.shard_paths():
         meta = pq.ParquetFile(path).metadata
         col = meta.schema.names.index("text")
-        total += sum(meta.row_group(g).column(col).total_uncompressed_size for g in range(meta.num_row_groups))
+        total += sum(
+            meta.row_group(g).column(col).total_uncompressed_size for g in range(meta.num_row_groups)
+        )
     return total
 
 
-def training_batches(dataset: Dataset, cfg: TokenizeConfig, used: dict[str, int]) -> Iterator[list[str]]:
+def training_batches(
+    dataset: Dataset, cfg: TokenizeConfig, used: dict[str, int], include_val: bool = False
+) -> Iterator[list[str]]:
     """Train-split texts for fitting a tokenizer: a hash sample of about ``train_sample_bytes``.
 
     Sampling by id hash spreads the sample over the whole input (not its first shards) and is
-    the same on every run. Val documents are left out so the tokenizer never sees them.
-    ``used`` receives the number of documents and bytes taken.
+    the same on every run. Val documents are left out so a learned vocabulary never sees them,
+    unless ``include_val`` (a character alphabet, which like nanoGPT's spans the whole text so
+    that no val character is unknown). ``used`` receives the number of documents and bytes taken.
     """
     budget = cfg.train_sample_bytes
     rate = min(1.0, budget / max(1, text_bytes_estimate(dataset)))
@@ -52,7 +63,9 @@ def training_batches(dataset: Dataset, cfg: TokenizeConfig, used: dict[str, int]
     used.update(docs=0, bytes=0)
     for batch in dataset.iter_batches(columns=["id", "text"], batch_size=cfg.batch_docs):
         ids = batch.column("id").to_pylist()
-        keep = ~is_val(ids, cfg.val_fraction) & (unit_hash(ids, SAMPLE_HASH_SEED) <= cutoff)
+        keep = unit_hash(ids, SAMPLE_HASH_SEED) <= cutoff
+        if not include_val:
+            keep &= ~is_val(ids, cfg.val_fraction)
         texts = batch.column("text").filter(pa.array(keep))
         if len(texts) == 0:
             continue
@@ -76,67 +89,89 @@ def join_documents(flat: np.ndarray, lengths: np.ndarray, eot_id: int) -> np.nda
     return out
 
 
+def byte_bounded(batches: Iterator[pa.RecordBatch], max_bytes: int) -> Iterator[pa.RecordBatch]:
+    """Split record batches so each holds at most ``max_bytes`` of text (or one longer document).
+
+    Encodings take tens of bytes per text byte, so a batch of long documents is cut here.
+    """
+    for batch in batches:
+        sizes = pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False)
+        if sizes.sum() <= max_bytes:
+            yield batch
+            continue
+        start, ends = 0, np.cumsum(sizes)
+        while start < batch.num_rows:
+            base = ends[start - 1] if start else 0
+            stop = max(start + 1, int(np.searchsorted(ends, base + max_bytes, side="right")))
+            yield batch.slice(start, stop - start)
+            start = stop
+
+
+def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
+    """Ids held by more than one input row, each with the (shard, row) of its first occurrence.
+
+    Upstream dedup makes ids unique; this guards the docs view's key when tokenize reads a
+    dataset that keeps exact copies (ingest output). One DuckDB pass over the id column.
+    """
+    files = [str(p) for p in dataset.shard_paths()]
+    index = {f: i for i, f in enumerate(files)}
+    rows = (
+        duckdb.connect()
+        .execute(
+            "SELECT id, min(struct_pack(f := filename, r := file_row_number)) FROM "
+            "read_parquet($files, filename = true, file_row_number = true) GROUP BY id HAVING count(*) > 1",
+            {"files": files},
+        )
+        .fetchall()
+    )
+    # Shard files sort by name in the manifest, so the smallest file name is the first shard.
+    return {i: (index[first["f"]], int(first["r"])) for i, first in rows}
+
+
 def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     """Encode one input shard: docs view rows, rejects, and one token stream file per split."""
     cfg: TokenizeConfig = ctx.config
-    tok = load_tokenizer(ctx.staging_dir / TOKENIZER_DIR)
-    path = ctx.input().shard_paths()[shard]
-    f = pq.ParquetFile(path)
+    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR)
+    f = pq.ParquetFile(ctx.input().shard_paths()[shard])
     lineage = [c for c in LINEAGE if c in f.schema_arrow.names]
     docs = ctx.writer(DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows)
-    rejects = ctx.rejects_writer(f"tokenize-{shard:05d}")
-    streams = {s: stream_file(ctx.staging_dir, s, shard) for s in SPLITS}
-    streams["train"].parent.mkdir(parents=True, exist_ok=True)
-    out = {s: open(p, "wb") for s, p in streams.items()}
-    rows_in = 0
-    rejected: dict[str, int] = {}
+    rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), lineage)
+    stream_file(ctx.staging_dir, "train", shard).parent.mkdir(parents=True, exist_ok=True)
     n_docs = dict.fromkeys(SPLITS, 0)
     n_tokens = dict.fromkeys(SPLITS, 0)
     text_bytes = 0
-    try:
-        for batch in f.iter_batches(batch_size=cfg.batch_docs, columns=["id", "text", *lineage]):
-            rows_in += batch.num_rows
+    batches = byte_bounded(f.iter_batches(cfg.batch_docs, columns=["id", "text", *lineage]), cfg.batch_bytes)
+    batches = drop_repeated_ids(batches, shard, ctx.extra.get("duplicates", {}), rejects)
+    with ExitStack() as files:
+        out = {s: files.enter_context(open(stream_file(ctx.staging_dir, s, shard), "wb")) for s in SPLITS}
+        for batch, encodings in encode_ahead(tok, batches):
+            flat, lengths = tok.to_arrays(encodings)
+            batch = rejects.take(batch, lengths == 0, "no_tokens", value="0", threshold="1")
+            lengths = lengths[lengths > 0]
             ids = batch.column("id").to_pylist()
-            flat, lengths = tok.encode_arrays(batch.column("text").to_pylist())
             text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
-            empty = lengths == 0
-            if empty.any():
-                _reject_empty(rejects, batch, empty, lineage, rejected)
-                kept = ~empty
-                ids = [i for i, k in zip(ids, kept) if k]
-                lengths = lengths[kept]
             val = is_val(ids, cfg.val_fraction)
-            split = np.where(val, "val", "train")
-            offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-            docs.write(
-                pa.table(
-                    {
-                        "id": pa.array(ids, pa.string()),
-                        "input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)),
-                        "n_tokens": pa.array(lengths.astype(np.int32)),
-                        "split": pa.array(split),
-                    }
-                )
-            )
+            docs.write(docs_table(ids, flat, lengths, val))
             joined = join_documents(flat, lengths, tok.eot_id)
             in_val = np.repeat(val, lengths + 1)
             for s, mask in (("train", ~in_val), ("val", in_val)):
                 joined[mask].tofile(out[s])
-            n_docs["val"] += int(val.sum())
-            n_docs["train"] += int((~val).sum())
-            n_tokens["val"] += int(lengths[val].sum())
-            n_tokens["train"] += int(lengths[~val].sum())
-            report("progress", stage="tokenize", phase="encode", shard=shard, done=rows_in, total=f.metadata.num_rows)
-    finally:
-        for fh in out.values():
-            fh.close()
+            for s, mask in (("train", ~val), ("val", val)):
+                n_docs[s] += int(mask.sum())
+                n_tokens[s] += int(lengths[mask].sum())
+            done = sum(n_docs.values()) + sum(rejects.counts.values())
+            # Rows of this shard; the mapper reports shards done under "tokenize.encode".
+            report(
+                "progress", stage="tokenize.encode.shard", shard=shard, done=done, total=f.metadata.num_rows
+            )
     docs.close()
-    rejects.close()
+    rejects.writer.close()
+    rows_in = f.metadata.num_rows
     return {
         "shard": shard,
         "rows_in": rows_in,
-        "rows_out": rows_in - sum(rejected.values()),
-        "rejected": rejected,
+        "rows_out": rows_in - sum(rejects.counts.values()),
+        "rejected": rejects.counts,
         "docs": n_docs,
         "tokens": n_tokens,
         # Stream length: the documents' tokens plus one end-of-text token each.
@@ -145,23 +180,86 @@ def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     }
 
 
-def _reject_empty(rejects, batch: pa.RecordBatch, empty: np.ndarray, lineage: list[str], counts: dict[str, int]) -> None:
-    reason = REJECT_PREFIX + "no_tokens"
-    rows = batch.filter(pa.array(empty))
-    counts[reason] = counts.get(reason, 0) + rows.num_rows
-    cols = {c: rows.column(c) for c in ("id", "text", *lineage)}
-    n = rows.num_rows
-    rejects.write(
-        pa.table(
-            {
-                "id": cols["id"],
-                "reason": pa.array([reason] * n),
-                "value": pa.array(["0"] * n),
-                "threshold": pa.array(["1"] * n),
-                "duplicate_of": pa.nulls(n, pa.string()),
-                "detail": pa.nulls(n, pa.string()),
-                **{c: cols[c] if c in cols else pa.nulls(n) for c in LINEAGE},
-                "text": pc.utf8_slice_codeunits(cols["text"], 0, REJECT_TEXT_LIMIT),
-            }
+@functools.lru_cache(maxsize=4)
+def stage_tokenizer(path: Path) -> TextTokenizer:
+    """The staged tokenizer, loaded once per process (not once per shard)."""
+    return load_tokenizer(path)
+
+
+def encode_ahead(
+    tok: TextTokenizer, batches: Iterator[pa.RecordBatch]
+) -> Iterator[tuple[pa.RecordBatch, list[Encoding]]]:
+    """Each batch with its encodings, the next batch encoding in the background meanwhile.
+
+    The native encoder releases the GIL, so the numpy work and Parquet writes of one batch
+    overlap the encoding of the next (at most two batches in memory).
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="encode") as pool:
+        pending = None
+        for batch in batches:
+            job = pool.submit(tok.encode_native, batch.column("text").to_pylist())
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (batch, job)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
+def drop_repeated_ids(
+    batches: Iterator[pa.RecordBatch], shard: int, first_seen: dict[str, tuple[int, int]], rejects: Rejects
+) -> Iterator[pa.RecordBatch]:
+    """Reject every occurrence of a repeated id but the first (``first_seen``: id -> shard, row)."""
+    row = 0
+    for batch in batches:
+        start, row = row, row + batch.num_rows
+        if first_seen:
+            ids = batch.column("id").to_pylist()
+            later = [first_seen.get(i, (shard, start + n)) != (shard, start + n) for n, i in enumerate(ids)]
+            batch = rejects.take(batch, np.array(later, dtype=bool), "duplicate_id", copy_of=True)
+        yield batch
+
+
+class Rejects:
+    """Moves masked rows of a batch into the rejects view, counting them by reason."""
+
+    def __init__(self, writer: ShardWriter, lineage: list[str]):
+        self.writer = writer
+        self.lineage = lineage
+        self.counts: dict[str, int] = {}
+
+    def take(
+        self,
+        batch: pa.RecordBatch,
+        mask: np.ndarray,
+        rule: str,
+        value: str | None = None,
+        threshold: str | None = None,
+        copy_of: bool = False,
+    ) -> pa.RecordBatch:
+        """Reject the rows where ``mask`` is set; return the others."""
+        if not mask.any():
+            return batch
+        reason = REJECT_PREFIX + rule
+        rows = batch.filter(pa.array(mask))
+        n = rows.num_rows
+        self.counts[reason] = self.counts.get(reason, 0) + n
+        self.writer.write(
+            pa.table(
+                {
+                    "id": rows.column("id"),
+                    "reason": _constant(reason, n),
+                    "value": _constant(value, n),
+                    "threshold": _constant(threshold, n),
+                    # An exact id repeat: the kept document has this same id.
+                    "duplicate_of": rows.column("id") if copy_of else _constant(None, n),
+                    "detail": _constant(None, n),
+                    **{c: rows.column(c) if c in self.lineage else pa.nulls(n) for c in LINEAGE},
+                    "text": pc.utf8_slice_codeunits(rows.column("text"), 0, REJECT_TEXT_LIMIT),
+                }
+            )
         )
-    )
+        return batch.filter(pa.array(~mask))
+
+
+def _constant(value: str | None, n: int) -> pa.Array:
+    return pa.array([value] * n, pa.string())

@@ -45,9 +45,24 @@ def docs_schema(dtype: type[np.unsignedinteger] | np.dtype) -> pa.Schema:
     )
 
 
+def docs_table(ids: list[str], flat: np.ndarray, lengths: np.ndarray, val: np.ndarray) -> pa.Table:
+    """docs view rows from concatenated ids and per-document lengths (no copy of the ids)."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)),
+            "n_tokens": pa.array(lengths.astype(np.int32)),
+            "split": pa.array(np.where(val, "val", "train")),
+        }
+    )
+
+
 def unit_hash(ids: Sequence[str], seed: int = 0) -> np.ndarray:
     """A uniform 64-bit hash of each document id (xxh3), for splits and samples."""
-    return np.fromiter((xxhash.xxh3_64_intdigest(i.encode(), seed) for i in ids), dtype=np.uint64, count=len(ids))
+    return np.fromiter(
+        (xxhash.xxh3_64_intdigest(i.encode(), seed) for i in ids), dtype=np.uint64, count=len(ids)
+    )
 
 
 def is_val(ids: Sequence[str], val_fraction: float) -> np.ndarray:

@@ -54,7 +54,9 @@ def plan_scatter(ctx: StageContext, encoded: list[dict[str, Any]]) -> list[dict[
         ctx.extra["chunks"][split] = n_chunks
         for c in range(n_chunks):
             start = c * cfg.shard_sequences
-            units.append({"split": split, "chunk": c, "start": start, "stop": min(n_seq, start + cfg.shard_sequences)})
+            units.append(
+                {"split": split, "chunk": c, "start": start, "stop": min(n_seq, start + cfg.shard_sequences)}
+            )
     return units
 
 
@@ -110,7 +112,11 @@ def gather_bucket(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], GATHER, b])
     rows = rows[rng.permutation(len(rows))]
     writer = ctx.writer(
-        DATA_VIEW, packed_schema(dtype), f"{split}-{b:05d}", max_rows=len(rows) + 1, row_group_rows=cfg.row_group_rows
+        DATA_VIEW,
+        packed_schema(dtype),
+        f"{split}-{b:05d}",
+        max_rows=len(rows) + 1,
+        row_group_rows=cfg.row_group_rows,
     )
     writer.write(sequences_table(rows, split))
     writer.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Encoding, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ..errors import ConfigError
 from ..hashing import sha256_bytes, sha256_file
@@ -33,7 +33,9 @@ class TextTokenizer:
     inject document boundaries.
     """
 
-    def __init__(self, tokenizer: Tokenizer, kind: str, eot_token: str = EOT_TOKEN, info: dict[str, Any] | None = None):
+    def __init__(
+        self, tokenizer: Tokenizer, kind: str, eot_token: str = EOT_TOKEN, info: dict[str, Any] | None = None
+    ):
         self.tokenizer = tokenizer
         self.tokenizer.encode_special_tokens = True
         self.kind = kind
@@ -41,7 +43,9 @@ class TextTokenizer:
         eot_id = tokenizer.token_to_id(eot_token)
         if eot_id is None:
             specials = sorted(t.content for t in tokenizer.get_added_tokens_decoder().values())
-            raise ConfigError(f"end-of-text token {eot_token!r} is not in the vocabulary; special tokens: {specials}")
+            raise ConfigError(
+                f"end-of-text token {eot_token!r} is not in the vocabulary; special tokens: {specials}"
+            )
         self.eot_id: int = eot_id
         # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
         self.vocab_size: int = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
@@ -60,17 +64,22 @@ class TextTokenizer:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
+        return [e.ids for e in self.encode_native(texts)]
 
-    def encode_arrays(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """All documents' ids concatenated, and each document's length (native batch encoding)."""
-        encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+    def encode_native(self, texts: Sequence[str]) -> list[Encoding]:
+        """Native, multi-threaded batch encoding (offsets skipped); releases the GIL while it runs."""
+        return self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+
+    def to_arrays(self, encodings: Sequence[Encoding]) -> tuple[np.ndarray, np.ndarray]:
+        """All documents' ids concatenated, and each document's length."""
         lengths = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
         if not encodings:
             return np.zeros(0, self.dtype), lengths
         # One C-level copy per document; Python never loops over tokens.
-        flat = np.concatenate([np.asarray(e.ids, dtype=self.dtype) for e in encodings])
-        return flat, lengths
+        return np.concatenate([np.asarray(e.ids, dtype=self.dtype) for e in encodings]), lengths
+
+    def encode_arrays(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.to_arrays(self.encode_native(texts))
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
@@ -116,7 +125,9 @@ def train_bpe(
     return TextTokenizer(tok, "bpe", eot_token)
 
 
-def build_char(batches: Iterable[list[str]], eot_token: str = EOT_TOKEN, special_tokens: Sequence[str] = ()) -> TextTokenizer:
+def build_char(
+    batches: Iterable[list[str]], eot_token: str = EOT_TOKEN, special_tokens: Sequence[str] = ()
+) -> TextTokenizer:
     """One token per character seen, ids in code point order (nanoGPT's), then eot, extras, unk.
 
     Built as a BPE model without merges: every character is its own token, which `tokenizers`
@@ -140,7 +151,9 @@ def tokenizer_file(path: str | Path) -> Path:
     p = Path(path).expanduser()
     f = p / TOKENIZER_FILE if p.is_dir() else p
     if not f.is_file():
-        raise ConfigError(f"{path}: no tokenizer.json there (a tokenizer.json file or a directory holding one)")
+        raise ConfigError(
+            f"{path}: no tokenizer.json there (a tokenizer.json file or a directory holding one)"
+        )
     return f
 
 

@@ -1,0 +1,123 @@
+"""The tokenize stage: documents in, a tokenizer plus packed, shuffled training sequences out.
+
+prepare  trains (or loads, or inherits from the previous version) the tokenizer, once, in the driver;
+encode   per input shard: the docs view, rejects, and per-split token streams (encode.py);
+scatter  per chunk of sequences: cut and send to random buckets (packing.py);
+gather   per bucket: permute and write one shard of the packed view (packing.py).
+
+``rows_out`` counts documents; the data view's rows are packed sequences.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import validation
+from ..dataset import DATA_VIEW, REJECTS_VIEW, Dataset
+from ..schema import REJECT_SCHEMA
+from ..stage import Phase, Stage, StageContext, sum_counts
+from .config import EOT_TOKEN, TokenizeConfig
+from .encode import encode_shard, find_duplicate_ids, training_batches
+from .formats import DOCS_VIEW, SCRATCH_DIR, SPLITS, TOKENIZER_DIR, docs_schema, packed_schema
+from .packing import gather_bucket, plan_gather, plan_scatter, scatter_chunk
+from .tokenizer import TextTokenizer, build_char, load_tokenizer, source_digest, train_bpe
+
+
+class TokenizeStage(Stage):
+    name = "tokenize"
+    inputs = ("filter",)
+    config_model = TokenizeConfig
+    version = "1"
+    data_schema = packed_schema(np.uint16)  # uint32 ids when the vocabulary needs them, see views()
+    rows_out_is_data_rows = False
+    validation_suite = "tokens"
+
+    def identity(self, config: TokenizeConfig, inputs: dict[str, Dataset], parent: Dataset | None) -> dict:  # type: ignore[override]
+        ident = super().identity(config, inputs, parent)
+        if config.tokenizer == "pretrained":
+            # The file's bytes, not its path, decide the ids.
+            ident["tokenizer_sha256"] = source_digest(config.tokenizer_path or "")
+        return ident
+
+    def prepare(self, ctx: StageContext) -> None:
+        validation.preload()  # GX takes seconds to import: overlap it with the encoding
+        tok = make_tokenizer(ctx)
+        tok.save(ctx.staging_dir / TOKENIZER_DIR)
+        ctx.extra["tokenizer"] = tok.meta()
+        ctx.extra["duplicates"] = find_duplicate_ids(ctx.input())
+
+    def phases(self) -> list[Phase]:
+        return [
+            Phase("encode", plan_encode, encode_shard),
+            Phase("scatter", plan_scatter, scatter_chunk),
+            Phase("gather", plan_gather, gather_bucket),
+        ]
+
+    def views(self, ctx: StageContext) -> dict[str, pa.Schema]:
+        dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
+        return {DATA_VIEW: packed_schema(dtype), DOCS_VIEW: docs_schema(dtype), REJECTS_VIEW: REJECT_SCHEMA}
+
+    def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg: TokenizeConfig = ctx.config
+        shutil.rmtree(ctx.staging_dir / SCRATCH_DIR, ignore_errors=True)
+        encoded = ctx.extra["encoded"]
+        meta = ctx.extra["tokenizer"]
+        docs = {s: sum(r["docs"][s] for r in encoded) for s in SPLITS}
+        tokens = {s: sum(r["tokens"][s] for r in encoded) for s in SPLITS}
+        stream = {s: sum(r["stream"][s] for r in encoded) for s in SPLITS}
+        sequences = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
+        text_bytes = sum(r["text_bytes"] for r in encoded)
+        all_tokens = sum(tokens.values())
+        totals = {
+            "docs": sum(docs.values()),
+            "docs_train": docs["train"],
+            "docs_val": docs["val"],
+            "tokens_train": tokens["train"],
+            "tokens_val": tokens["val"],
+            "sequences_train": sequences["train"],
+            "sequences_val": sequences["val"],
+            "seq_len": cfg.seq_len,
+            "vocab_size": meta["vocab_size"],
+            "eot_id": meta["eot_id"],
+            "tokenizer_fingerprint": meta["fingerprint"],
+            "text_bytes": text_bytes,
+        }
+        stats = {
+            "tokenizer": meta,
+            "bytes_per_token": round(text_bytes / all_tokens, 4) if all_tokens else None,
+            # Stream tokens not in any sequence: the tail of each split shorter than seq_len.
+            "tokens_dropped": {
+                s: stream[s] - sequences[s] * cfg.seq_len - (1 if sequences[s] else 0) for s in SPLITS
+            },
+            "shards": {s: ctx.extra["buckets"][s] for s in SPLITS},
+        }
+        return {"counts": sum_counts(encoded), "stats": stats, "totals": totals}
+
+
+def plan_encode(ctx: StageContext, _: list[Any]) -> list[int]:
+    return list(range(len(ctx.input().shard_paths())))
+
+
+def make_tokenizer(ctx: StageContext) -> TextTokenizer:
+    """The previous version's tokenizer (ids stay compatible), a loaded one, or one fitted here."""
+    cfg: TokenizeConfig = ctx.config
+    parent = ctx.parent_dataset()
+    if parent is not None:
+        return load_tokenizer(parent.path / TOKENIZER_DIR)
+    if cfg.tokenizer == "pretrained":
+        tok = load_tokenizer(cfg.tokenizer_path or "", cfg.eot_token)
+        tok.info["source"] = {"path": str(cfg.tokenizer_path), "sha256": ctx.identity["tokenizer_sha256"]}
+        return tok
+    used: dict[str, int] = {}
+    batches = training_batches(ctx.input(), cfg, used, include_val=cfg.tokenizer == "char")
+    eot = cfg.eot_token or EOT_TOKEN
+    if cfg.tokenizer == "char":
+        tok = build_char(batches, eot, cfg.special_tokens)
+    else:
+        tok = train_bpe(batches, cfg.vocab_size, cfg.min_frequency, eot, cfg.special_tokens)
+    tok.info["trained_on"] = dict(used)
+    return tok

@@ -1,0 +1,203 @@
+"""Great Expectations suites: documents (ingest, dedup, filter...) and tokens, passing and failing."""
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from pipeline import validation
+from pipeline.dataset import Dataset, is_published
+from pipeline.errors import ValidationFailed
+from pipeline.ingest.config import IngestConfig, SourceConfig
+from pipeline.ingest.stage import IngestStage
+from pipeline.schema import DOCUMENT_SCHEMA
+from pipeline.stage import Phase, Stage, StageContext, run_stage
+from pipeline.tokenize import TokenizeConfig, TokenizeStage
+from pipeline.validation import val_fraction_bounds, validate_stage_output
+
+
+class RowsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[tuple[str, str]] = []  # (id, text)
+
+
+def write_rows(ctx: StageContext, _unit: int) -> dict:
+    w = ctx.writer("data", DOCUMENT_SCHEMA, "part")
+    w.write_rows([{"id": i, "text": t, "source": "test"} for i, t in ctx.config.texts])
+    w.close()
+    n = len(ctx.config.texts)
+    return {"rows_in": n, "rows_out": n, "rejected": {}}
+
+
+class RowsStage(Stage):
+    """A document stage that publishes exactly the rows in its config: the suite's subject."""
+
+    name = "rows"
+    config_model = RowsConfig
+
+    def phases(self):
+        return [Phase("write", lambda ctx, _: [0], write_rows)]
+
+
+def run_rows(root, texts, unique_ids=True):
+    stage = RowsStage()
+    stage.unique_ids = unique_ids
+    return run_stage(stage, RowsConfig(texts=texts), root, {})
+
+
+def results_by(report, expectation, column=None):
+    return [
+        r
+        for r in report["results"]
+        if r["expectation"] == expectation and (column is None or r["kwargs"].get("column") == column)
+    ]
+
+
+# -- documents --------------------------------------------------------------------------------------
+
+
+def test_document_suite_passes_and_lands_in_the_manifest(tmp_path):
+    res = run_rows(tmp_path, [("a", "one"), ("b", "two"), ("c", "three")])
+    report = res.dataset.manifest["validation"]
+    assert report["success"] and report["engine"].startswith("great_expectations")
+    assert {s["suite"] for s in report["suites"]} == {"rows.schema", "rows.data"}
+    (unique,) = results_by(report, "expect_column_values_to_be_unique", "id")
+    assert unique["success"] and unique["unexpected"] == 0 and unique["rows"] == 3
+    (count,) = results_by(report, "expect_table_row_count_to_equal")
+    assert count["observed"] == 3
+    json.dumps(report)  # plain JSON, ready for a table artifact
+
+
+def test_duplicate_ids_fail_with_the_expectation_and_row_count(tmp_path):
+    with pytest.raises(
+        ValidationFailed, match=r"expect_column_values_to_be_unique\(column=id\): 2 of 3 rows fail"
+    ):
+        run_rows(tmp_path, [("a", "one"), ("a", "again"), ("c", "three")])
+    assert not any(is_published(p) for p in (tmp_path / "datasets" / "rows").glob("*"))
+
+
+def test_duplicate_ids_are_informational_where_the_stage_keeps_copies(tmp_path):
+    res = run_rows(tmp_path, [("a", "one"), ("a", "one"), ("c", "three")], unique_ids=False)
+    (unique,) = results_by(res.dataset.manifest["validation"], "expect_column_values_to_be_unique")
+    assert not unique["success"] and unique["informational"] and unique["unexpected"] == 2
+
+
+def test_blank_text_fails(tmp_path):
+    with pytest.raises(ValidationFailed, match=r"column=text_chars, min_value=1\): 1 of 2 rows fail"):
+        run_rows(tmp_path, [("a", "fine"), ("b", " \n\t ")])
+
+
+def test_ingest_output_is_validated(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "same"}\n{"text": "same"}\n{"text": "other"}\n')
+    res = run_stage(IngestStage(), IngestConfig(sources=[SourceConfig(path=str(src))]), tmp_path / "root", {})
+    report = res.dataset.manifest["validation"]
+    assert report["success"]
+    (unique,) = results_by(report, "expect_column_values_to_be_unique")
+    assert unique["informational"] and unique["unexpected"] == 2  # exact copies, left for dedup
+
+
+def test_large_views_are_sampled_with_exact_global_checks(tmp_path, monkeypatch):
+    monkeypatch.setattr(validation, "MAX_FRAME_ROWS", 2)
+    with pytest.raises(ValidationFailed, match=r"rows.data.all_rows: .*duplicate_ids.*1 of 1 rows fail"):
+        run_rows(tmp_path, [("a", "one"), ("b", "two"), ("c", "three"), ("a", "four")])
+    res = run_rows(tmp_path / "ok", [("a", "one"), ("b", "two"), ("c", "three")])
+    report = res.dataset.manifest["validation"]
+    assert [s["sampled"] for s in report["suites"] if s["suite"] == "rows.data"] == [True]
+    assert not results_by(report, "expect_table_row_count_to_equal")  # not claimed on a sample
+
+
+# -- tokens -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens")
+    src = root / "in.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "text": f"document {i} " * (3 + i % 9)}) + "\n" for i in range(200)
+        )
+    )
+    ingest = run_stage(
+        IngestStage(), IngestConfig(sources=[SourceConfig(path=str(src), id_field="id")]), root, {}
+    )
+    cfg = TokenizeConfig(vocab_size=280, seq_len=8, val_fraction=0.2)
+    return run_stage(TokenizeStage(), cfg, root, {"filter": ingest.dataset}).dataset
+
+
+def staged_copy(dataset: Dataset, tmp_path: Path):
+    """A writable copy of a published tokenize version, as the validate step would see it staged."""
+    staging = tmp_path / "staging"
+    shutil.copytree(dataset.path, staging)
+    ctx = SimpleNamespace(staging_dir=staging)
+    return staging, ctx, json.loads(json.dumps(dataset.manifest))
+
+
+def append_row(view: Path, table: pa.Table):
+    pq.write_table(table, view / "zz-extra.parquet")
+
+
+def test_token_suite_passes_on_stage_output(token_dataset):
+    report = token_dataset.manifest["validation"]
+    assert report["success"]
+    names = {(r["suite"], r["expectation"], r["kwargs"].get("column")) for r in report["results"]}
+    assert ("tokenize.data", "expect_column_values_to_be_between", "n_tokens") in names
+    assert ("tokenize.docs", "expect_column_values_to_be_unique", "id") in names
+    assert ("tokenize.docs", "expect_column_mean_to_be_between", "is_val") in names
+
+
+def test_wrong_length_and_out_of_range_ids_fail(token_dataset, tmp_path):
+    staging, ctx, manifest = staged_copy(token_dataset, tmp_path)
+    vocab = manifest["totals"]["vocab_size"]
+    bad = pa.table(
+        {"split": ["train", "train"], "input_ids": pa.array([[1] * 5, [vocab] * 9], pa.list_(pa.uint16()))}
+    )
+    append_row(staging / "data", bad)
+    with pytest.raises(ValidationFailed) as e:
+        validate_stage_output(TokenizeStage(), ctx, manifest)
+    msg = str(e.value)
+    rows = manifest["totals"]["sequences_train"] + manifest["totals"]["sequences_val"] + 2
+    assert f"column=n_tokens, min_value=9, max_value=9): 1 of {rows} rows fail" in msg
+    assert f"column=max_id, min_value=0, max_value={vocab - 1}): 1 of {rows} rows fail" in msg
+    assert "expect_table_row_count_to_equal" in msg
+
+
+def test_null_rows_and_duplicate_doc_ids_fail(token_dataset, tmp_path):
+    staging, ctx, manifest = staged_copy(token_dataset, tmp_path)
+    docs = pq.read_table(next((staging / "docs").glob("*.parquet")))
+    append_row(staging / "docs", docs.slice(0, 1))
+    append_row(
+        staging / "data",
+        pa.table(
+            {
+                "split": pa.array([None], pa.string()),
+                "input_ids": pa.array([list(range(9))], pa.list_(pa.uint16())),
+            }
+        ),
+    )
+    with pytest.raises(ValidationFailed) as e:
+        validate_stage_output(TokenizeStage(), ctx, manifest)
+    msg = str(e.value)
+    assert "tokenize.docs: expect_column_values_to_be_unique(column=id): 2 of" in msg
+    assert "tokenize.data: expect_column_values_to_not_be_null(column=split): 1 of" in msg
+
+
+def test_val_fraction_out_of_bounds_fails(token_dataset, tmp_path):
+    _, ctx, manifest = staged_copy(token_dataset, tmp_path)
+    manifest["config"]["val_fraction"] = 0.5  # the data were split at 0.2
+    with pytest.raises(ValidationFailed, match=r"expect_column_mean_to_be_between\(column=is_val"):
+        validate_stage_output(TokenizeStage(), ctx, manifest)
+
+
+def test_val_fraction_bounds_are_binomial():
+    lo, hi = val_fraction_bounds(0.1, 10_000)
+    assert 0.08 < lo < 0.1 < hi < 0.12
+    lo, hi = val_fraction_bounds(0.1, 10)
+    assert lo == 0.0 and hi > 0.4  # ten documents say little
+    assert val_fraction_bounds(0.0, 100) == (0.0, 0.0)
