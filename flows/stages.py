@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
@@ -21,10 +22,14 @@ from pipeline.config import PipelineConfig
 from pipeline.dataset import Dataset, is_published, version_dir
 from pipeline.errors import ConfigError, DataError
 from pipeline.dedup.config import DedupConfig
+from pipeline.evaluate.config import EvaluateConfig
 from pipeline.filter.config import AnnotateConfig, FilterConfig
+from pipeline.finetune.config import FinetuneConfig
 from pipeline.ingest.config import IngestConfig
+from pipeline.labeled.config import LabeledConfig
 from pipeline.pretrain.config import PretrainConfig
 from pipeline.tokenize.config import TokenizeConfig
+from pipeline.report import build_run_report
 from pipeline.stage import StageResult, run_stage
 from pipeline.stages import BY_NAME, ORDER, upstream
 
@@ -128,6 +133,24 @@ def pretrain_flow(config: PretrainConfig = PretrainConfig(), data_dir: str = "da
     return run_stage_flow("pretrain", config, data_dir, inputs)
 
 
+@flow(name="labeled", log_prints=True, on_failure=[record_failure])
+def labeled_flow(config: LabeledConfig = LabeledConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Read labeled examples, map labels to ids, split train/validation/test (stratified)."""
+    return run_stage_flow("labeled", config, data_dir, inputs)
+
+
+@flow(name="finetune", log_prints=True, on_failure=[record_failure])
+def finetune_flow(config: FinetuneConfig = FinetuneConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Fine-tune the pretrained checkpoint on the labeled task, and a from-scratch baseline."""
+    return run_stage_flow("finetune", config, data_dir, inputs)
+
+
+@flow(name="evaluate", log_prints=True, on_failure=[record_failure])
+def evaluate_flow(config: EvaluateConfig = EvaluateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+    """Score fine-tuned vs from-scratch vs majority class on the test split; LM perplexity and samples."""
+    return run_stage_flow("evaluate", config, data_dir, inputs)
+
+
 STAGE_FLOWS = {
     "ingest": ingest_flow,
     "dedup": dedup_flow,
@@ -135,6 +158,9 @@ STAGE_FLOWS = {
     "filter": filter_flow,
     "tokenize": tokenize_flow,
     "pretrain": pretrain_flow,
+    "labeled": labeled_flow,
+    "finetune": finetune_flow,
+    "evaluate": evaluate_flow,
 }
 
 
@@ -158,5 +184,8 @@ def end_to_end(config: PipelineConfig = PipelineConfig(), data_dir: str = "data"
     except Exception as e:
         catalog.finish_run(root, run_id, "failed", str(e))
         raise
+    report = build_run_report(root, [StageResult.from_summary(summaries[n]) for n in todo])
+    create_markdown_artifact(report.read_text(), key="run-report", description="tokenmill run report")
+    get_run_logger().info("run report: %s", report)
     catalog.finish_run(root, run_id, "completed")
     return [summaries[n] for n in todo]

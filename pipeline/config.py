@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 from .dedup.config import DedupConfig
+from .evaluate.config import EvaluateConfig
 from .filter.config import AnnotateConfig, FilterConfig
+from .finetune.config import FinetuneConfig
 from .ingest.config import IngestConfig
+from .labeled.config import LabeledConfig
 from .pretrain.config import PretrainConfig
 from .tokenize.config import TokenizeConfig
 
@@ -42,6 +45,9 @@ class PipelineConfig(BaseModel):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    labeled: LabeledConfig = Field(default_factory=LabeledConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
 def parse_value(text: str) -> Any:

@@ -100,6 +100,13 @@ class StageResult:
     def dataset(self) -> Dataset:
         return Dataset(self.path)
 
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> StageResult:
+        """Rebuild a result from its `summary()` (what flows pass between each other)."""
+        ds = Dataset(Path(summary["path"]))
+        m = ds.manifest
+        return cls(m["stage"], m["fingerprint"], ds.path, summary["cached"], m["counts"], m.get("stats", {}), summary.get("seconds", 0.0))
+
     @property
     def data_path(self) -> Path:
         return self.path / DATA_VIEW

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from .dedup.stage import DedupStage
+from .evaluate.stage import EvaluateStage
 from .filter.annotate import AnnotateStage
+from .finetune.stage import FinetuneStage
 from .filter.select import FilterStage
 from .ingest.stage import IngestStage
+from .labeled.stage import LabeledStage
 from .pretrain.stage import PretrainStage
 from .tokenize.stage import TokenizeStage
 from .stage import Stage
 
 # Pipeline order. Each stage's `inputs` names the stages it reads.
-STAGES: list[Stage] = [IngestStage(), DedupStage(), AnnotateStage(), FilterStage(), TokenizeStage(), PretrainStage()]
+STAGES: list[Stage] = [
+    IngestStage(),
+    DedupStage(),
+    AnnotateStage(),
+    FilterStage(),
+    TokenizeStage(),
+    PretrainStage(),
+    LabeledStage(),
+    FinetuneStage(),
+    EvaluateStage(),
+]
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 ORDER: list[str] = [s.name for s in STAGES]
 

@@ -123,6 +123,12 @@ def test_csv_tsv_and_text_paragraphs(tmp_path):
     assert r.stats["by_source"]["notes"]["rows_out"] == 2
 
 
+def test_tsv_stray_quote_does_not_merge_lines(tmp_path):
+    (tmp_path / "r.tsv").write_text('text\tlabel\n"Great" movie, 10/10\t1\nA "so-so film\t0\nBad.\t0\n')
+    r = ingest(tmp_path / "root", {"path": str(tmp_path / "r.tsv")})
+    assert sorted(d["text"] for d in Dataset(r.path).head(10).to_pylist()) == ['"Great" movie, 10/10', 'A "so-so film', "Bad."]
+
+
 def test_hugging_face_sources_from_local_files(tmp_path):
     import datasets
 

@@ -51,7 +51,9 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: st
     top = m.max() if m.size else 0
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > top / 2 else "black")
+            ax.text(
+                j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > top / 2 else "black"
+            )
     fig.tight_layout()
     fig.savefig(path, metadata=_META)
     plt.close(fig)

@@ -24,6 +24,7 @@ from ..finetune.instruct import encode_pair, greedy_answer, render
 from ..finetune.stage import MODELS, build_examples, load_split_rows
 from ..finetune.train import Examples, evaluate, open_tokenizer, resolve_device
 from ..models.checkpoint import load_model
+from ..pretrain.generate import generate
 from ..stage import Phase, Stage, StageContext
 from .config import EvaluateConfig
 from .metrics import classification_metrics, majority_baseline, perplexity
@@ -100,7 +101,9 @@ def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
             add(name, "accuracy", m["accuracy"])
             add(name, "macro_f1", m["macro_f1"])
             if name != "majority":
-                png = plot_confusion(m["confusion"], labels, ctx.staging_dir / f"confusion-{name}.png", f"{name} ({cfg.split})")
+                png = plot_confusion(
+                    m["confusion"], labels, ctx.staging_dir / f"confusion-{name}.png", f"{name} ({cfg.split})"
+                )
                 plots[name] = png.name
         stats["confusion_plots"] = plots
         stats["headline"] = headline(stats["models"], "accuracy")
@@ -112,9 +115,18 @@ def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
             stats["models"][name] = {"response_loss": loss, "response_perplexity": perplexity(loss)}
             add(name, "response_perplexity", perplexity(loss))
             stats["models"][name]["samples"] = [
-                {"prompt": p, "reference": ref, "answer": tok.decode(greedy_answer(
-                    model, tok.encode(render(p, ft_cfg.template)), tok.eot_id, cfg.max_new_tokens))}
-                for p, ref in zip(rows_eval["text"][: cfg.samples], rows_eval["response"][: cfg.samples], strict=True)
+                {
+                    "prompt": p,
+                    "reference": ref,
+                    "answer": tok.decode(
+                        greedy_answer(
+                            model, tok.encode(render(p, ft_cfg.template)), tok.eot_id, cfg.max_new_tokens
+                        )
+                    ),
+                }
+                for p, ref in zip(
+                    rows_eval["text"][: cfg.samples], rows_eval["response"][: cfg.samples], strict=True
+                )
             ]
         stats["headline"] = headline(stats["models"], "response_perplexity", lower_is_better=True)
     stats["pretrained"] = pretrained_lm(pretrained, rows_eval, tok, ft_cfg, cfg, device)
@@ -148,19 +160,29 @@ def pretrained_lm(
         docs = [tok.encode_batch([t])[0] + [tok.eot_id] for t in rows["text"]]
         docs = [np.array(d[: max_len + 1], dtype=np.int64) for d in docs]
         ex = Examples([d[:-1] for d in docs if len(d) > 1], targets=[d[1:] for d in docs if len(d) > 1])
-        prompts = [tok.encode(t)[: cfg.sample_prompt_tokens] for t in rows["text"][: cfg.samples]]
+        prompts = [tok.decode(tok.encode(t)[: cfg.sample_prompt_tokens]) for t in rows["text"][: cfg.samples]]
     else:
         pairs = [
             encode_pair(tok.encode(render(p, ft_cfg.template)), tok.encode(r), tok.eot_id, max_len)
             for p, r in zip(rows["text"], rows["response"], strict=True)
         ]
         ex = Examples([x for x, _ in pairs], targets=[y for _, y in pairs])
-        prompts = [tok.encode(render(p, ft_cfg.template)) for p in rows["text"][: cfg.samples]]
+        prompts = [render(p, ft_cfg.template) for p in rows["text"][: cfg.samples]]
     loss = evaluate(model, ex, tok.eot_id, device, cfg.batch_size)["loss"] if len(ex) else float("nan")
+    # Sampled (temperature, top-k, fixed seed) as `tokenmill generate` does, so the report shows
+    # the kind of text the model writes rather than a greedy loop.
     samples = [
-        {"prompt": tok.decode(p), "continuation": tok.decode(greedy_answer(model, p, tok.eot_id, cfg.max_new_tokens))}
-        for p in prompts
+        {
+            "prompt": p,
+            "continuation": generate(
+                checkpoint, p, cfg.max_new_tokens, seed=cfg.seed + i, device=str(device)
+            ),
+        }
+        for i, p in enumerate(prompts)
     ]
-    return {"loss": loss, "perplexity": perplexity(loss), "tokens": int(sum(len(t) for t in ex.ids)), "samples": samples}
-
-
+    return {
+        "loss": loss,
+        "perplexity": perplexity(loss),
+        "tokens": int(sum(len(t) for t in ex.ids)),
+        "samples": samples,
+    }

@@ -32,28 +32,37 @@ class FinetuneConfig(BaseModel):
     method: Literal["full", "lora"] = Field("full", description="Train every weight, or low-rank adapters")
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     pooling: Literal["last", "mean"] = Field(
-        "last", description="Classifier input: the hidden state of the last token (an appended end-of-text) or the mean"
+        "last",
+        description="Classifier input: the hidden state of the last token (an appended end-of-text) or the mean",
     )
     head_dropout: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] | list[float] = Field(
-        "balanced", description="Loss weight per class: balanced = n / (k * count), or one number per label id"
+        "balanced",
+        description="Loss weight per class: balanced = n / (k * count), or one number per label id",
     )
-    max_len: int = Field(128, ge=2, description="Tokens per example (cut to the model's block size)")
-    template: str = Field(DEFAULT_TEMPLATE, description="Instruct: how a prompt is shown; must contain {prompt}")
+    max_len: int = Field(96, ge=2, description="Tokens per example (cut to the model's block size)")
+    template: str = Field(
+        DEFAULT_TEMPLATE, description="Instruct: how a prompt is shown; must contain {prompt}"
+    )
     batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-4, gt=0, description="Peak learning rate (warmup, then cosine to lr / 10)")
-    head_lr: float | None = Field(None, description="Learning rate of the new classification head; default lr * 10")
+    head_lr: float | None = Field(
+        None, description="Learning rate of the new classification head; default lr * 10"
+    )
     weight_decay: float = 0.01
     warmup_steps: int = 20
-    max_steps: int = Field(300, ge=1, description="Optimizer steps: the training budget")
-    eval_interval: int = Field(25, ge=1, description="Steps between validation evaluations")
-    patience: int = Field(4, ge=0, description="Stop after this many evaluations without improvement; 0 = never")
+    max_steps: int = Field(200, ge=1, description="Optimizer steps: the training budget")
+    eval_interval: int = Field(20, ge=1, description="Steps between validation evaluations")
+    patience: int = Field(
+        4, ge=0, description="Stop after this many evaluations without improvement; 0 = never"
+    )
     grad_clip: float = 1.0
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, description="torch CPU threads; default: torch's choice")
     baseline: bool = Field(
-        True, description="Also train the same architecture from scratch on the same data with the same budget"
+        True,
+        description="Also train the same architecture from scratch on the same data with the same budget",
     )
 
     @model_validator(mode="after")

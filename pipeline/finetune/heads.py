@@ -10,10 +10,15 @@ states of the real tokens.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..models.checkpoint import load_model, save_checkpoint
 
 Pooling = Literal["last", "mean"]
 
@@ -47,32 +52,23 @@ HEAD_FILE = "head.safetensors"
 META_FILE = "finetune.json"
 
 
-def save_finetuned(directory, model: nn.Module, meta: dict, tokenizer_dir=None):
+def save_finetuned(
+    directory: str | Path, model: nn.Module, meta: dict, tokenizer_dir: str | Path | None = None
+) -> Path:
     """A checkpoint whose backbone any tokenmill reader loads, plus ``head.safetensors`` and ``finetune.json``."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from ..models.checkpoint import save_checkpoint
-
     backbone = model.backbone if isinstance(model, SequenceClassifier) else model
     out = save_checkpoint(directory, backbone, tokenizer_dir=tokenizer_dir)
     if isinstance(model, SequenceClassifier):
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(out / HEAD_FILE))
-    (Path(out) / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+            str(out / HEAD_FILE),
+        )
+    (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 
 
-def load_finetuned(directory, device="cpu") -> tuple[nn.Module, dict]:
+def load_finetuned(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The fine-tuned model (a SequenceClassifier for classify, the LM for instruct) and its meta."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
-    from ..models.checkpoint import load_model
-
     directory = Path(directory)
     meta = json.loads((directory / META_FILE).read_text())
     backbone, _ = load_model(directory, device=device)

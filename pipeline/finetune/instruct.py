@@ -40,7 +40,9 @@ def encode_pair(
 
 
 @torch.no_grad()
-def greedy_answer(model: torch.nn.Module, prompt_ids: list[int], eot_id: int, max_new_tokens: int) -> list[int]:
+def greedy_answer(
+    model: torch.nn.Module, prompt_ids: list[int], eot_id: int, max_new_tokens: int
+) -> list[int]:
     """Greedy continuation of a prompt, stopping at end-of-text; the new token ids."""
     model.eval()
     device = next(model.parameters()).device

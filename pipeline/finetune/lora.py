@@ -41,7 +41,9 @@ class LoRALinear(nn.Module):
         return self.base
 
 
-def apply_lora(model: nn.Module, targets: list[str], rank: int, alpha: float, dropout: float = 0.0) -> list[str]:
+def apply_lora(
+    model: nn.Module, targets: list[str], rank: int, alpha: float, dropout: float = 0.0
+) -> list[str]:
     """Freeze ``model`` and wrap every Linear whose name ends with a target; returns the names.
 
     Names are matched on their last dotted component (``c_attn`` matches

@@ -83,7 +83,11 @@ class FinetuneStage(Stage):
             "curves": curves.name if curves else None,
             "pretrained_checkpoint": str(Path(ctx.extra["pretrained"]).relative_to(ctx.root)),
         }
-        return {"counts": counts, "stats": stats, "totals": {"train_examples": by_model["finetuned"]["train"]}}
+        return {
+            "counts": counts,
+            "stats": stats,
+            "totals": {"train_examples": by_model["finetuned"]["train"]},
+        }
 
 
 def pretrained_checkpoint(pretrain: Dataset) -> Path:
@@ -110,7 +114,9 @@ def load_split_rows(labeled: Dataset, split: str) -> dict[str, list[Any]]:
 
 def build_examples(rows: dict[str, list[Any]], tok, cfg: FinetuneConfig, max_len: int) -> Examples:
     if cfg.task == "classify":
-        return Examples(encode_texts(tok, rows["text"], max_len), labels=np.array(rows["label_id"], dtype=np.int64))
+        return Examples(
+            encode_texts(tok, rows["text"], max_len), labels=np.array(rows["label_id"], dtype=np.int64)
+        )
     prompts = tok.encode_batch([render(p, cfg.template) for p in rows["text"]])
     responses = tok.encode_batch(rows["response"])
     pairs = [encode_pair(p, r, tok.eot_id, max_len) for p, r in zip(prompts, responses, strict=True)]
@@ -141,7 +147,9 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         backbone = build_model(arch["arch"], **{k: v for k, v in arch.items() if k != "arch"})
     adapted: list[str] = []
     if which == "finetuned" and cfg.method == "lora":
-        adapted = apply_lora(backbone, cfg.lora.target_modules, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout)
+        adapted = apply_lora(
+            backbone, cfg.lora.target_modules, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout
+        )
     weight = None
     if cfg.task == "classify":
         model: torch.nn.Module = SequenceClassifier(backbone, len(labels), cfg.pooling, cfg.head_dropout)

@@ -86,7 +86,9 @@ def class_weights(labels: np.ndarray, n_classes: int, spec: str | list[float]) -
 
 
 # -- loss and evaluation ------------------------------------------------------------------------------
-def batch_loss(model: nn.Module, batch: dict[str, torch.Tensor], weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], weight: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, per-example predictions or an empty tensor) for either task."""
     if isinstance(model, SequenceClassifier):
         logits = model(batch["x"], batch["lengths"])
@@ -97,7 +99,9 @@ def batch_loss(model: nn.Module, batch: dict[str, torch.Tensor], weight: torch.T
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, ex: Examples, pad_id: int, device: torch.device, batch_size: int = 64) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module, ex: Examples, pad_id: int, device: torch.device, batch_size: int = 64
+) -> dict[str, Any]:
     """Mean loss over examples (over response tokens for instruct) and, for classifiers, predictions."""
     was_training = model.training
     model.eval()
@@ -142,7 +146,11 @@ def param_groups(model: nn.Module, cfg: FinetuneConfig) -> list[dict[str, Any]]:
         if p.requires_grad:
             groups.setdefault((name.startswith("head."), p.dim() >= 2), []).append(p)
     return [
-        {"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": head_lr / cfg.lr if head else 1.0}
+        {
+            "params": ps,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "lr_scale": head_lr / cfg.lr if head else 1.0,
+        }
         for (head, decay), ps in sorted(groups.items())
     ]
 
@@ -189,7 +197,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
-        running += float(loss)
+        running += float(loss.detach())
         running_n += 1
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
             val = evaluate(model, val_ex, pad_id, device)

@@ -26,6 +26,9 @@ class SourceConfig(BaseModel):
     # csv / tsv
     header: bool = True
     columns: list[str] | None = Field(None, description="Column names when the file has no header")
+    quoting: Literal["auto", "csv", "none"] = Field(
+        "auto", description="csv: double quotes group fields; none: quotes are text; auto: csv for .csv, none for .tsv"
+    )
     # Hugging Face
     hf_name: str | None = Field(None, description="Dataset name or builder ('json', 'parquet', a hub id)")
     hf_config: str | None = None

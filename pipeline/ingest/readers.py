@@ -176,7 +176,9 @@ def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Ite
     n = 0
     with open_binary(path) as fb:
         f = io.TextIOWrapper(fb, encoding="utf-8", errors="tokenmill_repair", newline="")
-        rows = csv.reader(f, delimiter=delimiter)
+        # In TSV exports a stray double quote is text; CSV quoting would silently merge lines.
+        plain = source.quoting == "none" or (source.quoting == "auto" and fmt == "tsv")
+        rows = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if plain else csv.QUOTE_MINIMAL)
         try:
             names = source.columns
             if source.header:

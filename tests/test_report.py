@@ -1,0 +1,54 @@
+"""The run report: headline, counts, lineage and figures of a real (tiny) fine-tune run."""
+
+from __future__ import annotations
+
+import re
+
+from test_finetune import TINY, make_labeled, make_pretrain, sentiment_rows
+
+from pipeline.evaluate.config import EvaluateConfig
+from pipeline.evaluate.stage import EvaluateStage
+from pipeline.finetune.config import FinetuneConfig
+from pipeline.finetune.stage import FinetuneStage
+from pipeline.labeled.config import LabeledConfig
+from pipeline.labeled.stage import LabeledStage
+from pipeline.report import build_run_report
+from pipeline.stage import run_stage
+
+
+def test_run_report(tmp_path):
+    rows = sentiment_rows(160)
+    pre = make_pretrain(tmp_path, [r["text"] for r in rows], steps=10)
+    lab_ds = make_labeled(tmp_path, rows)
+    lab = run_stage(LabeledStage(), LabeledConfig.model_validate(lab_ds.manifest["config"]), tmp_path, {})
+    assert lab.cached and lab.path == lab_ds.path
+    ft = run_stage(
+        FinetuneStage(),
+        FinetuneConfig(**{**TINY, "max_steps": 10}),
+        tmp_path,
+        {"pretrain": pre, "labeled": lab.dataset},
+    )
+    ev = run_stage(
+        EvaluateStage(),
+        EvaluateConfig(samples=1, max_new_tokens=4),
+        tmp_path,
+        {"finetune": ft.dataset, "labeled": lab.dataset},
+    )
+    path = build_run_report(tmp_path, [lab, ft, ev])
+    assert path.parent == tmp_path / "reports" and path.suffix == ".md"
+    text = path.read_text()
+    acc = ev.stats["models"]
+    assert f"| pretrained + fine-tuned | {acc['finetuned']['accuracy']:.4f} |" in text
+    assert f"| majority class | {acc['majority']['accuracy']:.4f} |" in text
+    assert "Transfer gain" in text
+    # every stage's counts, with reject reasons
+    assert re.search(r"\| labeled \| `\w{12}` \| yes \| 160 \| 160 \| 0 \|", text)
+    assert f"| finetune | `{ft.fingerprint[:12]}`" in text
+    # lineage reaches the pretrain dataset through the fine-tune manifest, and the raw file
+    assert f"**pretrain** `{pre.fingerprint[:12]}`" in text and "labeled.jsonl" in text
+    assert "checkpoint: [checkpoint/]" in text and "baseline: [baseline/]" in text
+    # every linked figure exists
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert any("curves.png" in x for x in links) and any("confusion-finetuned.png" in x for x in links)
+    assert all((path.parent / x).is_file() for x in links)
+    assert build_run_report(tmp_path, [lab, ft, ev]) == path and path.read_text() == text
