@@ -343,6 +343,24 @@ def trigger(
         raise typer.Exit(1)
 
 
+@app.command()
+def generate(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A checkpoint directory (…/pretrain/<fp>/checkpoint)")],
+    prompt: Annotated[str, typer.Option("--prompt", help="Text to continue")] = "",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to sample")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.8,
+    top_k: Annotated[int, typer.Option("--top-k", help="Sample among the k most likely tokens")] = 200,
+    seed: Annotated[int, typer.Option(help="Sampling seed")] = 1337,
+) -> None:
+    """Sample text from a pretrained (or fine-tuned instruct) checkpoint."""
+    from pipeline.models.checkpoint import is_checkpoint
+    from pipeline.pretrain.generate import generate as sample
+
+    if not is_checkpoint(checkpoint):
+        _fail(2, f"{checkpoint} is not a tokenmill checkpoint (no model.safetensors + model_config.json)")
+    sys.stdout.write(sample(checkpoint, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed) + "\n")
+
+
 def main() -> None:
     try:
         app()
