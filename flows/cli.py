@@ -129,12 +129,14 @@ def run(
             sys.stdout.write(json.dumps(s) + "\n")
         return
     table = Table(title="tokenmill run")
-    for col in ("stage", "rows in", "rows out", "rejected", "cached", "dataset"):
+    for col in ("stage", "rows in", "rows out", "rejected", "cached"):
         table.add_column(col)
+    table.add_column("dataset", overflow="fold")
     for s in summaries:
         table.add_row(s["stage"], str(s["rows_in"]), str(s["rows_out"]), str(s["rows_rejected"]), str(s["cached"]), s["path"])
     Console().print(table)
-    Console().print(f"Results under {data_dir.resolve()}; query them with: tokenmill sql \"SELECT * FROM datasets\"")
+    Console().print(f"Results under {data_dir.resolve()}; the run report is in {data_dir.resolve() / 'reports'}")
+    Console().print('Query them with: tokenmill sql "SELECT stage, rows_in, rows_out, rows_rejected FROM datasets"')
 
 
 @app.command()
