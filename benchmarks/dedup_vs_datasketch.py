@@ -9,7 +9,11 @@ the folded texts, computed here with plain Python sets.
   exact Jaccard to the document kept for it >= the threshold), for each method;
 * speed: near-dup end to end on the same input in this process (tokenmill: the whole dedup
   stage, signatures + LSH + clusters + writing the output; datasketch/rensa: shingling, MinHash,
-  LSH insert + query, union-find), one core (DuckDB and Arrow limited to one thread);
+  LSH insert + query, union-find), one core (DuckDB, Arrow and rensa's rayon pool limited to one
+  thread). tokenmill runs with its default signature backend (rensa when installed) and, as
+  ``tokenmill_numpy``, with the numpy fallback. Each method's best wall time and, separately,
+  its best CPU time over the repeats: on a shared machine the CPU time of this one-thread work
+  is the steadier measure of one core's throughput;
 * memory: the stage in a fresh process on 1x and 10x input (10x = 9 more copies of the corpus
   with 30% of the words replaced, so they are new documents), wall time and peak RSS.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -29,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # one core: before rensa is imported
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_INPUT = ROOT.parent / "shared" / "corpora" / "web" / "cc_main_2019-30_sample.jsonl"
@@ -152,8 +158,8 @@ def ingest(root: Path, src: Path):
     return run_stage(IngestStage(), cfg, root, {})
 
 
-def run_tokenmill(root: Path, ing, **over) -> tuple[float, dict[int, int], float]:
-    """(near-dup seconds, removals, whole-stage seconds). Near-dup = the phases up to clusters
+def run_tokenmill(root: Path, ing, **over) -> tuple[float, dict[int, int], float, float]:
+    """(near-dup seconds, removals, whole-stage seconds, near-dup CPU seconds). Near-dup = the phases up to clusters
     (signatures, exact, buckets, verify, cluster) with their Parquet and DuckDB work; the whole
     stage adds writing the output and the runner's validation and publishing."""
     import duckdb
@@ -161,12 +167,12 @@ def run_tokenmill(root: Path, ing, **over) -> tuple[float, dict[int, int], float
     from pipeline.dedup import DedupConfig, DedupStage
     from pipeline.stage import run_stage
 
-    phases: dict[str, float] = {}
+    phases: dict[str, tuple[float, float]] = {}
 
     def timed(name, fn, units):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = [fn(u) for u in units]
-        phases[name] = time.perf_counter() - t
+        phases[name] = (time.perf_counter() - t, time.process_time() - c)
         return out
 
     cfg = DedupConfig(
@@ -178,8 +184,8 @@ def run_tokenmill(root: Path, ing, **over) -> tuple[float, dict[int, int], float
     assert not res.cached
     glob = res.path / "rejects" / "*.parquet"
     rows = duckdb.sql(f"SELECT id, duplicate_of FROM read_parquet('{glob}')").fetchall()
-    near = sum(v for k, v in phases.items() if k != "dedup.apply")
-    return near, {int(d[3:]): int(k[3:]) for d, k in rows}, seconds
+    near = [sum(v[i] for k, v in phases.items() if k != "dedup.apply") for i in (0, 1)]
+    return near[0], {int(d[3:]): int(k[3:]) for d, k in rows}, seconds, near[1]
 
 
 def clusters_from_pairs(n: int, pairs) -> dict[int, int]:
@@ -198,10 +204,10 @@ def clusters_from_pairs(n: int, pairs) -> dict[int, int]:
     return {i: find(i) for i in range(n) if find(i) != i}
 
 
-def run_datasketch(words: list[list[str]]) -> tuple[float, dict[int, int]]:
+def run_datasketch(words: list[list[str]]) -> tuple[float, dict[int, int], float, float]:
     from datasketch import MinHash, MinHashLSH
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lsh = MinHashLSH(num_perm=NUM_PERM, params=(BANDS, ROWS))
     sigs = []
     for i, w in enumerate(words):
@@ -212,15 +218,15 @@ def run_datasketch(words: list[list[str]]) -> tuple[float, dict[int, int]]:
     pairs = [(i, j) for i, m in enumerate(sigs) for j in lsh.query(m) if j != i]
     removed = clusters_from_pairs(len(words), pairs)
     seconds = time.perf_counter() - t0
-    return seconds, removed, seconds
+    return seconds, removed, seconds, time.process_time() - c0
 
 
-def run_rensa(words: list[list[str]]) -> tuple[float, dict[int, int]] | None:
+def run_rensa(words: list[list[str]]) -> tuple[float, dict[int, int], float, float] | None:
     try:
         import rensa
     except ImportError:
         return None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lsh = rensa.RMinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM, num_bands=BANDS)
     sigs = []
     for i, w in enumerate(words):
@@ -231,7 +237,7 @@ def run_rensa(words: list[list[str]]) -> tuple[float, dict[int, int]] | None:
     pairs = [(i, j) for i, m in enumerate(sigs) for j in lsh.query(m) if j != i]
     removed = clusters_from_pairs(len(words), pairs)
     seconds = time.perf_counter() - t0
-    return seconds, removed, seconds
+    return seconds, removed, seconds, time.process_time() - c0
 
 
 def child(texts_path: str) -> None:
@@ -241,7 +247,7 @@ def child(texts_path: str) -> None:
     pa.set_cpu_count(1)
     with tempfile.TemporaryDirectory() as tmp:
         ing = ingest(Path(tmp), Path(texts_path))
-        _, _, seconds = run_tokenmill(Path(tmp), ing)
+        _, _, seconds, _ = run_tokenmill(Path(tmp), ing)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "peak_rss_mb": rss, "docs": ing.counts["rows_out"]}))
 
@@ -262,6 +268,8 @@ def main() -> None:
         return
     import pyarrow as pa
 
+    from pipeline.dedup.minhash import resolve_backend
+
     pa.set_cpu_count(1)
     base = load(args.input)
     docs, injected = build_corpus(base)
@@ -278,6 +286,9 @@ def main() -> None:
         ing = ingest(Path(tmp) / "prep", src)
         runs = {
             "tokenmill": lambda r: run_tokenmill(Path(tmp) / f"tm{r}", ing, verify="none"),
+            "tokenmill_numpy": lambda r: run_tokenmill(
+                Path(tmp) / f"tmn{r}", ing, verify="none", minhash_backend="numpy"
+            ),
             "tokenmill_default": lambda r: run_tokenmill(Path(tmp) / f"tmd{r}", ing),
             "tokenmill_signature_verify": lambda r: run_tokenmill(
                 Path(tmp) / f"tms{r}", ing, verify="signature"
@@ -290,22 +301,30 @@ def main() -> None:
                 got = fn(r)
                 if got is None:
                     continue
-                seconds, removed, whole = got
+                seconds, removed, whole, cpu = got
                 best = results.get(name)
                 if best is None or seconds < best["seconds"]:
                     results[name] = {"seconds": seconds, "whole_seconds": whole, "removed_map": removed}
+                    results[name]["cpu_seconds"] = min(cpu, best["cpu_seconds"]) if best else cpu
+                else:
+                    best["cpu_seconds"] = min(cpu, best["cpu_seconds"])
     for name, r in results.items():
         r.update(evaluate(r.pop("removed_map"), sets, injected))
         r["docs_per_s"] = round(len(docs) / r["seconds"], 1)
         r["whole_docs_per_s"] = round(len(docs) / r["whole_seconds"], 1)
+        r["cpu_docs_per_s"] = round(len(docs) / r["cpu_seconds"], 1)
         print(
-            f"{name:24s} {r['docs_per_s']:9.1f} docs/s ({r['whole_docs_per_s']:7.1f} whole stage)  precision {r['precision']:.4f}  "
+            f"{name:24s} {r['docs_per_s']:9.1f} docs/s ({r['cpu_docs_per_s']:7.1f} per CPU s, "
+            f"{r['whole_docs_per_s']:7.1f} whole stage)  precision {r['precision']:.4f}  "
             f"recall(J>=0.85) {r['recall']:.4f} of {r['recall_pairs']}  recall(J>={THRESHOLD}) "
             f"{r['recall_at_threshold']:.4f}  removed {r['removed']}"
         )
     ds = results["datasketch"]["docs_per_s"]
     speed = {k: round(v["docs_per_s"] / ds, 2) for k, v in results.items()}
+    ds_cpu = results["datasketch"]["cpu_docs_per_s"]
+    speed_cpu = {k: round(v["cpu_docs_per_s"] / ds_cpu, 2) for k, v in results.items()}
     print("speed relative to datasketch: " + ", ".join(f"{k} {v}x" for k, v in speed.items()))
+    print("CPU-time speed relative to datasketch: " + ", ".join(f"{k} {v}x" for k, v in speed_cpu.items()))
 
     scaling = {}
     if not args.no_scaling:
@@ -332,10 +351,14 @@ def main() -> None:
         "precision_datasketch": results["datasketch"]["precision"],
         "recall_datasketch": results["datasketch"]["recall"],
         "speedup_vs_datasketch": speed["tokenmill"],
+        "speedup_numpy_vs_datasketch": speed["tokenmill_numpy"],
+        "speedup_cpu_vs_datasketch": speed_cpu["tokenmill"],
+        "speedup_numpy_cpu_vs_datasketch": speed_cpu["tokenmill_numpy"],
         "speedup_default_vs_datasketch": speed["tokenmill_default"],
         "speedup_whole_stage_vs_datasketch": round(results["tokenmill"]["whole_docs_per_s"] / ds, 2),
         "speedup_rensa_vs_datasketch": speed.get("rensa", "na"),
         "docs_per_s": results["tokenmill"]["docs_per_s"],
+        "minhash_backend": resolve_backend("auto").split()[0],
         "datasketch_docs_per_s": ds,
     }
     if scaling:

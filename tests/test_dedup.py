@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+import unicodedata
 from pathlib import Path
 
 import duckdb
@@ -16,8 +18,9 @@ from pipeline.dedup import DedupConfig, DedupStage, SpanConfig, summary_markdown
 from pipeline.dedup.clusters import UnionFind
 from pipeline.dedup.config import NormalizeConfig
 from pipeline.dedup.lsh import choose_bands, match_probability
-from pipeline.dedup.minhash import MinHasher, Shingles, estimate_jaccard, jaccard
+from pipeline.dedup.minhash import EMPTY, MinHasher, Shingles, estimate_jaccard, jaccard, resolve_backend
 from pipeline.dedup.normalize import fold_collapse
+from pipeline.errors import ConfigError
 from pipeline.ingest.config import IngestConfig, SourceConfig
 from pipeline.ingest.stage import IngestStage
 from pipeline.stage import run_stage
@@ -209,6 +212,110 @@ def test_shingles_and_estimator():
         est.append(estimate_jaccard(s[:1], s[1:])[0])
     assert jaccard(a, b) == pytest.approx(0.6)
     assert abs(np.mean(est) - 0.6) < 0.01 and abs(np.std(est) - np.sqrt(0.24 / 112)) < 0.01
+
+
+def _folded_by_hand(text: str | None, punctuation: bool) -> str:
+    """The comparison form, one character at a time: what fold_collapse computes in bulk."""
+    out = []
+    for c in (text or "").lower():
+        cls = unicodedata.category(c)[0]
+        if c.isascii():
+            sep = c in " \t\n\v\f\r" or (punctuation and not c.isalnum() and c.isprintable())
+        else:
+            sep = cls == "Z" or (punctuation and cls in "PS")
+        out.append(" " if sep else c)
+    return " ".join("".join(out).split(" ")).strip() if out else ""
+
+
+def test_fold_collapse_matches_a_character_loop():
+    pieces = [
+        "",
+        " ",
+        "  ",
+        "a",
+        "Word",
+        ",",
+        "...",
+        "\u00a0",
+        "\u2014",
+        "\u201cq\u201d",
+        "\u00e9t\u00e9",
+        "\U0001f600",
+        "\u65e5\u672c",
+        "\n\n",
+        "\t",
+        "x-y",
+        "A.B",
+        "\u3000",
+        "\u00bf",
+        "9",
+    ]
+    rng = random.Random(5)
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(400)]
+    texts += [None, "", "!!", " a ", "a"]
+    for punctuation in (True, False):
+        col = fold_collapse(pa.array(texts), NormalizeConfig(punctuation=punctuation))
+        got = [col.doc_bytes(i).decode() for i in range(len(col))]
+        want = [" ".join(w for w in _folded_by_hand(t, punctuation).split(" ") if w) for t in texts]
+        assert got == want
+
+
+def test_word_shingles_do_not_depend_on_the_batch():
+    rng = random.Random(11)
+    texts = [
+        " ".join(rng.choice(VOCAB) for _ in range(rng.choice([0, 1, 3, 4, 5, 9, 40]))) for _ in range(60)
+    ]
+    m = MinHasher(32, 5)
+    batch = m.shingles(fold_collapse(pa.array(texts), NormalizeConfig()))
+    for i, t in enumerate(texts):
+        alone = m.shingles(fold_collapse(pa.array([t]), NormalizeConfig()))
+        assert np.array_equal(batch.of(i), alone.of(0))
+        words = t.split()
+        assert len(alone.of(0)) == (max(len(words) - 4, 1) if words else 0)
+    sig = m.signatures(batch)
+    assert all((sig[i] == EMPTY).all() == (not t) for i, t in enumerate(texts))
+
+
+def test_jaccard_matches_python_sets():
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        a, b = (rng.integers(0, 30, rng.integers(0, 20)).astype(np.uint64) for _ in range(2))
+        sa, sb = set(a.tolist()), set(b.tolist())
+        assert jaccard(a, b) == pytest.approx(len(sa & sb) / len(sa | sb) if sa | sb else 1.0)
+
+
+def test_backend_resolution(monkeypatch):
+    assert resolve_backend("numpy") == "numpy"
+    monkeypatch.setitem(sys.modules, "rensa", None)  # as if not installed
+    assert resolve_backend("auto") == "numpy"
+    with pytest.raises(ConfigError):
+        resolve_backend("rensa")
+
+
+def test_rensa_backend(tmp_path, corpus):
+    pytest.importorskip("rensa")
+    backend = resolve_backend("auto")
+    assert backend.startswith("rensa ")
+    # An estimator as good as the numpy permutations', and all-ones rows for empty documents.
+    rng = np.random.default_rng(0)
+    m = MinHasher(112, 5, seed=3, backend=backend)
+    est = []
+    for _ in range(200):
+        u = rng.integers(0, 2**63, 300, dtype=np.uint64)
+        s = m.signatures(Shingles(np.concatenate([u[:240], u[60:]]), np.repeat([0, 2], [240, 240]), 3))
+        assert (s[1] == EMPTY).all()
+        est.append(estimate_jaccard(s[:1], s[2:])[0])
+    # Unbiased; its permutations are not independent, and the spread is at most the textbook one.
+    assert abs(np.mean(est) - 0.6) < 0.01 and 0.02 < np.std(est) < np.sqrt(0.24 / 112) + 0.01
+    # The stage finds the same duplicates with either backend; the backend is in the fingerprint.
+    src, _ = corpus
+    ing = ingest(tmp_path / "root", src)
+    fast, slow = (dedup(tmp_path / "root", ing, minhash_backend=b) for b in ("rensa", "numpy"))
+    assert fast.counts == slow.counts and fast.fingerprint != slow.fingerprint
+    assert Dataset(fast.path).manifest["identity"]["minhash"] == backend
+    assert {r["id"]: r["duplicate_of"] for r in rejects(fast)} == {
+        r["id"]: r["duplicate_of"] for r in rejects(slow)
+    }
 
 
 def test_union_find_and_bands():

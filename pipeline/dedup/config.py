@@ -56,6 +56,12 @@ class DedupConfig(BaseModel):
         ">= threshold) or exact (shingle-set Jaccard >= threshold, reads both texts)",
     )
     seed: int = Field(1, description="Seed of the MinHash permutations")
+    minhash_backend: Literal["auto", "numpy", "rensa"] = Field(
+        "auto",
+        description="What computes signatures from shingle hashes: numpy, rensa (native, much faster; an "
+        "optional package) or auto (rensa when installed). Backends permute differently, so the one "
+        "resolved is part of the fingerprint",
+    )
     partitions: int = Field(
         1, ge=1, description="Hash partitions of the exact and bucket phases (their units)"
     )

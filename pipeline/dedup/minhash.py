@@ -1,4 +1,4 @@
-"""MinHash signatures for a batch of documents, vectorized with numpy.
+"""MinHash signatures for a batch of documents, vectorized with numpy (or computed by rensa).
 
 Shingles are n-grams of words (or characters) of the collapsed, folded text. Each token is a
 byte range of the batch buffer; its hash comes from one prefix sum of a polynomial rolling hash
@@ -8,21 +8,30 @@ characters. Shingle hashes are mixed (splitmix64) and their top 32 bits permuted
 ``h_k(x) = a_k * x + b_k (mod 2**32)`` with seeded odd a_k; the signature keeps each
 permutation's minimum per document. A document with no tokens has no signature (all ones) and
 is left out of near-duplicate search.
+
+The last step, shingle hashes to signatures, is most of the arithmetic (num_perm values per
+shingle). The ``rensa`` backend hands it to rensa's native kernel, which takes the same flat
+shingle hashes and is an order of magnitude faster; its permutations are its own, so its
+signatures differ from numpy's and a backend's identity (name, version) is part of the stage's
+fingerprint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
+from itertools import chain
 
 import numpy as np
 
+from ..errors import ConfigError
 from .normalize import SPACE, Collapsed
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _U64 = np.uint64
 _BASE = _U64(0x100000001B3)  # the FNV prime: odd, so invertible modulo 2**64
 _BASE_INV = _U64(pow(0x100000001B3, -1, 2**64))
-_CHUNK = 2_048  # shingles per permutation block: the block stays in cache
+_BLOCK_VALUES = 1 << 22  # permuted values per signature block (16 MB): few, long numpy calls
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -36,14 +45,24 @@ def mix64(x: np.ndarray) -> np.ndarray:
 
 
 _POWERS: list[np.ndarray] = [np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64)]
+_BLOCK = 4_096
+
+
+def _power_table(base: np.uint64, n: int) -> np.ndarray:
+    """base**i modulo 2**64 for i < n, as (base**_BLOCK)**j * base**k: two short serial products
+    instead of one as long as the buffer (uint64 products wrap, which is the modulus)."""
+    ones = np.ones(1, dtype=np.uint64)
+    inner = np.concatenate((ones, np.cumprod(np.full(_BLOCK - 1, base, dtype=np.uint64))))
+    step = inner[-1:] * base  # an array, not a scalar: numpy warns when scalar products wrap
+    outer = np.concatenate((ones, np.cumprod(np.repeat(step, -(-n // _BLOCK) - 1))))
+    return (outer[:, None] * inner).ravel()[:n]
 
 
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     """BASE**i and BASE**-i modulo 2**64 for i < n (cached per process, grown by doubling)."""
     if _POWERS[0].size < n:
         size = max(n, 2 * _POWERS[0].size)
-        for k, base in enumerate((_BASE, _BASE_INV)):
-            _POWERS[k] = np.concatenate(([_U64(1)], np.cumprod(np.full(size - 1, base, dtype=np.uint64))))
+        _POWERS[:] = [_power_table(_BASE, size), _power_table(_BASE_INV, size)]
     return _POWERS[0][:n], _POWERS[1][:n]
 
 
@@ -51,9 +70,11 @@ def range_hash(col: Collapsed, starts: np.ndarray, stops: np.ndarray) -> np.ndar
     """A 64-bit hash of each byte range [start, stop) of the buffer, independent of its position."""
     n = col.buf.size
     pw, ipw = _powers(n + 1)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum(col.buf.astype(np.uint64) * pw[:n], out=prefix[1:])
-    return mix64((prefix[stops] - prefix[starts]) * ipw[starts])
+    prefix = np.empty(n + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.multiply(col.buf, pw[:n], out=prefix[1:])
+    np.cumsum(prefix[1:], out=prefix[1:])
+    return mix64((np.take(prefix, stops) - np.take(prefix, starts)) * np.take(ipw, starts))
 
 
 @dataclass
@@ -67,9 +88,44 @@ class Shingles:
         return self.hashes[lo:hi]
 
 
+def _words(buf: np.ndarray, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, stop, document) of every word of a collapsed buffer: words are separated by one
+    space or by a document boundary, with no space at either end of a document."""
+    nonempty = offs[1:] > offs[:-1]
+    spaces = np.flatnonzero(buf == SPACE)
+    mark = np.zeros(buf.size + 1, dtype=bool)
+    mark[spaces + 1] = True
+    mark[offs[:-1][nonempty]] = True
+    starts = np.flatnonzero(mark)
+    mark[:] = False
+    mark[spaces] = True
+    mark[offs[1:][nonempty]] = True
+    stops = np.flatnonzero(mark)
+    per_doc = np.diff(np.searchsorted(spaces, offs)) + nonempty
+    return starts, stops, np.repeat(np.arange(offs.size - 1), per_doc)
+
+
+def resolve_backend(name: str) -> str:
+    """The identity of the signature backend a run uses: "numpy", or rensa with its version and
+    algorithm version; "auto" is rensa when it is installed."""
+    if name == "numpy":
+        return "numpy"
+    try:
+        import rensa
+    except ImportError:
+        if name == "rensa":
+            raise ConfigError("minhash_backend 'rensa' needs the rensa package: pip install rensa") from None
+        return "numpy"
+    return f"rensa {metadata.version('rensa')} algorithm {rensa.RMinHash.ALGORITHM_VERSION}"
+
+
 class MinHasher:
-    def __init__(self, num_perm: int, ngram: int, mode: str = "word", seed: int = 1):
-        self.num_perm, self.ngram, self.mode = num_perm, ngram, mode
+    def __init__(self, num_perm: int, ngram: int, mode: str = "word", seed: int = 1, backend: str = "numpy"):
+        """`backend` is an identity from :func:`resolve_backend` (the one a run was planned with)."""
+        self.num_perm, self.ngram, self.mode, self.seed = num_perm, ngram, mode, seed
+        self.backend = backend
+        if backend != "numpy" and resolve_backend("rensa") != backend:
+            raise ConfigError(f"this run was planned with {backend}, found {resolve_backend('rensa')}")
         rng = np.random.default_rng(seed)
         self.a = (rng.integers(0, 2**32, num_perm, dtype=np.uint64) | 1).astype(np.uint32)
         self.b = rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
@@ -82,23 +138,13 @@ class MinHasher:
         n_docs = len(col)
         if buf.size == 0:
             return Shingles(np.zeros(0, np.uint64), np.zeros(0, np.int64), n_docs)
-        doc_of_byte = np.repeat(np.arange(n_docs), np.diff(offs))
-        first = np.zeros(buf.size, dtype=bool)
-        first[offs[:-1][offs[:-1] < buf.size]] = True
         if self.mode == "word":
-            solid = buf != SPACE
-            prev_space = np.ones(buf.size, dtype=bool)
-            prev_space[1:] = ~solid[:-1]
-            starts = np.flatnonzero(solid & (prev_space | first))
-            tdoc = doc_of_byte[starts]
-            # Collapsed text: a word ends at the next space or at its document's end.
-            spaces = np.append(np.flatnonzero(~solid), buf.size)
-            stops = np.minimum(spaces[np.searchsorted(spaces, starts)], offs[tdoc + 1])
+            starts, stops, tdoc = _words(buf, offs)
             return self._combine(range_hash(col, starts, stops), tdoc, n_docs)
         # Characters are UTF-8 lead bytes; a shingle spans n characters of one document, and a
         # document shorter than that is one shingle.
         lead = np.flatnonzero((buf & 0xC0) != 0x80)
-        tdoc = doc_of_byte[lead]
+        tdoc = np.searchsorted(offs, lead, side="right") - 1
         n = self.ngram
         count = np.bincount(tdoc, minlength=n_docs)
         end = np.cumsum(count)[tdoc]  # one past the last character of each character's document
@@ -112,48 +158,58 @@ class MinHasher:
     def _combine(self, token: np.ndarray, tdoc: np.ndarray, n_docs: int) -> Shingles:
         """Word n-grams from token hashes; a document shorter than n words is one shingle."""
         n = self.ngram
-        m = token.size - n + 1
-        parts_h, parts_d = [], []
-        if m > 0:
-            h = np.zeros(m, dtype=np.uint64)
-            for j in range(n):
-                h += token[j : j + m] * self.pos[j]
-            ok = tdoc[:m] == tdoc[n - 1 :]
-            parts_h.append(mix64(h[ok]))
-            parts_d.append(tdoc[:m][ok])
+        m = max(token.size - n + 1, 0)
+        h = np.zeros(m, dtype=np.uint64)
+        for j in range(min(n, token.size)):
+            h += token[j : j + m] * self.pos[j]
+        ok = tdoc[:m] == tdoc[n - 1 :]
+        hashes, doc = mix64(h[ok]), tdoc[:m][ok]
         count = np.bincount(tdoc, minlength=n_docs)
         short = np.flatnonzero((count > 0) & (count < n))
         if short.size:
-            first_tok = np.cumsum(count) - count
+            first_tok = (np.cumsum(count) - count)[short]
             h = np.zeros(short.size, dtype=np.uint64)
             for j in range(n - 1):
                 has = j < count[short]
-                h[has] += token[first_tok[short][has] + j] * self.pos[j]
-            parts_h.append(mix64(h))
-            parts_d.append(short)
-        if not parts_h:
-            return Shingles(np.zeros(0, np.uint64), np.zeros(0, np.int64), n_docs)
-        hashes, doc = np.concatenate(parts_h), np.concatenate(parts_d)
-        if len(parts_h) > 1:
-            order = np.argsort(doc, kind="stable")
-            hashes, doc = hashes[order], doc[order]
+                h[has] += token[first_tok[has] + j] * self.pos[j]
+            # Short documents have no n-gram, so each goes in at its place in document order.
+            at = np.searchsorted(doc, short)
+            hashes, doc = np.insert(hashes, at, mix64(h)), np.insert(doc, at, short)
         return Shingles(hashes, doc.astype(np.int64), n_docs)
 
     # -- signatures -------------------------------------------------------------------------------
     def signatures(self, sh: Shingles) -> np.ndarray:
         """(n_docs, num_perm) uint32; rows of documents without shingles are all EMPTY."""
-        sig = np.full((sh.n_docs, self.num_perm), EMPTY, dtype=np.uint32)
+        if self.backend != "numpy":
+            return self._rensa_signatures(sh)
+        # Permutation-major: each permutation's values of a block of shingles are contiguous,
+        # so the multiply, add and per-document minimum run as long vector loops.
+        sig = np.full((self.num_perm, sh.n_docs), EMPTY, dtype=np.uint32)
         x = (sh.hashes >> _U64(32)).astype(np.uint32)
-        block = np.empty((_CHUNK, self.num_perm), dtype=np.uint32)
-        for c0 in range(0, x.size, _CHUNK):
-            xc = x[c0 : c0 + _CHUNK]
-            out = block[: xc.size]
-            np.multiply(xc[:, None], self.a, out=out)
-            np.add(out, self.b, out=out)
+        a, b = self.a[:, None], self.b[:, None]
+        width = max(1, _BLOCK_VALUES // self.num_perm)
+        block = np.empty((self.num_perm, min(width, x.size)), dtype=np.uint32)
+        for c0 in range(0, x.size, width):
+            xc = x[c0 : c0 + width]
+            out = block[:, : xc.size]
+            np.multiply(a, xc, out=out)
+            np.add(out, b, out=out)
             d = sh.doc[c0 : c0 + xc.size]
             seg = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-            rows = d[seg]
-            sig[rows] = np.minimum(sig[rows], np.minimum.reduceat(out, seg, axis=0))
+            cols = d[seg]
+            sig[:, cols] = np.minimum(sig[:, cols], np.minimum.reduceat(out, seg, axis=1))
+        return np.ascontiguousarray(sig.T)
+
+    def _rensa_signatures(self, sh: Shingles) -> np.ndarray:
+        import rensa
+
+        rows = np.searchsorted(sh.doc, np.arange(sh.n_docs + 1)).astype(np.uint64)
+        digests = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
+            sh.hashes, rows, self.num_perm, self.seed
+        )
+        values = chain.from_iterable(digests.to_rows())
+        sig = np.fromiter(values, np.uint32, sh.n_docs * self.num_perm).reshape(sh.n_docs, self.num_perm)
+        sig[rows[1:] == rows[:-1]] = EMPTY  # rensa's rows without tokens are all ones too; made sure
         return sig
 
     def __call__(self, col: Collapsed) -> np.ndarray:
@@ -178,8 +234,12 @@ def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     """Exact Jaccard similarity of two shingle-hash sets."""
-    a, b = np.unique(a), np.unique(b)
-    if a.size == 0 and b.size == 0:
-        return 1.0
-    inter = np.intersect1d(a, b, assume_unique=True).size
+    return sorted_jaccard(np.unique(a), np.unique(b))
+
+
+def sorted_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted arrays of distinct hashes."""
+    if a.size == 0 or b.size == 0:
+        return float(a.size == b.size)
+    inter = np.count_nonzero(a[np.minimum(np.searchsorted(a, b), a.size - 1)] == b)
     return inter / (a.size + b.size - inter)

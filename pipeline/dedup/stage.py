@@ -40,9 +40,17 @@ from . import spans as span_rules
 from .clusters import UnionFind, size_histogram
 from .config import DedupConfig
 from .lsh import bucket_pairs_sql
-from .minhash import EMPTY, MinHasher, band_hashes, estimate_jaccard, has_signature, jaccard
+from .minhash import (
+    EMPTY,
+    MinHasher,
+    band_hashes,
+    estimate_jaccard,
+    has_signature,
+    resolve_backend,
+    sorted_jaccard,
+)
 from .normalize import fold_collapse
-from .report import summary_markdown, build_stats
+from .report import build_stats, summary_markdown
 from .workspace import INDEX_VIEW, LOCAL_MASK, Workspace, band_column, make_ord, signature_schema
 
 RULES = ("exact", "near_duplicate", "duplicate_id", "empty_after_spans")
@@ -56,6 +64,14 @@ class DedupStage(Stage):
     inputs = ("ingest",)
     config_model = DedupConfig
     version = "1"
+
+    def identity(self, config: DedupConfig, inputs, parent) -> dict[str, Any]:
+        # Signatures of different backends are not comparable: the resolved backend is hashed,
+        # so a version is only ever searched against parents that used the same one.
+        return {
+            **super().identity(config, inputs, parent),
+            "minhash": resolve_backend(config.minhash_backend),
+        }
 
     def summary_markdown(self, dataset) -> str | None:
         return summary_markdown(dataset.manifest.get("stats", {}))
@@ -149,11 +165,13 @@ def signature_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     ws = Workspace(ctx)
     bands, rows = cfg.band_shape()
     schema = signature_schema(bands, cfg.num_perm)
-    hasher = MinHasher(cfg.num_perm, cfg.ngram, cfg.shingle, cfg.seed)
+    backend = ctx.identity.get("minhash") or resolve_backend(cfg.minhash_backend)
+    hasher = MinHasher(cfg.num_perm, cfg.ngram, cfg.shingle, cfg.seed, backend)
     source = pq.ParquetFile(ws.input.shard_paths()[shard])
     row0 = no_shingles = 0
     lines: list[pa.Table] = []
-    with pq.ParquetWriter(ws.sig_path(shard), schema, compression="none") as out:
+    # Random hashes do not dictionary-encode: trying costs more than the rest of the write.
+    with pq.ParquetWriter(ws.sig_path(shard), schema, compression="none", use_dictionary=False) as out:
         for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=["id", "text"]):
             for piece in _pieces(batch):
                 col = fold_collapse(piece.column("text"), cfg.normalize)
@@ -229,7 +247,8 @@ def verify_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     a, r = np.asarray(got["ord"], dtype=np.int64), np.asarray(got["rep"], dtype=np.int64)
     if a.size == 0:
         return {"candidates": 0, "verified": 0}
-    est = estimate_jaccard(ws.signatures(a), ws.signatures(r))
+    sigs = ws.signatures(np.concatenate([a, r]))  # one read of each signature file
+    est = estimate_jaccard(sigs[: a.size], sigs[a.size :])
     exact = np.full(a.size, np.nan)
     if cfg.verify == "exact":
         exact = _exact_jaccard(ws, cfg, a, r)
@@ -260,9 +279,9 @@ def _exact_jaccard(ws: Workspace, cfg: DedupConfig, a: np.ndarray, r: np.ndarray
         docs = np.unique(np.concatenate([a[idx], r[idx]]))
         texts = pa.array(ws.texts(docs), pa.large_string())
         sh = hasher.shingles(fold_collapse(texts, cfg.normalize))
-        sets = {int(o): sh.of(i) for i, o in enumerate(docs)}
+        sets = {int(o): np.unique(sh.of(i)) for i, o in enumerate(docs)}  # sorted once per document
         for i in idx:
-            out[i] = jaccard(sets[int(a[i])], sets[int(r[i])])
+            out[i] = sorted_jaccard(sets[int(a[i])], sets[int(r[i])])
     return out
 
 
@@ -335,25 +354,26 @@ def _components(ws: Workspace, con, cfg: DedupConfig) -> dict[str, Any]:
     pq.write_table(table, ws.path("near", "near.parquet"), compression="none")
     cluster_roots = np.unique(roots[dup])
     top = sorted(cluster_roots.tolist(), key=lambda c: (-int(sizes[c]), int(nodes[c])))[: cfg.top_clusters]
-    largest = []
-    for c in top:
-        members = nodes[roots == c][:5]
+    samples = [nodes[roots == c][:5] for c in top]
+    members = np.concatenate([np.zeros(0, np.int64), *samples])
+    ids, texts = {}, {}
+    if members.size:  # one query and one read of each shard for all samples
         ids = dict(
             con.execute(
                 f"SELECT ord, id FROM allsigs WHERE ord IN ({','.join(map(str, members))})"
             ).fetchall()
         )
-        texts = ws.texts(members)
-        largest.append(
-            {
-                "cluster": int(nodes[c]),
-                "size": int(sizes[c]),
-                "members": [
-                    {"id": ids[int(m)], "snippet": " ".join(t.split())[:160]}
-                    for m, t in zip(members, texts, strict=True)
-                ],
-            }
-        )
+        texts = dict(zip(members.tolist(), ws.texts(members), strict=True))
+    largest = [
+        {
+            "cluster": int(nodes[c]),
+            "size": int(sizes[c]),
+            "members": [
+                {"id": ids[int(m)], "snippet": " ".join(texts[int(m)].split())[:160]} for m in sample
+            ],
+        }
+        for c, sample in zip(top, samples, strict=True)
+    ]
     return {
         "clusters": int(cluster_roots.size),
         "removed": int(dup.sum()),
@@ -373,10 +393,11 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     est = np.full(len(gone), np.nan)
     near = np.flatnonzero(np.array(rem["rule"], dtype=object) == "near_duplicate")
     if near.size:
-        keepers = np.asarray(rem["keeper"], dtype=np.int64)[near]
-        est[near] = estimate_jaccard(
-            ws.signatures(np.asarray(rem["ord"], dtype=np.int64)[near]), ws.signatures(keepers)
+        pairs = np.concatenate(
+            [np.asarray(rem["ord"], np.int64)[near], np.asarray(rem["keeper"], np.int64)[near]]
         )
+        sigs = ws.signatures(pairs)
+        est[near] = estimate_jaccard(sigs[: near.size], sigs[near.size :])
     frequent = np.zeros(0, np.uint64)
     if cfg.spans.enabled:
         frequent = pq.read_table(ws.path("spans.parquet")).column("h").to_numpy()

@@ -9,6 +9,7 @@ documents it kept, with ords local to that version) that later versions search.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +28,33 @@ ROW_MASK = (1 << SHARD_SHIFT) - 1
 MAX_GENERATIONS = 1 << (63 - GEN_SHIFT)
 INDEX_VIEW = "index"
 WORK = "work"
+_DATABASES: dict[tuple[str, str, int], duckdb.DuckDBPyConnection] = {}
+_DATABASES_KEPT = 4
+_DATABASES_LOCK = threading.Lock()
+
+
+def _cursor(temp_directory: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+    """A fresh connection to this process's in-memory database for these settings.
+
+    Opening a database costs tens of milliseconds and a cursor on it next to nothing, so the
+    units of one run share a database; each unit's cursor keeps its TEMP views and tables apart.
+    """
+    key = (str(temp_directory), memory_limit, threads)
+    with _DATABASES_LOCK:
+        db = _DATABASES.get(key)
+        if db is None:
+            config = {
+                "temp_directory": key[0],
+                "memory_limit": memory_limit,
+                "preserve_insertion_order": False,
+            }
+            if threads:
+                config["threads"] = threads
+            db = duckdb.connect(config=config)
+            _DATABASES[key] = db
+            while len(_DATABASES) > _DATABASES_KEPT:  # one per recent run; open cursors keep theirs alive
+                _DATABASES.pop(next(iter(_DATABASES)))
+        return db.cursor()
 
 
 def make_ord(gen: int, shard: int, row: np.ndarray | int) -> np.ndarray | int:
@@ -104,29 +132,24 @@ class Workspace:
         """A connection with views ``cur`` (this run's signatures), ``par`` (what earlier
         versions kept, ords made global) and ``allsigs`` (both)."""
         cfg = self.ctx.config
-        con = duckdb.connect()
         tmp = self.dir / "duckdb-tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = '{tmp}'")
-        con.execute(f"SET memory_limit = '{cfg.duckdb_memory_limit}'")
-        con.execute("SET preserve_insertion_order = false")
-        if cfg.duckdb_threads:
-            con.execute(f"SET threads = {cfg.duckdb_threads}")
-        con.execute(f"CREATE VIEW cur AS SELECT * FROM read_parquet({self.files('sigs')!r})")
+        con = _cursor(tmp, cfg.duckdb_memory_limit, cfg.duckdb_threads)
+        con.execute(f"CREATE TEMP VIEW cur AS SELECT * FROM read_parquet({self.files('sigs')!r})")
         parts = []
         for g, d in enumerate(self.chain):
             files = [str(p) for p in d.shard_paths(INDEX_VIEW)]
             parts.append(
                 f"SELECT * REPLACE (ord | ({g}::BIGINT << {GEN_SHIFT}) AS ord) FROM read_parquet({files!r})"
             )
-        con.execute(f"CREATE VIEW allsigs AS {' UNION ALL '.join(['SELECT * FROM cur', *parts])}")
+        con.execute(f"CREATE TEMP VIEW allsigs AS {' UNION ALL '.join(['SELECT * FROM cur', *parts])}")
         return con
 
     def view(self, con: duckdb.DuckDBPyConnection, name: str, folder: str, empty: str) -> None:
         """A view over a working folder's files, or an empty relation of the given columns."""
         files = self.files(folder)
         src = f"read_parquet({files!r})" if files else f"(SELECT {empty} LIMIT 0)"
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {src}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {src}")
 
     # -- lookups by ord ------------------------------------------------------------------------
     def _by_file(self, ords: np.ndarray) -> Iterable[tuple[int, int, np.ndarray]]:
