@@ -56,3 +56,17 @@ def api_for_workers(engine: EngineConfig) -> Iterator[None]:
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+
+
+@contextlib.contextmanager
+def shared_cluster(engine: EngineConfig) -> Iterator[EngineConfig]:
+    """One Dask LocalCluster for a whole run, so each stage flow does not start its own."""
+    if engine.runner != "dask" or engine.address:
+        yield engine
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=engine.workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield engine.model_copy(update={"address": cluster.scheduler_address})

@@ -35,7 +35,7 @@ from pipeline.stages import BY_NAME, ORDER, upstream
 
 from .artifacts import publish_stage_artifacts
 from .ops import record_failure
-from .engines import task_runner
+from .engines import shared_cluster, task_runner
 from .runtime import ProgressReporter, prefect_mapper
 
 COMPLETED_EVENT = "tokenmill.stage.completed"
@@ -177,10 +177,11 @@ def end_to_end(config: PipelineConfig = PipelineConfig(), data_dir: str = "data"
     catalog.start_run(root, run_id, todo, config.model_dump(mode="json"))
     summaries: dict[str, dict] = {}
     try:
-        for name in todo:
-            inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
-            stage_flow = STAGE_FLOWS[name].with_options(task_runner=task_runner(config.engine))
-            summaries[name] = stage_flow(config=getattr(config, name), data_dir=str(root), inputs=inputs)
+        with shared_cluster(config.engine) as engine:
+            for name in todo:
+                inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
+                stage_flow = STAGE_FLOWS[name].with_options(task_runner=task_runner(engine))
+                summaries[name] = stage_flow(config=getattr(config, name), data_dir=str(root), inputs=inputs)
     except Exception as e:
         catalog.finish_run(root, run_id, "failed", str(e))
         raise

@@ -70,6 +70,15 @@ class PretrainConfig(BaseModel):
         "auto", description="auto: bf16 autocast on GPU, fp32 on CPU"
     )
     compile: bool = Field(False, description="torch.compile the model (GPU only; ignored on CPU)")
+    nproc: int = Field(
+        1,
+        ge=1,
+        description="Processes training data-parallel (DDP) under torchrun: one per GPU, or CPU "
+        "processes; batch_size is per process, so the global batch is batch_size * nproc",
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend when nproc > 1; auto: nccl on GPU, gloo on CPU"
+    )
     threads: int | None = Field(
         None,
         ge=1,

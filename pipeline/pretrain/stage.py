@@ -24,6 +24,7 @@ from ..models.checkpoint import is_checkpoint
 from ..stage import Phase, Stage, StageContext, StageResult
 from .config import PretrainConfig
 from .data import PackedSequences, unigram_entropy
+from .launch import train_distributed
 from .plots import markdown_summary, plot_loss_curve
 from .train import train
 
@@ -126,9 +127,12 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
     cfg: PretrainConfig = ctx.config
     tokens = ctx.input("tokenize")
     tokenizer_dir = tokens.path / "tokenizer"
-    result = train(
-        cfg, tokens, work_dir(ctx.root, ctx.fingerprint), tokenizer_dir if tokenizer_dir.is_dir() else None
-    )
+    if cfg.nproc > 1:
+        result = train_distributed(cfg, tokens, work_dir(ctx.root, ctx.fingerprint))
+    else:
+        result = train(
+            cfg, tokens, work_dir(ctx.root, ctx.fingerprint), tokenizer_dir if tokenizer_dir.is_dir() else None
+        )
 
     out = ctx.staging_dir
     checkpoint = out / CHECKPOINT_DIR
@@ -149,6 +153,7 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
     stats = {
         **result.summary,
         "arch": cfg.arch,
+        "world_size": cfg.nproc,
         "unigram_entropy": baseline,
         "beats_unigram": None
         if baseline is None or result.summary["val_loss"] is None

@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     config = PretrainConfig.model_validate_json(args.config)
     device = resolve_device(config.device)
-    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    dist.init_process_group(config.backend if config.backend != "auto" else "nccl" if device == "cuda" else "gloo")
     try:
         tokenizer_dir = args.tokens / "tokenizer"
         train(config, args.tokens, args.work_dir, tokenizer_dir if tokenizer_dir.is_dir() else None)
