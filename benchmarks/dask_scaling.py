@@ -274,7 +274,9 @@ def main() -> None:
     load = subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip()
     print(f"uptime: {load}")
 
-    total = lambda e: results[e]["annotate_filter_s"] + results[e]["tokenize_s"]
+    def total(e):
+        return results[e]["annotate_filter_s"] + results[e]["tokenize_s"]
+
     out = {
         "docs": n_docs,
         "mb": round(mb, 2),

@@ -130,7 +130,10 @@ def evaluate(
     """removed: doc -> the doc kept for it. Precision over removals, recall over injected pairs."""
     good = sum(true_jaccard(sets[d], sets[k]) >= THRESHOLD for d, k in removed.items())
     precision = good / len(removed) if removed else 1.0
-    root = lambda d: removed.get(d, d)
+
+    def root(d):
+        return removed.get(d, d)
+
     out = {"precision": round(precision, 4), "removed": len(removed)}
     for name, lo in (("recall", 0.85), ("recall_at_threshold", THRESHOLD)):
         pairs = [(o, v) for o, v in injected if true_jaccard(sets[o], sets[v]) >= lo]

@@ -22,16 +22,25 @@ def publish_stage_artifacts(result: StageResult) -> None:
         {"metric": "rows_out", "value": c.get("rows_out", 0)},
         {"metric": "rows_rejected", "value": c.get("rows_rejected", 0)},
     ] + [{"metric": f"rejected: {k}", "value": v} for k, v in c.get("rejected_by_reason", {}).items()]
-    create_table_artifact(rows, key=_key(result.stage, "counts"), description=f"{result.stage}: rows in/out and rejects by reason")
+    create_table_artifact(
+        rows,
+        key=_key(result.stage, "counts"),
+        description=f"{result.stage}: rows in/out and rejects by reason",
+    )
     manifest = result.dataset.manifest
     validation = manifest.get("validation") or {}
     if validation.get("results"):
         create_table_artifact(
-            [{k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in r.items()} for r in validation["results"]],
+            [
+                {k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in r.items()}
+                for r in validation["results"]
+            ],
             key=_key(result.stage, "validation"),
             description=f"{result.stage}: expectation results",
         )
-    create_markdown_artifact(stage_markdown(result), key=_key(result.stage, "summary"), description=f"{result.stage} summary")
+    create_markdown_artifact(
+        stage_markdown(result), key=_key(result.stage, "summary"), description=f"{result.stage} summary"
+    )
 
 
 def stage_markdown(result: StageResult) -> str:
@@ -42,7 +51,8 @@ def stage_markdown(result: StageResult) -> str:
         "",
         f"- dataset: `{result.data_path}`",
         f"- fingerprint: `{result.fingerprint}`",
-        f"- inputs: " + (", ".join(f"{i['stage']} `{i['fingerprint'][:12]}`" for i in m.get("inputs", [])) or "none"),
+        "- inputs: "
+        + (", ".join(f"{i['stage']} `{i['fingerprint'][:12]}`" for i in m.get("inputs", [])) or "none"),
         f"- rows in {c.get('rows_in', 0)}, out {c.get('rows_out', 0)}, rejected {c.get('rows_rejected', 0)}",
         "",
     ]

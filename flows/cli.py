@@ -24,7 +24,9 @@ from pipeline.config import load_config
 from pipeline.dataset import Dataset, is_published
 from pipeline.errors import ConfigError, TokenmillError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="tokenmill: raw text to a trained language model.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="tokenmill: raw text to a trained language model."
+)
 err = Console(stderr=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Data root: datasets, checkpoints, catalog")]
@@ -63,7 +65,9 @@ def _quiet_console_tracebacks() -> None:
     ]
     for lg in loggers:
         for h in lg.handlers:
-            if isinstance(h, PrefectConsoleHandler) and not any(isinstance(f, _NoTracebacks) for f in h.filters):
+            if isinstance(h, PrefectConsoleHandler) and not any(
+                isinstance(f, _NoTracebacks) for f in h.filters
+            ):
                 h.addFilter(_NoTracebacks())
 
 
@@ -72,8 +76,12 @@ class _ProgressBars:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
         )
         self.tasks: dict[str, Any] = {}
 
@@ -88,11 +96,17 @@ class _ProgressBars:
 
 @app.command()
 def run(
-    stages: Annotated[list[str] | None, typer.Argument(help="Stages to run (default: all), with their upstream")] = None,
+    stages: Annotated[
+        list[str] | None, typer.Argument(help="Stages to run (default: all), with their upstream")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="dotted.key=value (JSON values parsed)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="dotted.key=value (JSON values parsed)")
+    ] = None,
     data_dir: DataDir = Path("data"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per stage on stdout")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per stage on stdout")
+    ] = False,
 ) -> None:
     """Run stages in pipeline order through the Prefect flows; cached stages do no work."""
     from pipeline.stages import ORDER
@@ -133,15 +147,28 @@ def run(
         table.add_column(col)
     table.add_column("dataset", overflow="fold")
     for s in summaries:
-        table.add_row(s["stage"], str(s["rows_in"]), str(s["rows_out"]), str(s["rows_rejected"]), str(s["cached"]), s["path"])
+        table.add_row(
+            s["stage"],
+            str(s["rows_in"]),
+            str(s["rows_out"]),
+            str(s["rows_rejected"]),
+            str(s["cached"]),
+            s["path"],
+        )
     Console().print(table)
-    Console().print(f"Results under {data_dir.resolve()}; the run report is in {data_dir.resolve() / 'reports'}")
-    Console().print('Query them with: tokenmill sql "SELECT stage, rows_in, rows_out, rows_rejected FROM datasets"')
+    Console().print(
+        f"Results under {data_dir.resolve()}; the run report is in {data_dir.resolve() / 'reports'}"
+    )
+    Console().print(
+        'Query them with: tokenmill sql "SELECT stage, rows_in, rows_out, rows_rejected FROM datasets"'
+    )
 
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views: <stage>, <stage>_rejects, datasets, runs ...")],
+    query: Annotated[
+        str, typer.Argument(help="SQL over the views: <stage>, <stage>_rejects, datasets, runs ...")
+    ],
     data_dir: DataDir = Path("data"),
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
 ) -> None:
@@ -190,7 +217,9 @@ def _open_dataset(ref: str, data_dir: Path) -> Dataset:
     matches = [d for d in catalog.published_datasets(data_dir) if d.fingerprint.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
-    raise ConfigError(f"{ref!r} is not a dataset path, a stage name or a unique fingerprint prefix under {data_dir}")
+    raise ConfigError(
+        f"{ref!r} is not a dataset path, a stage name or a unique fingerprint prefix under {data_dir}"
+    )
 
 
 @app.command()
@@ -251,7 +280,8 @@ def server(
     err.print(
         f"Prefect UI and API on http://127.0.0.1:{port} (database: {env['PREFECT_API_DATABASE_CONNECTION_URL']}).\n"
         f"Other terminals: export PREFECT_API_URL=http://127.0.0.1:{port}/api, then tokenmill deploy; tokenmill worker",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     cmd = ops.server_command(port)
     os.execve(cmd[0], cmd, env)
@@ -260,7 +290,9 @@ def server(
 @app.command()
 def deploy(
     data_dir: DataDir = Path("data"),
-    write_yaml: Annotated[bool, typer.Option("--write-yaml", help="Only regenerate deployments/prefect.yaml")] = False,
+    write_yaml: Annotated[
+        bool, typer.Option("--write-yaml", help="Only regenerate deployments/prefect.yaml")
+    ] = False,
 ) -> None:
     """Create the `process` work pool if missing and register every deployment in deployments/prefect.yaml."""
     from flows import ops
@@ -282,7 +314,9 @@ def deploy(
     if result.returncode != 0:
         err.print(result.stdout[-4000:] + result.stderr[-4000:], highlight=False, markup=False)
         _fail(1, "prefect deploy failed (output above)")
-    table = Table(title=f"deployments on {url} (pool {ops.WORK_POOL!r}, queue {ops.WORK_QUEUE!r}: one run at a time)")
+    table = Table(
+        title=f"deployments on {url} (pool {ops.WORK_POOL!r}, queue {ops.WORK_QUEUE!r}: one run at a time)"
+    )
     for col in ("deployment", "schedule", "triggered by"):
         table.add_column(col)
     for spec in ops.deployment_specs():
@@ -291,7 +325,9 @@ def deploy(
         cron = ", ".join(f"{s['cron']} {s['timezone']}" for s in spec.get("schedules", []))
         table.add_row(f"{flow_name}/{spec['name']}", cron, ups)
     Console().print(table)
-    Console().print(f"Data root: {data_dir.resolve()}. Next: `tokenmill worker`, then `tokenmill trigger STAGE --set key=value`.")
+    Console().print(
+        f"Data root: {data_dir.resolve()}. Next: `tokenmill worker`, then `tokenmill trigger STAGE --set key=value`."
+    )
 
 
 @app.command()
@@ -314,11 +350,21 @@ def worker(
 @app.command()
 def trigger(
     stage: Annotated[str, typer.Argument(help="Stage name, or end_to_end")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value in the stage's config (JSON values parsed)")] = None,
-    input_: Annotated[list[str] | None, typer.Option("--input", help="upstream=path-or-fingerprint (default: latest)")] = None,
-    stages: Annotated[list[str] | None, typer.Option("--stage", help="end_to_end only: stages to run")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Default: the deployment's data root")] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the run to finish (0: return at once)")] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="key=value in the stage's config (JSON values parsed)")
+    ] = None,
+    input_: Annotated[
+        list[str] | None, typer.Option("--input", help="upstream=path-or-fingerprint (default: latest)")
+    ] = None,
+    stages: Annotated[
+        list[str] | None, typer.Option("--stage", help="end_to_end only: stages to run")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Default: the deployment's data root")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the run to finish (0: return at once)")
+    ] = 0,
 ) -> None:
     """Run one stage's deployment with parameters (like `prefect deployment run STAGE/tokenmill`)."""
     from prefect.exceptions import ObjectNotFound
@@ -332,7 +378,9 @@ def trigger(
             if not sep:
                 raise ConfigError(f"--input {item!r}: expected upstream=path-or-fingerprint")
             inputs[up] = ref
-        params = ops.trigger_parameters(stage, set_ or [], inputs, str(data_dir) if data_dir else None, stages)
+        params = ops.trigger_parameters(
+            stage, set_ or [], inputs, str(data_dir) if data_dir else None, stages
+        )
     except ConfigError as e:
         _fail(2, str(e))
     try:
@@ -347,7 +395,9 @@ def trigger(
 
 @app.command()
 def generate(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A checkpoint directory (…/pretrain/<fp>/checkpoint)")],
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", help="A checkpoint directory (…/pretrain/<fp>/checkpoint)")
+    ],
     prompt: Annotated[str, typer.Option("--prompt", help="Text to continue")] = "",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to sample")] = 200,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.8,
@@ -360,7 +410,12 @@ def generate(
 
     if not is_checkpoint(checkpoint):
         _fail(2, f"{checkpoint} is not a tokenmill checkpoint (no model.safetensors + model_config.json)")
-    sys.stdout.write(sample(checkpoint, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed) + "\n")
+    sys.stdout.write(
+        sample(
+            checkpoint, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed
+        )
+        + "\n"
+    )
 
 
 def main() -> None:

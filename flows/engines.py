@@ -25,7 +25,12 @@ def task_runner(engine: EngineConfig):
             return DaskTaskRunner(address=engine.address)
         # One single-threaded worker process per core: the work is CPU-bound Python.
         return DaskTaskRunner(
-            cluster_kwargs={"n_workers": engine.workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+            cluster_kwargs={
+                "n_workers": engine.workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+            }
         )
     try:
         from prefect_ray import RayTaskRunner

@@ -93,14 +93,16 @@ def deployment_specs() -> list[dict[str, Any]]:
             spec["triggers"] = [chain_trigger(u) for u in ups]
         specs.append(spec)
     e2e = _entrypoint(end_to_end)
-    specs.append({
-        "name": DEPLOYMENT,
-        "entrypoint": e2e,
-        "description": "Named stages and everything upstream of them; unchanged stages are cache hits.",
-        "tags": ["tokenmill", "end_to_end"],
-        "parameters": dict(data_dir),
-        **common,
-    })
+    specs.append(
+        {
+            "name": DEPLOYMENT,
+            "entrypoint": e2e,
+            "description": "Named stages and everything upstream of them; unchanged stages are cache hits.",
+            "tags": ["tokenmill", "end_to_end"],
+            "parameters": dict(data_dir),
+            **common,
+        }
+    )
     for deployment, group, cron, what in (
         ("nightly-data", DATA_PATH, NIGHTLY_CRON, "Nightly incremental data path"),
         ("weekly-training", TRAINING, WEEKLY_CRON, "Weekly training"),
@@ -108,15 +110,17 @@ def deployment_specs() -> list[dict[str, Any]]:
         present = [s for s in group if s in STAGE_FLOWS]
         if not present:
             continue
-        specs.append({
-            "name": deployment,
-            "entrypoint": e2e,
-            "description": f"{what}: end_to_end up to {present[-1]}; upstream stages are cache hits when unchanged.",
-            "tags": ["tokenmill", "scheduled"],
-            "parameters": {**data_dir, "stages": [present[-1]]},
-            "schedules": [{"cron": cron, "timezone": TIMEZONE, "active": True}],
-            **common,
-        })
+        specs.append(
+            {
+                "name": deployment,
+                "entrypoint": e2e,
+                "description": f"{what}: end_to_end up to {present[-1]}; upstream stages are cache hits when unchanged.",
+                "tags": ["tokenmill", "scheduled"],
+                "parameters": {**data_dir, "stages": [present[-1]]},
+                "schedules": [{"cron": cron, "timezone": TIMEZONE, "active": True}],
+                **common,
+            }
+        )
     return [copy.deepcopy(s) for s in specs]  # no dict shared between specs: no YAML anchors
 
 
@@ -238,13 +242,21 @@ def ensure_work_pool(url: str | None = None, pool: str = WORK_POOL, queue: str =
         try:
             q = client.read_work_queue_by_name(queue, work_pool_name=pool)
             if q.concurrency_limit != 1:
-                client.update_work_queue(q.id, **WorkQueueUpdate(concurrency_limit=1).model_dump(exclude_unset=True))
+                client.update_work_queue(
+                    q.id, **WorkQueueUpdate(concurrency_limit=1).model_dump(exclude_unset=True)
+                )
         except ObjectNotFound:
-            client.create_work_queue(name=queue, work_pool_name=pool, concurrency_limit=1,
-                                     description="tokenmill runs, one at a time")
+            client.create_work_queue(
+                name=queue,
+                work_pool_name=pool,
+                concurrency_limit=1,
+                description="tokenmill runs, one at a time",
+            )
 
 
-def deploy(data_dir: Path, url: str | None = None, prefect_file: Path = PREFECT_YAML) -> subprocess.CompletedProcess:
+def deploy(
+    data_dir: Path, url: str | None = None, prefect_file: Path = PREFECT_YAML
+) -> subprocess.CompletedProcess:
     """Create the work pool if missing, then `prefect deploy --all` the checked-in prefect.yaml."""
     url = url or api_url()
     ensure_work_pool(url)
@@ -267,8 +279,13 @@ def worker_command(pool: str = WORK_POOL, run_once: bool = False, limit: int | N
 # Triggering one stage's deployment
 
 
-def trigger_parameters(target: str, sets: list[str] | tuple[str, ...] = (), inputs: dict[str, str] | None = None,
-                       data_dir: str | None = None, stages: list[str] | None = None) -> dict[str, Any]:
+def trigger_parameters(
+    target: str,
+    sets: list[str] | tuple[str, ...] = (),
+    inputs: dict[str, str] | None = None,
+    data_dir: str | None = None,
+    stages: list[str] | None = None,
+) -> dict[str, Any]:
     """Flow parameters for `tokenmill trigger`: `--set key=value` is relative to the stage's config
     (`filter.min_words=50` works too); for end_to_end the keys are the whole pipeline config's."""
     from pipeline.config import PipelineConfig, load_config
@@ -281,7 +298,9 @@ def trigger_parameters(target: str, sets: list[str] | tuple[str, ...] = (), inpu
             params["stages"] = list(stages)
     else:
         if target not in PipelineConfig.model_fields:
-            raise ConfigError(f"unknown stage {target!r}; stages are {', '.join(PipelineConfig.model_fields)}")
+            raise ConfigError(
+                f"unknown stage {target!r}; stages are {', '.join(PipelineConfig.model_fields)}"
+            )
         prefix = f"{target}."
         cfg = load_config(None, [s if s.startswith(prefix) else prefix + s for s in sets])
         params = {"config": getattr(cfg, target).model_dump(mode="json")}
@@ -292,8 +311,13 @@ def trigger_parameters(target: str, sets: list[str] | tuple[str, ...] = (), inpu
     return params
 
 
-def trigger(target: str, parameters: dict[str, Any], url: str | None = None, wait: float | None = None,
-            deployment: str | None = None):
+def trigger(
+    target: str,
+    parameters: dict[str, Any],
+    url: str | None = None,
+    wait: float | None = None,
+    deployment: str | None = None,
+):
     """Create a flow run of a stage's deployment (as `prefect deployment run` does); returns it.
 
     With `wait` (seconds), block until the run is final or the time is up.
@@ -302,8 +326,13 @@ def trigger(target: str, parameters: dict[str, Any], url: str | None = None, wai
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: url or api_url()}):
-        return run_deployment(full_name(target, deployment), parameters=parameters, timeout=wait or 0,
-                              poll_interval=2, tags=["tokenmill", "trigger"])
+        return run_deployment(
+            full_name(target, deployment),
+            parameters=parameters,
+            timeout=wait or 0,
+            poll_interval=2,
+            tags=["tokenmill", "trigger"],
+        )
 
 
 def ui_url(flow_run_id: Any, url: str | None = None) -> str:
@@ -360,10 +389,12 @@ def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
     except OSError:
         pass  # the artifact below still carries the reason
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(
-            type="markdown",
-            key=f"{flow.name}-failure".lower().replace("_", "-"),
-            description=f"{flow.name}: why the run failed",
-            data=md,
-            flow_run_id=flow_run.id,
-        ))
+        client.create_artifact(
+            ArtifactCreate(
+                type="markdown",
+                key=f"{flow.name}-failure".lower().replace("_", "-"),
+                description=f"{flow.name}: why the run failed",
+                data=md,
+                flow_run_id=flow_run.id,
+            )
+        )

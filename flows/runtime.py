@@ -45,7 +45,9 @@ def prefect_mapper(phase: str, fn: Callable[[Any], Any], units: Sequence[Any]) -
     """A `pipeline.stage.Mapper` that maps units over Prefect tasks on the flow's task runner."""
     if not units:
         return []
-    futures = run_unit.map(phase=unmapped(phase), index=list(range(len(units))), fn=unmapped(fn), unit=list(units))
+    futures = run_unit.map(
+        phase=unmapped(phase), index=list(range(len(units))), fn=unmapped(fn), unit=list(units)
+    )
     results = []
     for done, f in enumerate(futures, 1):
         results.append(f.result())
@@ -69,7 +71,9 @@ class ProgressReporter:
             pct = 100.0 * float(data.get("done", 0)) / float(data["total"])
             if key not in self.artifacts:
                 slug = re.sub(r"[^a-z0-9-]+", "-", key.lower())  # artifact keys: lowercase, digits, dashes
-                self.artifacts[key] = create_progress_artifact(pct, key=f"{slug}-progress", description=f"{key} progress")
+                self.artifacts[key] = create_progress_artifact(
+                    pct, key=f"{slug}-progress", description=f"{key} progress"
+                )
             else:
                 update_progress_artifact(self.artifacts[key], pct)
         elif event == "metrics":

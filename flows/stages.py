@@ -20,22 +20,22 @@ from prefect.states import Completed
 from pipeline import catalog, observe
 from pipeline.config import PipelineConfig
 from pipeline.dataset import Dataset, is_published, version_dir
-from pipeline.errors import ConfigError, DataError
 from pipeline.dedup.config import DedupConfig
+from pipeline.errors import ConfigError, DataError
 from pipeline.evaluate.config import EvaluateConfig
 from pipeline.filter.config import AnnotateConfig, FilterConfig
 from pipeline.finetune.config import FinetuneConfig
 from pipeline.ingest.config import IngestConfig
 from pipeline.labeled.config import LabeledConfig
 from pipeline.pretrain.config import PretrainConfig
-from pipeline.tokenize.config import TokenizeConfig
 from pipeline.report import build_run_report
 from pipeline.stage import StageResult, run_stage
 from pipeline.stages import BY_NAME, ORDER, upstream
+from pipeline.tokenize.config import TokenizeConfig
 
 from .artifacts import publish_stage_artifacts
-from .ops import record_failure
 from .engines import shared_cluster, task_runner
+from .ops import record_failure
 from .runtime import ProgressReporter, prefect_mapper
 
 COMPLETED_EVENT = "tokenmill.stage.completed"
@@ -56,12 +56,16 @@ def resolve_inputs(stage_name: str, root: Path, given: dict[str, str] | None) ->
         else:
             found = catalog.latest(root, up)
             if found is None:
-                raise DataError(f"{stage_name}: no published {up} dataset under {root}; run `tokenmill run {up}` first")
+                raise DataError(
+                    f"{stage_name}: no published {up} dataset under {root}; run `tokenmill run {up}` first"
+                )
             out[up] = found
     return out
 
 
-def run_stage_flow(stage_name: str, config: Any, data_dir: str, inputs: dict[str, str] | None) -> dict[str, Any]:
+def run_stage_flow(
+    stage_name: str, config: Any, data_dir: str, inputs: dict[str, str] | None
+) -> dict[str, Any]:
     """The body shared by every stage flow."""
     logger = get_run_logger()
     root = Path(data_dir).resolve()
@@ -73,80 +77,111 @@ def run_stage_flow(stage_name: str, config: Any, data_dir: str, inputs: dict[str
         datasets = resolve_inputs(stage_name, root, inputs)
         result = run_stage(stage, config, root, datasets, mapper=prefect_mapper)
     except Exception as e:
-        catalog.record_stage_run(root, run_id, stage_name, None, False, "failed", time.perf_counter() - t0, str(e))
+        catalog.record_stage_run(
+            root, run_id, stage_name, None, False, "failed", time.perf_counter() - t0, str(e)
+        )
         raise
     finally:
         remove()
     for version in result.dataset.chain():
         catalog.record_dataset(root, version)
-    catalog.record_stage_run(root, run_id, stage_name, result.fingerprint, result.cached, "completed", result.seconds)
+    catalog.record_stage_run(
+        root, run_id, stage_name, result.fingerprint, result.cached, "completed", result.seconds
+    )
     publish_stage_artifacts(result)
     emit_event(
         event=COMPLETED_EVENT,
-        resource={"prefect.resource.id": f"tokenmill.dataset.{result.fingerprint}", "tokenmill.stage": stage_name},
+        resource={
+            "prefect.resource.id": f"tokenmill.dataset.{result.fingerprint}",
+            "tokenmill.stage": stage_name,
+        },
         payload=result.summary(),
     )
     summary = result.summary()
     logger.info(
         "%s %s: %s rows in, %s out, %s rejected -> %s",
-        stage_name, "cached" if result.cached else "done", summary["rows_in"], summary["rows_out"],
-        summary["rows_rejected"], summary["path"],
+        stage_name,
+        "cached" if result.cached else "done",
+        summary["rows_in"],
+        summary["rows_out"],
+        summary["rows_rejected"],
+        summary["path"],
     )
     if result.cached:
-        return Completed(name="Cached", message=f"{stage_name} output {result.fingerprint} already published", data=summary)
+        return Completed(
+            name="Cached", message=f"{stage_name} output {result.fingerprint} already published", data=summary
+        )
     return summary
 
 
 @flow(name="ingest", log_prints=True, on_failure=[record_failure])
-def ingest_flow(config: IngestConfig = IngestConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def ingest_flow(
+    config: IngestConfig = IngestConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Read the configured sources into canonical documents (incremental by content hash)."""
     return run_stage_flow("ingest", config, data_dir, inputs)
 
 
 @flow(name="dedup", log_prints=True, on_failure=[record_failure])
-def dedup_flow(config: DedupConfig = DedupConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def dedup_flow(
+    config: DedupConfig = DedupConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Remove exact and near duplicates (MinHash LSH) against everything accepted before."""
     return run_stage_flow("dedup", config, data_dir, inputs)
 
 
 @flow(name="annotate", log_prints=True, on_failure=[record_failure])
-def annotate_flow(config: AnnotateConfig = AnnotateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def annotate_flow(
+    config: AnnotateConfig = AnnotateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Compute every quality, language, toxicity, PII, bias and domain signal once, as columns."""
     return run_stage_flow("annotate", config, data_dir, inputs)
 
 
 @flow(name="filter", log_prints=True, on_failure=[record_failure])
-def filter_flow(config: FilterConfig = FilterConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def filter_flow(
+    config: FilterConfig = FilterConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Apply thresholds to the stored signals; rejects keep rule, value and threshold."""
     return run_stage_flow("filter", config, data_dir, inputs)
 
 
 @flow(name="tokenize", log_prints=True, on_failure=[record_failure])
-def tokenize_flow(config: TokenizeConfig = TokenizeConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def tokenize_flow(
+    config: TokenizeConfig = TokenizeConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Train (or load) the tokenizer, write per-document and packed token shards, validate with GX."""
     return run_stage_flow("tokenize", config, data_dir, inputs)
 
 
 @flow(name="pretrain", log_prints=True, on_failure=[record_failure])
-def pretrain_flow(config: PretrainConfig = PretrainConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def pretrain_flow(
+    config: PretrainConfig = PretrainConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Train a GPT or LSTM language model by maximum likelihood; resumes from its last checkpoint."""
     return run_stage_flow("pretrain", config, data_dir, inputs)
 
 
 @flow(name="labeled", log_prints=True, on_failure=[record_failure])
-def labeled_flow(config: LabeledConfig = LabeledConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def labeled_flow(
+    config: LabeledConfig = LabeledConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Read labeled examples, map labels to ids, split train/validation/test (stratified)."""
     return run_stage_flow("labeled", config, data_dir, inputs)
 
 
 @flow(name="finetune", log_prints=True, on_failure=[record_failure])
-def finetune_flow(config: FinetuneConfig = FinetuneConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def finetune_flow(
+    config: FinetuneConfig = FinetuneConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Fine-tune the pretrained checkpoint on the labeled task, and a from-scratch baseline."""
     return run_stage_flow("finetune", config, data_dir, inputs)
 
 
 @flow(name="evaluate", log_prints=True, on_failure=[record_failure])
-def evaluate_flow(config: EvaluateConfig = EvaluateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+def evaluate_flow(
+    config: EvaluateConfig = EvaluateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
+) -> dict:
     """Score fine-tuned vs from-scratch vs majority class on the test split; LM perplexity and samples."""
     return run_stage_flow("evaluate", config, data_dir, inputs)
 
@@ -165,7 +200,9 @@ STAGE_FLOWS = {
 
 
 @flow(name="end_to_end", log_prints=True, on_failure=[record_failure])
-def end_to_end(config: PipelineConfig = PipelineConfig(), data_dir: str = "data", stages: list[str] | None = None) -> list[dict]:
+def end_to_end(
+    config: PipelineConfig = PipelineConfig(), data_dir: str = "data", stages: list[str] | None = None
+) -> list[dict]:
     """Run the named stages (default: all) and everything they depend on, in pipeline order."""
     root = Path(data_dir).resolve()
     wanted = stages or ORDER

@@ -80,12 +80,21 @@ def start_run(root: str | Path, run_id: str, stages: list[str], config: dict[str
 
 def finish_run(root: str | Path, run_id: str, status: str, error: str | None = None) -> None:
     with connect(root) as con:
-        con.execute("UPDATE runs SET finished_at = ?, status = ?, error = ? WHERE run_id = ?", [_now(), status, error, run_id])
+        con.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, error = ? WHERE run_id = ?",
+            [_now(), status, error, run_id],
+        )
 
 
 def record_stage_run(
-    root: str | Path, run_id: str, stage: str, fingerprint: str | None, cached: bool, status: str,
-    seconds: float, error: str | None = None,
+    root: str | Path,
+    run_id: str,
+    stage: str,
+    fingerprint: str | None,
+    cached: bool,
+    status: str,
+    seconds: float,
+    error: str | None = None,
 ) -> None:
     with connect(root) as con:
         con.execute(
@@ -106,18 +115,31 @@ def record_dataset(root: str | Path, dataset: Dataset) -> None:
         con.execute(
             "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                fp, m["stage"], str(dataset.data_path), m.get("series"),
+                fp,
+                m["stage"],
+                str(dataset.data_path),
+                m.get("series"),
                 (m.get("parent") or {}).get("fingerprint"),
-                counts.get("rows_in"), counts.get("rows_out"), counts.get("rows_rejected"),
-                json.dumps(counts.get("rejected_by_reason", {})), data["rows"], data["bytes"],
-                json.dumps(m.get("config", {})), json.dumps(m.get("totals", {})),
-                json.dumps(m.get("stats", {}), default=str), _now(),
+                counts.get("rows_in"),
+                counts.get("rows_out"),
+                counts.get("rows_rejected"),
+                json.dumps(counts.get("rejected_by_reason", {})),
+                data["rows"],
+                data["bytes"],
+                json.dumps(m.get("config", {})),
+                json.dumps(m.get("totals", {})),
+                json.dumps(m.get("stats", {}), default=str),
+                _now(),
             ],
         )
         for inp in m.get("inputs", []):
-            con.execute("INSERT INTO lineage VALUES (?, ?, 'input', ?)", [fp, inp["fingerprint"], inp["stage"]])
+            con.execute(
+                "INSERT INTO lineage VALUES (?, ?, 'input', ?)", [fp, inp["fingerprint"], inp["stage"]]
+            )
         if m.get("parent"):
-            con.execute("INSERT INTO lineage VALUES (?, ?, 'parent', ?)", [fp, m["parent"]["fingerprint"], m["stage"]])
+            con.execute(
+                "INSERT INTO lineage VALUES (?, ?, 'parent', ?)", [fp, m["parent"]["fingerprint"], m["stage"]]
+            )
         for u in m.get("stats", {}).get("units", []) if m["stage"] == "ingest" else []:
             con.execute("INSERT INTO source_files VALUES (?, ?, ?)", [fp, u["key"], u["sha256"]])
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError
 from .dedup.config import DedupConfig
+from .errors import ConfigError
 from .evaluate.config import EvaluateConfig
 from .filter.config import AnnotateConfig, FilterConfig
 from .finetune.config import FinetuneConfig
@@ -75,7 +75,9 @@ def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
         node[last] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> PipelineConfig:
     """Defaults, then the YAML file, then each `key=value` override, validated once at the end."""
     data: dict[str, Any] = PipelineConfig().model_dump(mode="json")
     if path:

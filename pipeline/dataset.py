@@ -166,7 +166,9 @@ class Staging:
         self.stage = stage
         self.fingerprint = fingerprint
         self.final = version_dir(self.root, stage, fingerprint)
-        self.dir = self.root / "datasets" / stage / STAGING / f"{fingerprint}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.dir = (
+            self.root / "datasets" / stage / STAGING / f"{fingerprint}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
         self.dir.mkdir(parents=True)
 
     def view(self, name: str) -> Path:

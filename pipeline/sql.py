@@ -33,7 +33,9 @@ def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
         for view, suffix in ((DATA_VIEW, ""), (REJECTS_VIEW, "_rejects")):
             if view in d.manifest["views"]:
                 name = f"{d.stage}_{d.fingerprint[:8]}{suffix}"
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM {_files_sql(d.shard_paths(view))}')
+                con.execute(
+                    f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM {_files_sql(d.shard_paths(view))}'
+                )
     for stage in sorted(stages):
         head = catalog.latest(root, stage)
         if head is None:

@@ -105,7 +105,15 @@ class StageResult:
         """Rebuild a result from its `summary()` (what flows pass between each other)."""
         ds = Dataset(Path(summary["path"]))
         m = ds.manifest
-        return cls(m["stage"], m["fingerprint"], ds.path, summary["cached"], m["counts"], m.get("stats", {}), summary.get("seconds", 0.0))
+        return cls(
+            m["stage"],
+            m["fingerprint"],
+            ds.path,
+            summary["cached"],
+            m["counts"],
+            m.get("stats", {}),
+            summary.get("seconds", 0.0),
+        )
 
     @property
     def data_path(self) -> Path:
@@ -244,10 +252,18 @@ class Planned:
 
     def cached_result(self) -> StageResult:
         m = Dataset(self.path).manifest
-        return StageResult(self.stage.name, self.fingerprint, self.path, True, m["counts"], m.get("stats", {}))
+        return StageResult(
+            self.stage.name, self.fingerprint, self.path, True, m["counts"], m.get("stats", {})
+        )
 
 
-def plan(stage: Stage, config: BaseModel, root: str | Path, inputs: dict[str, Dataset], parent: Dataset | None = None) -> Planned:
+def plan(
+    stage: Stage,
+    config: BaseModel,
+    root: str | Path,
+    inputs: dict[str, Dataset],
+    parent: Dataset | None = None,
+) -> Planned:
     root = Path(root)
     ident = stage.identity(config, inputs, parent)
     fp = make_fingerprint(**ident)
@@ -287,7 +303,8 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
             "identity": planned.identity,
             "series": stage.series(planned.config),
             "inputs": [
-                {"stage": k, "fingerprint": d.fingerprint, "path": _rel(d.path, root)} for k, d in planned.inputs.items()
+                {"stage": k, "fingerprint": d.fingerprint, "path": _rel(d.path, root)}
+                for k, d in planned.inputs.items()
             ],
             "parent": (
                 {"fingerprint": planned.parent.fingerprint, "path": _rel(planned.parent.path, root)}
@@ -306,7 +323,9 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
     except BaseException:
         staging.abort()
         raise
-    result = StageResult(stage.name, planned.fingerprint, dataset.path, False, counts, stats, time.perf_counter() - t0)
+    result = StageResult(
+        stage.name, planned.fingerprint, dataset.path, False, counts, stats, time.perf_counter() - t0
+    )
     stage.on_published(result)
     return result
 
@@ -318,7 +337,9 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _check_counts(stage: Stage, staging: Staging, counts: dict[str, Any], views: dict[str, pa.Schema]) -> None:
+def _check_counts(
+    stage: Stage, staging: Staging, counts: dict[str, Any], views: dict[str, pa.Schema]
+) -> None:
     """Refuse to publish a dataset whose counts do not add up: nothing is lost silently."""
     from .dataset import describe_shards
 
@@ -357,4 +378,3 @@ def run_stage(
     if noop is not None:
         return noop
     return execute(planned, mapper)
-

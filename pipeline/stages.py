@@ -5,13 +5,13 @@ from __future__ import annotations
 from .dedup.stage import DedupStage
 from .evaluate.stage import EvaluateStage
 from .filter.annotate import AnnotateStage
-from .finetune.stage import FinetuneStage
 from .filter.select import FilterStage
+from .finetune.stage import FinetuneStage
 from .ingest.stage import IngestStage
 from .labeled.stage import LabeledStage
 from .pretrain.stage import PretrainStage
-from .tokenize.stage import TokenizeStage
 from .stage import Stage
+from .tokenize.stage import TokenizeStage
 
 # Pipeline order. Each stage's `inputs` names the stages it reads.
 STAGES: list[Stage] = [

@@ -42,7 +42,11 @@ def test_run_ingest_json_then_cached_then_sql_show_lineage(prefect_server, tmp_p
     assert first.returncode == 0, first.stderr
     (s,) = json_lines(first)
     assert {k: s[k] for k in ("stage", "rows_in", "rows_out", "rows_rejected", "cached")} == {
-        "stage": "ingest", "rows_in": 4, "rows_out": 2, "rows_rejected": 2, "cached": False,
+        "stage": "ingest",
+        "rows_in": 4,
+        "rows_out": 2,
+        "rows_rejected": 2,
+        "cached": False,
     }
     assert Dataset(s["path"]).num_rows() == 2
     second = tm("run", "ingest", "--json", "--data-dir", data, "--set", src)
@@ -50,16 +54,43 @@ def test_run_ingest_json_then_cached_then_sql_show_lineage(prefect_server, tmp_p
     (s2,) = json_lines(second)
     assert s2["cached"] is True and s2["fingerprint"] == s["fingerprint"] and s2["path"] == s["path"]
     # the catalog agrees with the manifest
-    q = tm("sql", "SELECT rows_in, rows_out, rows_rejected FROM datasets WHERE stage = 'ingest'", "--data-dir", data, "--format", "json")
+    q = tm(
+        "sql",
+        "SELECT rows_in, rows_out, rows_rejected FROM datasets WHERE stage = 'ingest'",
+        "--data-dir",
+        data,
+        "--format",
+        "json",
+    )
     assert json_lines(q) == [{"rows_in": 4, "rows_out": 2, "rows_rejected": 2}]
-    q = tm("sql", "SELECT reason, count(*) n FROM ingest_rejects GROUP BY 1 ORDER BY 1", "--data-dir", data, "--format", "json")
-    assert json_lines(q) == [{"reason": "ingest.invalid_json", "n": 1}, {"reason": "ingest.missing_text_field", "n": 1}]
-    q = tm("sql", "SELECT count(*) AS n, bool_and(cached) AS all_cached FROM stage_runs", "--data-dir", data, "--format", "json")
+    q = tm(
+        "sql",
+        "SELECT reason, count(*) n FROM ingest_rejects GROUP BY 1 ORDER BY 1",
+        "--data-dir",
+        data,
+        "--format",
+        "json",
+    )
+    assert json_lines(q) == [
+        {"reason": "ingest.invalid_json", "n": 1},
+        {"reason": "ingest.missing_text_field", "n": 1},
+    ]
+    q = tm(
+        "sql",
+        "SELECT count(*) AS n, bool_and(cached) AS all_cached FROM stage_runs",
+        "--data-dir",
+        data,
+        "--format",
+        "json",
+    )
     assert json_lines(q) == [{"n": 2, "all_cached": False}]
     shown = tm("show", "ingest", "--data-dir", data)
     assert shown.returncode == 0 and s["fingerprint"] in shown.stdout
     files = tm("lineage", s["fingerprint"][:10], "--data-dir", data)
-    assert sorted(line.split("  ")[1] for line in files.stdout.splitlines()) == [f"file:{raw / 'a.jsonl'}", f"file:{raw / 'b.jsonl'}"]
+    assert sorted(line.split("  ")[1] for line in files.stdout.splitlines()) == [
+        f"file:{raw / 'a.jsonl'}",
+        f"file:{raw / 'b.jsonl'}",
+    ]
     # the published dataset opens unchanged in DuckDB
     n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{s['path']}/*.parquet')").fetchall()[0][0]
     assert n == 2
@@ -71,7 +102,14 @@ def test_bad_usage_exits_2_with_one_line(prefect_server, tmp_path):
         ["run", "--set", "ingest.max_doc_chars=notanumber"],
         ["run", "--set", "novalue"],
         ["run", "--config", tmp_path / "missing.yaml"],
-        ["run", "ingest", "--set", f'ingest.sources=[{{"path": "{tmp_path}/none/*.jsonl"}}]', "--data-dir", tmp_path / "d"],
+        [
+            "run",
+            "ingest",
+            "--set",
+            f'ingest.sources=[{{"path": "{tmp_path}/none/*.jsonl"}}]',
+            "--data-dir",
+            tmp_path / "d",
+        ],
     ):
         r = tm(*args)
         assert r.returncode == 2, (args, r.stderr)
@@ -92,7 +130,9 @@ def test_changing_one_stage_reruns_it_and_downstream_only(tmp_path, raw):
     src = f'ingest.sources=[{{"path": "{raw}"}}]'
     first = json_lines(tm("run", "dedup", "--json", "--data-dir", data, "--set", src))
     assert [s["stage"] for s in first] == ["dedup"] and first[0]["cached"] is False
-    again = tm("run", "ingest", "dedup", "--json", "--data-dir", data, "--set", src, "--set", "dedup.threshold=0.7")
+    again = tm(
+        "run", "ingest", "dedup", "--json", "--data-dir", data, "--set", src, "--set", "dedup.threshold=0.7"
+    )
     by = {s["stage"]: s for s in json_lines(again)}
     assert by["ingest"]["cached"] is True
     assert by["dedup"]["cached"] is False and by["dedup"]["fingerprint"] != first[0]["fingerprint"]

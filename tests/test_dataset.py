@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import duckdb
@@ -23,8 +22,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _docs(n, start=0):
     return pa.Table.from_pylist(
-        [{"id": f"d{i}", "text": f"text {i}", "source": "t", "url": None, "meta": None,
-          "source_file": "f", "source_record": i} for i in range(start, start + n)],
+        [
+            {
+                "id": f"d{i}",
+                "text": f"text {i}",
+                "source": "t",
+                "url": None,
+                "meta": None,
+                "source_file": "f",
+                "source_record": i,
+            }
+            for i in range(start, start + n)
+        ],
         schema=DOCUMENT_SCHEMA,
     )
 
@@ -47,9 +56,15 @@ def test_publish_writes_manifest_and_views_that_open_everywhere(tmp_path):
     w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA)
     w.write(_docs(10))
     w.close()
-    ds = st.publish({"schema_version": 1, "stage": "demo", "fingerprint": "f" * 32,
-                     "counts": {"rows_in": 10, "rows_out": 10, "rows_rejected": 0}},
-                    {"data": DOCUMENT_SCHEMA, "rejects": REJECT_SCHEMA})
+    ds = st.publish(
+        {
+            "schema_version": 1,
+            "stage": "demo",
+            "fingerprint": "f" * 32,
+            "counts": {"rows_in": 10, "rows_out": 10, "rows_rejected": 0},
+        },
+        {"data": DOCUMENT_SCHEMA, "rejects": REJECT_SCHEMA},
+    )
     assert ds.path == tmp_path / "datasets" / "demo" / ("f" * 32)
     assert not any((tmp_path / "datasets" / "demo" / ".staging").iterdir())
     m = json.loads((ds.path / "_manifest.json").read_text())
@@ -58,7 +73,9 @@ def test_publish_writes_manifest_and_views_that_open_everywhere(tmp_path):
     assert m["shards"][0]["sha256"] == sha256_file(ds.data_path / m["shards"][0]["file"])
     ds.verify()
     # an empty rejects view still opens in DuckDB
-    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{ds.path}/rejects/*.parquet')").fetchall()[0][0] == 0
+    assert (
+        duckdb.sql(f"SELECT count(*) FROM read_parquet('{ds.path}/rejects/*.parquet')").fetchall()[0][0] == 0
+    )
     assert pads.dataset(ds.data_path, format="parquet").count_rows() == 10
     import datasets
 
@@ -95,19 +112,25 @@ def test_writer_killed_midway_leaves_nothing_visible_and_rerun_completes(tmp_pat
     script.write_text(WRITER)
     root = tmp_path / "root"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(root)], stdout=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout.readline().strip() == "HALFWAY"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     final = root / "datasets" / "demo" / ("a" * 32)
     assert not final.exists() and not is_published(final)
     staged = list((root / "datasets" / "demo" / ".staging").iterdir())
-    assert len(staged) == 1 and any(staged[0].rglob("*.parquet")), "the killed writer left shards in staging only"
+    assert len(staged) == 1 and any(staged[0].rglob("*.parquet")), (
+        "the killed writer left shards in staging only"
+    )
     with pytest.raises(FileNotFoundError):
         Dataset(final)
     # the next writer cleans up after the dead one and publishes
     assert clean_staging(root, "demo") == 1
-    out = subprocess.run([sys.executable, str(script), str(root), "fast"], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, str(script), str(root), "fast"], capture_output=True, text=True, env=env
+    )
     assert "DONE" in out.stdout, out.stderr
     ds = Dataset(final)
     assert ds.num_rows() == 1000

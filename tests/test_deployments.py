@@ -37,19 +37,25 @@ def test_prefect_yaml_is_generated_current_and_covers_every_stage_flow():
     from flows.stages import STAGE_FLOWS
 
     text = ops.PREFECT_YAML.read_text()
-    assert text == ops.render_prefect_yaml(), "deployments/prefect.yaml is stale: run `tokenmill deploy --write-yaml`"
+    assert text == ops.render_prefect_yaml(), (
+        "deployments/prefect.yaml is stale: run `tokenmill deploy --write-yaml`"
+    )
     deployments = yaml.safe_load(text)["deployments"]
     entrypoints = {d["entrypoint"] for d in deployments}
     for name, fn in STAGE_FLOWS.items():
         assert f"flows/stages.py:{fn.__name__}" in entrypoints, f"stage flow {name} has no deployment"
-        assert ops.record_failure in fn.on_failure_hooks, f"stage flow {name} lacks on_failure=[record_failure]"
+        assert ops.record_failure in fn.on_failure_hooks, (
+            f"stage flow {name} lacks on_failure=[record_failure]"
+        )
     for d in deployments:
         assert d["work_pool"] == {"name": "process", "work_queue_name": "tokenmill"}
         assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
         assert d["parameters"]["data_dir"] == "{{ $TOKENMILL_DATA_DIR }}"
     by_name = {d["name"]: d for d in deployments}
     nightly = by_name["nightly-data"]
-    assert nightly["entrypoint"].endswith(":end_to_end") and nightly["schedules"][0]["cron"] == ops.NIGHTLY_CRON
+    assert (
+        nightly["entrypoint"].endswith(":end_to_end") and nightly["schedules"][0]["cron"] == ops.NIGHTLY_CRON
+    )
     assert nightly["parameters"]["stages"] == [[s for s in ops.DATA_PATH if s in STAGE_FLOWS][-1]]
     if any(s in STAGE_FLOWS for s in ops.TRAINING):
         assert by_name["weekly-training"]["schedules"][0]["cron"] == ops.WEEKLY_CRON
@@ -61,7 +67,9 @@ def test_prefect_yaml_is_generated_current_and_covers_every_stage_flow():
 def test_trigger_parameters_take_stage_relative_and_dotted_keys(tmp_path):
     from pipeline.errors import ConfigError
 
-    p = ops.trigger_parameters("ingest", ["max_doc_chars=7", "ingest.shard_rows=3"], {"x": "y"}, str(tmp_path))
+    p = ops.trigger_parameters(
+        "ingest", ["max_doc_chars=7", "ingest.shard_rows=3"], {"x": "y"}, str(tmp_path)
+    )
     assert p["config"]["max_doc_chars"] == 7 and p["config"]["shard_rows"] == 3
     assert p["inputs"] == {"x": "y"} and p["data_dir"] == str(tmp_path.resolve())
     e2e = ops.trigger_parameters("end_to_end", ["ingest.max_doc_chars=9"], stages=["ingest"])
@@ -89,8 +97,13 @@ def live_server(tmp_path_factory):
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = (home / "server.log").open("w")
-    proc = subprocess.Popen(ops.server_command(port), env=ops.server_env(home, port), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ops.server_command(port),
+        env=ops.server_env(home, port),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         ops.wait_for_api(url, timeout=180, proc=proc)
     except RuntimeError as e:
@@ -123,8 +136,15 @@ def api(live_server):
 
 
 def run(cmd, url, timeout=300, **env):
-    return subprocess.run(cmd, cwd=REPO, env={**ops.client_env(url), **env}, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        cmd,
+        cwd=REPO,
+        env={**ops.client_env(url), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def tm(url, *args, timeout=300):
@@ -134,7 +154,9 @@ def tm(url, *args, timeout=300):
 def flow_runs(client, deployment_id):
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-    return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+    return client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    )
 
 
 def test_deploy_trigger_worker_completed_with_artifacts_then_cached_and_chained(api, tmp_path):
@@ -151,10 +173,20 @@ def test_deploy_trigger_worker_completed_with_artifacts_then_cached_and_chained(
     # A stand-in downstream deployment, chained to ingest exactly as tokenize is to filter; on its
     # own pool, so no worker runs it: the test only reads the run the trigger creates.
     probe_yaml = tmp_path / "probe.yaml"
-    probe_yaml.write_text(yaml.safe_dump({"deployments": [{
-        "name": "probe", "entrypoint": "tests/test_deployments.py:chain_probe",
-        "work_pool": {"name": "probe"}, "triggers": [ops.chain_trigger("ingest")],
-    }]}))
+    probe_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "deployments": [
+                    {
+                        "name": "probe",
+                        "entrypoint": "tests/test_deployments.py:chain_probe",
+                        "work_pool": {"name": "probe"},
+                        "triggers": [ops.chain_trigger("ingest")],
+                    }
+                ]
+            }
+        )
+    )
     ops.ensure_work_pool(api, pool="probe")
     r = run([*ops.prefect_cli(), "--no-prompt", "deploy", "--all", "--prefect-file", probe_yaml], api)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -189,7 +221,9 @@ def test_deploy_trigger_worker_completed_with_artifacts_then_cached_and_chained(
         (first,) = flow_runs(client, dep.id)
         assert first.state.type.value == "COMPLETED" and first.state.name == "Completed", first.state
         assert first.parameters["config"]["sources"][0]["path"] == str(raw)
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[first.id])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[first.id]))
+        )
         keys = {a.key for a in arts}
         assert {"ingest-counts", "ingest-summary"} <= keys, keys
         counts = next(a for a in arts if a.key == "ingest-counts").data
@@ -290,5 +324,7 @@ def test_data_error_is_not_retried_and_the_hook_records_the_reason(api, tmp_path
     assert "unreadable record (injected)" in report and str(flow_run_id) in report
     assert not list((data / "datasets").glob("ingest/*/_manifest.json"))  # nothing published
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-failure"])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-failure"]))
+        )
     assert any(a.flow_run_id == flow_run_id and "unreadable record (injected)" in a.data for a in arts)

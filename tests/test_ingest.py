@@ -30,11 +30,15 @@ def broken_dir(tmp_path):
     d = tmp_path / "raw"
     d.mkdir()
     (d / "good.jsonl").write_text(
-        "\n".join(json.dumps(r) for r in [
-            {"id": "a1", "text": "First document.\r\nSecond line.", "url": "http://x/1", "lang": "en"},
-            {"text": "No id here, so a content hash is used."},
-            {"id": "a3", "text": "Cafe\u0301 in decomposed form."},
-        ]) + "\n\n"
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "a1", "text": "First document.\r\nSecond line.", "url": "http://x/1", "lang": "en"},
+                {"text": "No id here, so a content hash is used."},
+                {"id": "a3", "text": "Cafe\u0301 in decomposed form."},
+            ]
+        )
+        + "\n\n"
     )
     (d / "bad.jsonl").write_bytes(
         b'{"text": "fine"}\n'
@@ -52,7 +56,9 @@ def broken_dir(tmp_path):
     (d / "empty.jsonl").write_bytes(b"")
     (d / "binary.jsonl").write_bytes(bytes(range(256)) * 8)
     pq.write_table(pa.table({"body": ["a", "b", "c"], "n": [1, 2, 3]}), d / "wrong_schema.parquet")
-    pq.write_table(pa.table({"text": ["parquet doc one", "parquet doc two"], "id": ["p1", "p2"]}), d / "good.parquet")
+    pq.write_table(
+        pa.table({"text": ["parquet doc one", "parquet doc two"], "id": ["p1", "p2"]}), d / "good.parquet"
+    )
     (d / "notes.txt").write_text("A plain text file is one document.\n\nEven with paragraphs.\n")
     (d / "not_parquet.parquet").write_bytes(b"PAR1 this is not really parquet")
     return d
@@ -91,7 +97,7 @@ def test_broken_directory_counts_add_up_and_reasons_name_file_and_record(tmp_pat
     assert {"zstd doc", "parquet doc one", "fine"} <= texts
     good = {d["id"]: d for d in docs if d["source_file"].endswith("good.jsonl")}
     assert good["a1"]["url"] == "http://x/1" and json.loads(good["a1"]["meta"]) == {"lang": "en"}
-    assert len([k for k in good if k not in ("a1", "a3")][0]) == 32  # content hash id
+    assert len(next(k for k in good if k not in ("a1", "a3"))) == 32  # content hash id
     # the manifest's counts agree with the shards
     n_docs = duckdb.sql(f"SELECT count(*) FROM read_parquet('{r.data_path}/*.parquet')").fetchall()[0][0]
     n_rej = duckdb.sql(f"SELECT count(*) FROM read_parquet('{r.path}/rejects/*.parquet')").fetchall()[0][0]
@@ -118,7 +124,14 @@ def test_csv_tsv_and_text_paragraphs(tmp_path):
         {"path": str(tmp_path / "c.txt"), "text_mode": "paragraphs", "name": "notes"},
     )
     texts = sorted(d["text"] for d in Dataset(r.path).head(100).to_pylist())
-    assert texts == ["Hello, world", "first doc", "multi\nline", "para one\nstill one", "para two", "second doc"]
+    assert texts == [
+        "Hello, world",
+        "first doc",
+        "multi\nline",
+        "para one\nstill one",
+        "para two",
+        "second doc",
+    ]
     assert r.counts["rejected_by_reason"] == {"ingest.wrong_field_count": 1}
     assert r.stats["by_source"]["notes"]["rows_out"] == 2
 
@@ -126,7 +139,11 @@ def test_csv_tsv_and_text_paragraphs(tmp_path):
 def test_tsv_stray_quote_does_not_merge_lines(tmp_path):
     (tmp_path / "r.tsv").write_text('text\tlabel\n"Great" movie, 10/10\t1\nA "so-so film\t0\nBad.\t0\n')
     r = ingest(tmp_path / "root", {"path": str(tmp_path / "r.tsv")})
-    assert sorted(d["text"] for d in Dataset(r.path).head(10).to_pylist()) == ['"Great" movie, 10/10', 'A "so-so film', "Bad."]
+    assert sorted(d["text"] for d in Dataset(r.path).head(10).to_pylist()) == [
+        '"Great" movie, 10/10',
+        'A "so-so film',
+        "Bad.",
+    ]
 
 
 def test_hugging_face_sources_from_local_files(tmp_path):
@@ -138,11 +155,25 @@ def test_hugging_face_sources_from_local_files(tmp_path):
     datasets.Dataset.from_dict({"text": ["saved one", "saved two"]}).save_to_disk(str(disk))
     r = ingest(
         tmp_path / "root",
-        {"format": "hf", "hf_name": "json", "data_files": [str(f)], "text_field": "content", "id_field": "idx"},
+        {
+            "format": "hf",
+            "hf_name": "json",
+            "data_files": [str(f)],
+            "text_field": "content",
+            "id_field": "idx",
+        },
         {"format": "hf_disk", "path": str(disk)},
     )
     docs = Dataset(r.path).head(100).to_pylist()
-    assert sorted(d["text"] for d in docs) == ["hf doc 0", "hf doc 1", "hf doc 2", "hf doc 3", "hf doc 4", "saved one", "saved two"]
+    assert sorted(d["text"] for d in docs) == [
+        "hf doc 0",
+        "hf doc 1",
+        "hf doc 2",
+        "hf doc 3",
+        "hf doc 4",
+        "saved one",
+        "saved two",
+    ]
     assert {d["id"] for d in docs if d["text"].startswith("hf")} == {"0", "1", "2", "3", "4"}
 
 
@@ -182,8 +213,12 @@ def test_default_corpus_is_real_prose_with_package_labels(tmp_path):
         f"SELECT json_extract_string(meta, '$.package') AS pkg, count(*) n FROM read_parquet('{r.data_path}/*.parquet') "
         "GROUP BY 1 ORDER BY n DESC LIMIT 5"
     ).fetchall()
-    assert {"email", "asyncio", "multiprocessing", "unittest", "tkinter", "xml", "concurrent"} & {p for p, _ in rows}
-    (text,) = duckdb.sql(f"SELECT text FROM read_parquet('{r.data_path}/*.parquet') WHERE id = 'stdlib:json'").fetchall()[0]
+    assert {"email", "asyncio", "multiprocessing", "unittest", "tkinter", "xml", "concurrent"} & {
+        p for p, _ in rows
+    }
+    (text,) = duckdb.sql(
+        f"SELECT text FROM read_parquet('{r.data_path}/*.parquet') WHERE id = 'stdlib:json'"
+    ).fetchall()[0]
     assert "JSON" in text
 
 

@@ -22,12 +22,15 @@ class SourceConfig(BaseModel):
     url_field: str | None = "url"
     meta_fields: list[str] | None = Field(None, description="Fields kept in meta; default: all others")
     # plain text
-    text_mode: Literal["file", "paragraphs"] = Field("file", description="One document per file or per blank-line block")
+    text_mode: Literal["file", "paragraphs"] = Field(
+        "file", description="One document per file or per blank-line block"
+    )
     # csv / tsv
     header: bool = True
     columns: list[str] | None = Field(None, description="Column names when the file has no header")
     quoting: Literal["auto", "csv", "none"] = Field(
-        "auto", description="csv: double quotes group fields; none: quotes are text; auto: csv for .csv, none for .tsv"
+        "auto",
+        description="csv: double quotes group fields; none: quotes are text; auto: csv for .csv, none for .tsv",
     )
     # Hugging Face
     hf_name: str | None = Field(None, description="Dataset name or builder ('json', 'parquet', a hub id)")

@@ -26,7 +26,16 @@ from typing import Any
 from .config import DefaultCorpusConfig
 
 STDLIB_CHUNK = 64  # stdlib files per unit of work
-_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__", "lib2to3", "turtledemo"}
+_SKIP_DIRS = {
+    "site-packages",
+    "dist-packages",
+    "test",
+    "tests",
+    "idle_test",
+    "__pycache__",
+    "lib2to3",
+    "turtledemo",
+}
 _LICENCE_FILE = re.compile(r"(^|/)(LICEN[CS]E|COPYING|NOTICE)[^/]*$", re.IGNORECASE)
 
 
@@ -53,7 +62,10 @@ def units(cfg: DefaultCorpusConfig) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if cfg.stdlib_docstrings:
         n = len(stdlib_files())
-        out += [{"part": "stdlib", "start": i, "stop": min(i + STDLIB_CHUNK, n)} for i in range(0, n, STDLIB_CHUNK)]
+        out += [
+            {"part": "stdlib", "start": i, "stop": min(i + STDLIB_CHUNK, n)}
+            for i in range(0, n, STDLIB_CHUNK)
+        ]
     if cfg.distribution_descriptions:
         out.append({"part": "distributions"})
     if cfg.licence_files:

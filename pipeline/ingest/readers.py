@@ -95,7 +95,13 @@ def looks_binary(head: bytes) -> bool:
 
 
 def read_file(path: Path, fmt: str, source: SourceConfig) -> Iterator[Item]:
-    reader = {"jsonl": read_jsonl, "parquet": read_parquet, "csv": read_csv, "tsv": read_csv, "text": read_text}
+    reader = {
+        "jsonl": read_jsonl,
+        "parquet": read_parquet,
+        "csv": read_csv,
+        "tsv": read_csv,
+        "text": read_text,
+    }
     try:
         if path.stat().st_size == 0:
             yield None, Problem("empty_file", "the file is empty")
@@ -126,7 +132,7 @@ def read_jsonl(path: Path, source: SourceConfig, fmt: str = "jsonl") -> Iterator
     n = 0
     with open_binary(path) as f:
         try:
-            for n, line in enumerate(f, 1):  # noqa: B007 - n is read after the loop on errors
+            for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
@@ -139,11 +145,17 @@ def read_jsonl(path: Path, source: SourceConfig, fmt: str = "jsonl") -> Iterator
                         yield n, Problem("invalid_json", str(e), text.rstrip("\n"))
                         continue
                 if not isinstance(rec, dict):
-                    yield n, Problem("not_an_object", f"a JSON {type(rec).__name__}, not an object", decode(line))
+                    yield (
+                        n,
+                        Problem("not_an_object", f"a JSON {type(rec).__name__}, not an object", decode(line)),
+                    )
                     continue
                 yield n, rec
         except STREAM_ERRORS as e:
-            yield n + 1, Problem("truncated_file", f"stream ended early after line {n}: {type(e).__name__}: {e}")
+            yield (
+                n + 1,
+                Problem("truncated_file", f"stream ended early after line {n}: {type(e).__name__}: {e}"),
+            )
 
 
 def read_text(path: Path, source: SourceConfig, fmt: str = "text") -> Iterator[Item]:
@@ -193,8 +205,13 @@ def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Ite
                 if not row or not any(cell.strip() for cell in row):
                     continue
                 if len(row) != len(names):
-                    yield n, Problem(
-                        "wrong_field_count", f"{len(row)} fields where the header has {len(names)}", delimiter.join(row)
+                    yield (
+                        n,
+                        Problem(
+                            "wrong_field_count",
+                            f"{len(row)} fields where the header has {len(names)}",
+                            delimiter.join(row),
+                        ),
                     )
                     continue
                 yield n, dict(zip(names, row, strict=True))

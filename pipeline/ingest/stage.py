@@ -56,7 +56,9 @@ class IngestStage(Stage):
         if planned.identity["units"] or planned.parent is None:
             return None
         m = planned.parent.manifest
-        return StageResult(self.name, m["fingerprint"], planned.parent.path, True, m["counts"], m.get("stats", {}))
+        return StageResult(
+            self.name, m["fingerprint"], planned.parent.path, True, m["counts"], m.get("stats", {})
+        )
 
     # -- work -----------------------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -180,7 +182,9 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     rejected: dict[str, int] = {}
     take_repairs()
 
-    def reject(n: int | None, reason: str, detail: str, raw: Any = None, doc_id: str | None = None, value=None):
+    def reject(
+        n: int | None, reason: str, detail: str, raw: Any = None, doc_id: str | None = None, value=None
+    ):
         reason = REJECT_PREFIX + reason
         rejected[reason] = rejected.get(reason, 0) + 1
         rejects.write_rows(
@@ -195,7 +199,9 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
                     "source": label,
                     "source_file": origin,
                     "source_record": n,
-                    "text": raw if isinstance(raw, str) else (None if raw is None else canonical_json(raw)[:4096]),
+                    "text": raw
+                    if isinstance(raw, str)
+                    else (None if raw is None else canonical_json(raw)[:4096]),
                 }
             ]
         )
@@ -250,7 +256,9 @@ def to_document(rec: dict[str, Any], src: SourceConfig, max_chars: int) -> dict[
         return Problem("missing_text_field", f"no field {src.text_field!r}; fields are {sorted(rec)[:20]}")
     text = rec[src.text_field]
     if not isinstance(text, str):
-        return Problem("text_not_string", f"field {src.text_field!r} holds a {type(text).__name__}", type(text).__name__)
+        return Problem(
+            "text_not_string", f"field {src.text_field!r} holds a {type(text).__name__}", type(text).__name__
+        )
     if len(text) > max_chars:
         return Problem("too_long", f"{len(text)} characters, the limit is {max_chars}", len(text))
     text = normalize_text(text)

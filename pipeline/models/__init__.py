@@ -47,7 +47,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 def model_config_dict(model: nn.Module) -> dict[str, Any]:
     """``{"arch": ..., **config fields}``: what model_config.json holds."""
     model = unwrap(model)
-    for arch, (config_cls, model_cls) in ARCHS.items():
+    for arch, (_, model_cls) in ARCHS.items():
         if isinstance(model, model_cls):
             return {"arch": arch, **asdict(model.config)}
     raise TypeError(f"{type(model).__name__} is not a registered model")

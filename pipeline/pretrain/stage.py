@@ -131,7 +131,10 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
         result = train_distributed(cfg, tokens, work_dir(ctx.root, ctx.fingerprint))
     else:
         result = train(
-            cfg, tokens, work_dir(ctx.root, ctx.fingerprint), tokenizer_dir if tokenizer_dir.is_dir() else None
+            cfg,
+            tokens,
+            work_dir(ctx.root, ctx.fingerprint),
+            tokenizer_dir if tokenizer_dir.is_dir() else None,
         )
 
     out = ctx.staging_dir

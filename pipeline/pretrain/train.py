@@ -204,7 +204,7 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     train_seqs, val_seqs = PackedSequences(dataset, "train"), PackedSequences(dataset, "val")
-    use_bf16 = device == "cuda" and config.dtype != "float32" or config.dtype == "bfloat16"
+    use_bf16 = (device == "cuda" and config.dtype != "float32") or config.dtype == "bfloat16"
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
     with determinism(config.deterministic, device), cpu_threads(config.threads), SigtermFlag() as sigterm:
@@ -453,7 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     config = PretrainConfig.model_validate_json(args.config)
     device = resolve_device(config.device)
-    dist.init_process_group(config.backend if config.backend != "auto" else "nccl" if device == "cuda" else "gloo")
+    dist.init_process_group(
+        config.backend if config.backend != "auto" else "nccl" if device == "cuda" else "gloo"
+    )
     try:
         tokenizer_dir = args.tokens / "tokenizer"
         train(config, args.tokens, args.work_dir, tokenizer_dir if tokenizer_dir.is_dir() else None)
