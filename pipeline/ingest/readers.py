@@ -196,7 +196,7 @@ def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Ite
             if source.header:
                 header = next(rows, None)
                 n += 1
-                names = names or header
+                names = names or [h.strip() for h in header or []]
             if not names:
                 yield None, Problem("no_header", "no header row and no `columns` configured")
                 return

@@ -1,27 +1,21 @@
 """Reading labeled sources: raw records out, problems (never exceptions) for bad data.
 
-JSON Lines, Parquet and Hugging Face sources reuse the ingest readers. Delimited files have
-their own reader because labeled corpora are often tab-separated text whose quotes are part of
-the text: the csv module's default quoting would silently glue hundreds of lines into one field.
+Every format reuses the ingest readers (labeled corpora are often tab-separated text whose quotes
+are part of the text: `quoting` defaults to none for TSV, so lines are never glued together).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..ingest.config import SourceConfig
 from ..ingest.default_corpus import _docstrings, _module_name, stdlib_files
 from ..ingest.readers import (
-    STREAM_ERRORS,
     Item,
     Problem,
-    _sniff,
     detect_format,
-    open_binary,
+    read_csv,
     read_hf,
     read_jsonl,
     read_parquet,
@@ -41,7 +35,8 @@ def read_source_file(path: Path, fmt: str, src: LabeledSourceConfig, first_field
         yield None, Problem("empty_file", "the file is empty")
         return
     if fmt in ("csv", "tsv"):
-        yield from read_delimited(path, src, fmt)
+        view = SourceConfig(path=src.path, format=fmt, header=src.header, columns=src.columns, quoting=src.quoting)
+        yield from read_csv(path, view, fmt)
     elif fmt == "jsonl":
         yield from read_jsonl(path, _ingest_view(src, first_field))
     elif fmt == "parquet":
@@ -70,49 +65,6 @@ def read_default(cfg: DefaultTaskConfig) -> Iterator[Item]:
     wanted = set(cfg.packages)
     files = [f for f in stdlib_files() if _module_name(f).split(".")[0] in wanted]
     yield from enumerate(_docstrings(files, cfg.min_chars), 1)
-
-
-def read_delimited(path: Path, src: LabeledSourceConfig, fmt: str) -> Iterator[Item]:
-    head = _sniff(path)
-    if isinstance(head, Problem):
-        yield None, head
-        return
-    csv.field_size_limit(sys.maxsize)
-    delimiter = "\t" if fmt == "tsv" else ","
-    quoting = src.quoting if src.quoting != "auto" else ("csv" if fmt == "csv" else "none")
-    kw = {"quoting": csv.QUOTE_NONE} if quoting == "none" else {}
-    n = 0
-    with open_binary(path) as fb:
-        f = io.TextIOWrapper(fb, encoding="utf-8", errors="tokenmill_repair", newline="")
-        rows = csv.reader(f, delimiter=delimiter, **kw)
-        try:
-            names = src.columns
-            if src.header:
-                header = next(rows, None)
-                n += 1
-                names = names or [h.strip() for h in header or []]
-            if not names:
-                yield None, Problem("no_header", "no header row and no `columns` configured")
-                return
-            for row in rows:
-                n += 1
-                if not row or not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(names):
-                    yield (
-                        n,
-                        Problem(
-                            "wrong_field_count",
-                            f"{len(row)} fields where there are {len(names)} columns",
-                            delimiter.join(row),
-                        ),
-                    )
-                    continue
-                yield n, dict(zip(names, row, strict=True))
-        except csv.Error as e:
-            yield n + 1, Problem("malformed_csv", str(e))
-        except STREAM_ERRORS as e:
-            yield n + 1, Problem("truncated_file", f"stream ended early: {type(e).__name__}: {e}")
 
 
 def _ingest_view(src: LabeledSourceConfig, first_field: str) -> SourceConfig:
