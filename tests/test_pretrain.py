@@ -356,3 +356,27 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tokens,
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     state = json.loads((two / "train_state.json").read_text())
     assert state["tokens"] == 6 * 8 * SEQ_LEN  # global tokens, counted once
+
+
+def test_packed_sequences_read_every_version_of_an_incremental_token_series(tmp_path):
+    from pipeline.ingest.config import IngestConfig, SourceConfig
+    from pipeline.ingest.stage import IngestStage
+    from pipeline.tokenize.config import TokenizeConfig
+    from pipeline.tokenize.stage import TokenizeStage
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    paras = stdlib_paragraphs()
+    (raw / "a.txt").write_text("\n\n".join(paras[:40]))
+    cfg = IngestConfig(sources=[SourceConfig(path=str(raw), text_mode="paragraphs")])
+    root = tmp_path / "root"
+    tok_cfg = TokenizeConfig(tokenizer="char", seq_len=32, val_fraction=0.1)
+    run_stage(IngestStage(), cfg, root, {})
+    (raw / "b.txt").write_text("\n\n".join(paras[40:80]))
+    v2 = run_stage(IngestStage(), cfg, root, {})
+    tokens = run_stage(TokenizeStage(), tok_cfg, root, {"filter": v2.dataset}).dataset
+    versions = tokens.chain()
+    assert len(versions) == 2
+    assert all(any(p.name.startswith("train-") for p in v.shard_paths()) for v in versions)
+    rows = [v.manifest["totals"]["sequences_train"] for v in versions]
+    assert PackedSequences(tokens, "train").num_rows == sum(rows)

@@ -47,7 +47,9 @@ class PackedSequences:
         self.seq_len = int(totals["seq_len"])
         self.vocab_size = int(totals["vocab_size"])
         self.groups: list[RowGroup] = []
-        for path in self.dataset.shard_paths():
+        # An incremental token dataset is a chain of versions: train on all of them, oldest first.
+        paths = [p for version in self.dataset.chain() for p in version.shard_paths()]
+        for path in paths:
             if not path.name.startswith(f"{split}-"):
                 continue
             meta = pq.ParquetFile(path).metadata

@@ -68,6 +68,10 @@ class PretrainStage(Stage):
         ident["config"].pop("lstm" if config.arch == "gpt" else "gpt")  # type: ignore[attr-defined]
         return ident
 
+    def resolve_parent(self, config, root, inputs, mapper) -> Dataset | None:
+        """Not incremental: each run trains one model on the whole token series (all versions)."""
+        return None
+
     def on_published(self, result: StageResult) -> None:
         # The published checkpoint/ is the result; resumable work checkpoints are no longer needed.
         shutil.rmtree(work_dir(result.path.parent.parent.parent, result.fingerprint), ignore_errors=True)
