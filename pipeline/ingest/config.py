@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "tsv", "text", "hf", "hf_disk", "default"]
 
 
-class SourceConfig(BaseModel):
+class LocatedSource(BaseModel):
+    """What every source config shares: a location checked for its format, and a label.
+
+    Subclasses declare ``path``, ``format``, ``name`` and ``hf_name``.
+    """
+
+    default_label: ClassVar[str] = "default"
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> LocatedSource:
+        if self.format == "default":
+            return self
+        if self.format == "hf":
+            if not self.hf_name:
+                raise ValueError("a source with format 'hf' needs hf_name")
+            return self
+        if not self.path:
+            raise ValueError(f"a source with format {self.format!r} needs a path")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.format == "default":
+            return self.default_label
+        if self.format == "hf":
+            return f"hf:{self.hf_name}"
+        return Path(self.path or "source").stem or "source"
+
+
+class SourceConfig(LocatedSource):
     """One source of documents. ``path`` is a file, a directory or a glob."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,30 +71,6 @@ class SourceConfig(BaseModel):
     split: str = "train"
     revision: str | None = None
     streaming: bool = True
-
-    @model_validator(mode="after")
-    def _needs_location(self) -> SourceConfig:
-        if self.format == "default":
-            return self
-        if self.format == "hf":
-            if not self.hf_name:
-                raise ValueError("a source with format 'hf' needs hf_name")
-            return self
-        if not self.path:
-            raise ValueError(f"a source with format {self.format!r} needs a path")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return self.name
-        if self.format == "default":
-            return "default"
-        if self.format == "hf":
-            return f"hf:{self.hf_name}"
-        from pathlib import Path
-
-        return Path(self.path or "source").stem or "source"
 
 
 class DefaultCorpusConfig(BaseModel):

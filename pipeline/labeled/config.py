@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..ingest.config import LocatedSource
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "tsv", "hf", "hf_disk", "default"]
 Split = Literal["train", "validation", "test"]
@@ -14,8 +16,10 @@ Split = Literal["train", "validation", "test"]
 DEFAULT_PACKAGES = ["asyncio", "email", "logging", "tkinter", "unittest", "xml"]
 
 
-class LabeledSourceConfig(BaseModel):
+class LabeledSourceConfig(LocatedSource):
     """One source of labeled examples. ``path`` is a file, a directory or a glob."""
+
+    default_label: ClassVar[str] = "stdlib-packages"
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,30 +48,6 @@ class LabeledSourceConfig(BaseModel):
     hf_config: str | None = None
     data_files: list[str] | None = None
     hf_split: str = "train"
-
-    @model_validator(mode="after")
-    def _needs_location(self) -> LabeledSourceConfig:
-        if self.format == "default":
-            return self
-        if self.format == "hf":
-            if not self.hf_name:
-                raise ValueError("a source with format 'hf' needs hf_name")
-            return self
-        if not self.path:
-            raise ValueError(f"a source with format {self.format!r} needs a path")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return self.name
-        if self.format == "default":
-            return "stdlib-packages"
-        if self.format == "hf":
-            return f"hf:{self.hf_name}"
-        from pathlib import Path
-
-        return Path(self.path or "source").stem or "source"
 
 
 class DefaultTaskConfig(BaseModel):
