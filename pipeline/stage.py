@@ -26,14 +26,13 @@ from .dataset import (
     REJECTS_VIEW,
     Dataset,
     ShardWriter,
-    Staging,
-    clean_staging,
     is_published,
     manifest_header,
     version_dir,
 )
 from .errors import DataError
 from .hashing import fingerprint as make_fingerprint
+from .resume import ResumableStaging, clean_other_staging, run_unit_resumable
 from .schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger("tokenmill")
@@ -58,6 +57,7 @@ class StageContext:
     parent: Path | None  # previous version of this stage's own series (incremental runs)
     identity: dict[str, Any] = field(default_factory=dict)  # what the fingerprint hashed
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific plan state
+    units_dir: Path | None = None  # where finished units leave markers (see pipeline.resume)
 
     def input(self, name: str | None = None) -> Dataset:
         if name is None:
@@ -227,7 +227,9 @@ def sum_counts(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _run_unit(phase: Phase, ctx: StageContext, unit: Any) -> Any:
-    return phase.run(ctx, unit)
+    if ctx.units_dir is None:
+        return phase.run(ctx, unit)
+    return run_unit_resumable(ctx.units_dir, phase.name, functools.partial(phase.run, ctx), unit)
 
 
 @dataclass
@@ -276,8 +278,12 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
         return planned.cached_result()
     stage, root = planned.stage, planned.root
     t0 = time.perf_counter()
-    clean_staging(root, stage.name)
-    staging = Staging(root, stage.name, planned.fingerprint)
+    staging = ResumableStaging(root, stage.name, planned.fingerprint)
+    clean_other_staging(root, stage.name, keep=planned.fingerprint)
+    if staging.resumed_units:
+        log.info(
+            "%s: resuming %s, %d units already done", stage.name, planned.fingerprint, staging.resumed_units
+        )
     ctx = StageContext(
         root=root,
         stage=stage.name,
@@ -287,13 +293,18 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
         inputs={k: d.path for k, d in planned.inputs.items()},
         parent=planned.parent.path if planned.parent else None,
         identity=planned.identity,
+        units_dir=staging.units_dir,
     )
+    finishing = False
     try:
         stage.prepare(ctx)
         results: list[Any] = []
         for phase in stage.phases():
             units = phase.plan(ctx, results)
             results = mapper(f"{stage.name}.{phase.name}", functools.partial(_run_unit, phase, ctx), units)
+        # finish() may clear scratch that finished units left; past this point a failed run
+        # cannot be resumed unit by unit and starts over.
+        finishing = True
         report = stage.finish(ctx, results)
         counts, stats = report["counts"], report.get("stats", {})
         manifest = {
@@ -321,7 +332,10 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
         manifest["validation"] = stage.validate(ctx, manifest)
         dataset = staging.publish(manifest, views)
     except BaseException:
-        staging.abort()
+        if finishing:
+            staging.discard()
+        else:
+            staging.abort()  # keeps the finished units for a re-run
         raise
     result = StageResult(
         stage.name, planned.fingerprint, dataset.path, False, counts, stats, time.perf_counter() - t0
@@ -338,7 +352,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _check_counts(
-    stage: Stage, staging: Staging, counts: dict[str, Any], views: dict[str, pa.Schema]
+    stage: Stage, staging: ResumableStaging, counts: dict[str, Any], views: dict[str, pa.Schema]
 ) -> None:
     """Refuse to publish a dataset whose counts do not add up: nothing is lost silently."""
     from .dataset import describe_shards
