@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import flows  # noqa: F401  (sets the no-telemetry environment before Prefect loads)
-from pipeline import observe
+from pipeline import observe, storage
 from pipeline.config import load_config
 from pipeline.dataset import Dataset, is_published
 from pipeline.errors import ConfigError, TokenmillError
@@ -29,7 +29,10 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Data root: datasets, checkpoints, catalog")]
+DataDir = Annotated[
+    str,
+    typer.Option("--data-dir", help="Data root: a directory or an fsspec URL (s3://bucket/prefix)"),
+]
 
 
 def _fail(code: int, message: str, data_dir: Path | None = None) -> None:
@@ -103,12 +106,13 @@ def run(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="dotted.key=value (JSON values parsed)")
     ] = None,
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per stage on stdout")
     ] = False,
 ) -> None:
     """Run stages in pipeline order through the Prefect flows; cached stages do no work."""
+    data_dir = storage.resolve_root(data_dir)
     from pipeline.stages import ORDER
 
     try:
@@ -156,9 +160,7 @@ def run(
             s["path"],
         )
     Console().print(table)
-    Console().print(
-        f"Results under {data_dir.resolve()}; the run report is in {data_dir.resolve() / 'reports'}"
-    )
+    Console().print(f"Results under {storage.display(data_dir)}; the run report is in {data_dir / 'reports'}")
     Console().print(
         'Query them with: tokenmill sql "SELECT stage, rows_in, rows_out, rows_rejected FROM datasets"'
     )
@@ -169,10 +171,11 @@ def sql(
     query: Annotated[
         str, typer.Argument(help="SQL over the views: <stage>, <stage>_rejects, datasets, runs ...")
     ],
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
 ) -> None:
     """Run DuckDB SQL with every dataset and catalog table available as views."""
+    data_dir = storage.resolve_root(data_dir)
     import duckdb
 
     from pipeline import sql as sqlmod
@@ -207,7 +210,7 @@ def _cell(v: Any, width: int = 80) -> str:
 def _open_dataset(ref: str, data_dir: Path) -> Dataset:
     from pipeline import catalog
 
-    p = Path(ref)
+    p = storage.local_path(ref)
     if is_published(p) or is_published(p.parent):
         return Dataset(p)
     if ref in {d.stage for d in catalog.published_datasets(data_dir)}:
@@ -225,10 +228,11 @@ def _open_dataset(ref: str, data_dir: Path) -> Dataset:
 @app.command()
 def show(
     dataset: Annotated[str, typer.Argument(help="Dataset path, stage name (latest) or fingerprint prefix")],
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
     rows: Annotated[int, typer.Option(help="Rows to show")] = 5,
 ) -> None:
     """Show a dataset's manifest, counts and first rows."""
+    data_dir = storage.resolve_root(data_dir)
     try:
         ds = _open_dataset(dataset, data_dir)
     except ConfigError as e:
@@ -249,9 +253,10 @@ def show(
 @app.command()
 def lineage(
     dataset: Annotated[str, typer.Argument(help="Dataset path, stage name (latest) or fingerprint prefix")],
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
 ) -> None:
     """List the raw source files that went into a dataset (through every stage before it)."""
+    data_dir = storage.resolve_root(data_dir)
     from pipeline import catalog
 
     try:
@@ -268,10 +273,11 @@ def lineage(
 
 @app.command()
 def server(
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 4200,
 ) -> None:
     """Start the Prefect server and UI on 127.0.0.1, its SQLite database under the data root."""
+    data_dir = storage.resolve_root(data_dir)
     import os
 
     from flows import ops
@@ -289,12 +295,13 @@ def server(
 
 @app.command()
 def deploy(
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
     write_yaml: Annotated[
         bool, typer.Option("--write-yaml", help="Only regenerate deployments/prefect.yaml")
     ] = False,
 ) -> None:
     """Create the `process` work pool if missing and register every deployment in deployments/prefect.yaml."""
+    location, data_dir = data_dir, storage.resolve_root(data_dir)
     from flows import ops
 
     text = ops.render_prefect_yaml()
@@ -310,7 +317,7 @@ def deploy(
     except RuntimeError as e:
         _fail(2, f"{e}; start one with `tokenmill server` or set PREFECT_API_URL")
     data_dir.mkdir(parents=True, exist_ok=True)
-    result = ops.deploy(data_dir, url)
+    result = ops.deploy(location if storage.is_url(location) else data_dir, url)
     if result.returncode != 0:
         err.print(result.stdout[-4000:] + result.stderr[-4000:], highlight=False, markup=False)
         _fail(1, "prefect deploy failed (output above)")
@@ -326,7 +333,7 @@ def deploy(
         table.add_row(f"{flow_name}/{spec['name']}", cron, ups)
     Console().print(table)
     Console().print(
-        f"Data root: {data_dir.resolve()}. Next: `tokenmill worker`, then `tokenmill trigger STAGE --set key=value`."
+        f"Data root: {storage.display(data_dir)}. Next: `tokenmill worker`, then `tokenmill trigger STAGE --set key=value`."
     )
 
 
@@ -360,7 +367,7 @@ def trigger(
         list[str] | None, typer.Option("--stage", help="end_to_end only: stages to run")
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Default: the deployment's data root")
+        str | None, typer.Option("--data-dir", help="Default: the deployment's data root")
     ] = None,
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for the run to finish (0: return at once)")

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from pipeline import storage
+
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
 
@@ -182,7 +184,7 @@ def server_env(data_dir: Path, port: int = DEFAULT_PORT) -> dict[str, str]:
     Postgres instead: set the standard PREFECT_API_DATABASE_CONNECTION_URL
     (postgresql+asyncpg://user:pass@host:5432/prefect); it is left alone when set.
     """
-    home = Path(data_dir).resolve() / "prefect"
+    home = storage.resolve_root(data_dir) / "prefect"
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(home)
@@ -261,7 +263,7 @@ def deploy(
     url = url or api_url()
     ensure_work_pool(url)
     env = client_env(url)
-    env[DATA_DIR_ENV] = str(Path(data_dir).resolve())
+    env[DATA_DIR_ENV] = _root_param(data_dir)
     cmd = [*prefect_cli(), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
 
@@ -277,6 +279,11 @@ def worker_command(pool: str = WORK_POOL, run_once: bool = False, limit: int | N
 
 # ---------------------------------------------------------------------------------------------
 # Triggering one stage's deployment
+
+
+def _root_param(data_dir: str | Path) -> str:
+    """A data root as a deployment parameter: a store URL as given, a directory made absolute."""
+    return str(data_dir) if storage.is_url(str(data_dir)) else str(Path(data_dir).resolve())
 
 
 def trigger_parameters(
@@ -307,7 +314,7 @@ def trigger_parameters(
         if inputs:
             params["inputs"] = dict(inputs)
     if data_dir:
-        params["data_dir"] = str(Path(data_dir).resolve())
+        params["data_dir"] = _root_param(data_dir)
     return params
 
 
@@ -381,7 +388,7 @@ def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
     md = failure_markdown(flow.name, flow_run, state)
     params = dict(getattr(flow_run, "parameters", None) or {})
     try:
-        report = Path(str(params.get("data_dir") or "data")).resolve() / "reports" / "failures.md"
+        report = storage.resolve_root(str(params.get("data_dir") or "data")) / "reports" / "failures.md"
         report.parent.mkdir(parents=True, exist_ok=True)
         new = not report.exists()
         with report.open("a", encoding="utf-8") as f:

@@ -17,7 +17,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
-from pipeline import catalog, observe
+from pipeline import catalog, observe, storage
 from pipeline.config import PipelineConfig
 from pipeline.dataset import Dataset, is_published, version_dir
 from pipeline.dedup.config import DedupConfig
@@ -47,7 +47,7 @@ def resolve_inputs(stage_name: str, root: Path, given: dict[str, str] | None) ->
     for up in BY_NAME[stage_name].inputs:
         ref = (given or {}).get(up)
         if ref:
-            p = Path(ref)
+            p = storage.local_path(ref)
             if not is_published(p) and not is_published(p.parent):
                 p = version_dir(root, up, ref)
             if not is_published(p) and not is_published(p.parent):
@@ -68,7 +68,7 @@ def run_stage_flow(
 ) -> dict[str, Any]:
     """The body shared by every stage flow."""
     logger = get_run_logger()
-    root = Path(data_dir).resolve()
+    root = storage.resolve_root(data_dir)
     stage = BY_NAME[stage_name]
     run_id = str(flow_run.get_id() or "local")
     t0 = time.perf_counter()
@@ -204,7 +204,7 @@ def end_to_end(
     config: PipelineConfig = PipelineConfig(), data_dir: str = "data", stages: list[str] | None = None
 ) -> list[dict]:
     """Run the named stages (default: all) and everything they depend on, in pipeline order."""
-    root = Path(data_dir).resolve()
+    root = storage.resolve_root(data_dir)
     wanted = stages or ORDER
     unknown = [s for s in wanted if s not in BY_NAME]
     if unknown:

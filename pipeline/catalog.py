@@ -5,6 +5,11 @@ cached or not), ``datasets`` (one per published version, with counts and config)
 (child -> input or parent), ``source_files`` (raw files per ingest version). With these,
 "which raw files went into this checkpoint?" is one recursive query (see README).
 Every write opens, writes and closes the file, so other processes can read between writes.
+
+The catalog is always a local file: for a root on an object store (``s3://…``) it lives in the
+root's local mirror, ``$TOKENMILL_STATE_DIR/stores/s3/<bucket>/<prefix>/catalog.duckdb`` (see
+`storage.py`). It is an index, not the truth: the published manifests on the store are, and
+`published_datasets` lists them from there.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 
 import duckdb
 
-from .dataset import Dataset, is_published
+from . import storage
+from .dataset import MANIFEST, Dataset, is_published
 
 CATALOG_FILE = "catalog.duckdb"
 
@@ -40,7 +46,7 @@ CREATE TABLE IF NOT EXISTS source_files (fingerprint VARCHAR, key VARCHAR, sha25
 
 
 def catalog_path(root: str | Path) -> Path:
-    return Path(root) / CATALOG_FILE
+    return storage.local_path(root) / CATALOG_FILE
 
 
 @contextmanager
@@ -146,11 +152,10 @@ def record_dataset(root: str | Path, dataset: Dataset) -> None:
 
 def published_datasets(root: str | Path) -> list[Dataset]:
     """Every published version under the root, found from the files (the catalog may lag)."""
-    out = []
-    for m in sorted(Path(root, "datasets").glob("*/*/_manifest.json")):
-        if is_published(m.parent):
-            out.append(Dataset(m.parent))
-    return out
+    base = storage.local_path(root) / "datasets"
+    pattern = f"*/*/{MANIFEST}"
+    manifests = storage.remote_glob(base, pattern) if storage.url_of(base) else base.glob(pattern)
+    return [Dataset(m.parent) for m in sorted(manifests) if is_published(m.parent)]
 
 
 def latest(root: str | Path, stage: str) -> Dataset | None:
@@ -163,7 +168,12 @@ def latest(root: str | Path, stage: str) -> Dataset | None:
         if row and is_published(Path(row[0]).parent):
             return Dataset(Path(row[0]).parent)
     found = [d for d in published_datasets(root) if d.stage == stage]
-    return max(found, key=lambda d: (d.path / "_manifest.json").stat().st_mtime) if found else None
+    return max(found, key=_published_at) if found else None
+
+
+def _published_at(d: Dataset) -> float:
+    m = d.path / MANIFEST
+    return storage.remote_mtime(m) if storage.url_of(m) else m.stat().st_mtime
 
 
 def lineage_sql() -> str:

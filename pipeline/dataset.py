@@ -11,6 +11,13 @@ pyarrow and `datasets.load_dataset("parquet", data_dir=...)` open a view unchang
 Writes are atomic: everything is written under ``<root>/datasets/<stage>/.staging/``, the
 manifest last, and one ``rename`` publishes the version. Readers only ever see directories whose
 name is a fingerprint and which contain ``_manifest.json``.
+
+A root may be an object-store URL (``s3://bucket/prefix``, see `storage.py`). Staging then stays
+on local disk (in the root's local mirror) and publishing uploads every file of the version
+under ``<prefix>/datasets/<stage>/<fingerprint>/``, the manifest last: an object store has no
+rename, so the manifest's existence is what publishes. A prefix without a manifest (a crashed
+upload) is never read. Readers fetch a published version's manifest and small non-shard files
+(tokenizer, checkpoint) into the mirror on open, and shards one at a time on first read.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import storage
 from .hashing import sha256_file
 from .schema import REJECT_SCHEMA, SCHEMA_VERSION
 
@@ -192,6 +200,8 @@ class Staging:
         manifest["views"] = view_entries
         manifest["shards"] = view_entries[DATA_VIEW]["shards"]
         write_manifest(self.dir, manifest)
+        if storage.url_of(self.final):
+            upload_version(self.dir, self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(self.dir, self.final)
@@ -207,11 +217,45 @@ class Staging:
 
 
 def version_dir(root: str | Path, stage: str, fingerprint: str) -> Path:
-    return Path(root) / "datasets" / stage / fingerprint
+    return storage.local_path(root) / "datasets" / stage / fingerprint
 
 
 def is_published(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    """Whether a version directory holds a manifest (for a store mirror: the store's, fetched)."""
+    path = storage.local_path(path)
+    if (path / MANIFEST).is_file():
+        return True
+    return storage.url_of(path) is not None and fetch_version(path)
+
+
+def upload_version(staged: Path, final: Path) -> None:
+    """Copy a staged version to its store prefix: every file, then the manifest last."""
+    files = sorted(p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST)
+    for p in files:
+        storage.upload(p, final / p.relative_to(staged))
+    storage.upload(staged / MANIFEST, final / MANIFEST)
+
+
+def fetch_version(path: Path) -> bool:
+    """Mirror a published store version locally: its non-shard files, then its manifest last.
+
+    False when the store holds no manifest there (nothing published, or an upload that did not
+    finish). Shards are left for :meth:`Dataset.shard_path` to fetch when first read.
+    """
+    remote_manifest = path / MANIFEST
+    if not storage.remote_exists(remote_manifest):
+        return False
+    text = storage.remote_read(remote_manifest).decode()
+    manifest = json.loads(text)
+    shards = {f"{view}/{s['file']}" for view, e in manifest["views"].items() for s in e["shards"]}
+    for rel in storage.remote_files(path):
+        if rel != MANIFEST and rel not in shards:
+            storage.fetch(path / rel)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f".{MANIFEST}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(text)
+    os.replace(tmp, path / MANIFEST)
+    return True
 
 
 def clean_staging(root: str | Path, stage: str) -> int:
@@ -247,7 +291,7 @@ class Dataset:
     _manifest: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
+        self.path = storage.local_path(self.path)
         if not is_published(self.path) and is_published(self.path.parent):
             self.path = self.path.parent  # a view directory such as …/<fp>/data
         if not is_published(self.path):
@@ -255,7 +299,13 @@ class Dataset:
 
     @classmethod
     def open(cls, path: str | Path) -> Dataset:
-        return cls(Path(path))
+        """Open a version (or one of its views) by local path or store URL."""
+        return cls(path)
+
+    @property
+    def location(self) -> str:
+        """Where the version lives, as a user names it: the store URL, else the local path."""
+        return storage.display(self.path)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -283,15 +333,43 @@ class Dataset:
     def view_path(self, view: str = DATA_VIEW) -> Path:
         return self.path / view
 
-    def shard_paths(self, view: str = DATA_VIEW) -> list[Path]:
+    def _shards(self, view: str) -> list[dict[str, Any]]:
         entries = self.manifest["views"].get(view)
         if entries is None:
             raise KeyError(f"{self.path}: no view {view!r}")
-        return [self.path / view / s["file"] for s in entries["shards"]]
+        return entries["shards"]
+
+    def num_shards(self, view: str = DATA_VIEW) -> int:
+        return len(self._shards(view))
+
+    def shard_path(self, index: int, view: str = DATA_VIEW) -> Path:
+        """The local file of one shard, fetched from the store on first use."""
+        return self._local(view, self._shards(view)[index])
+
+    def shard_paths(self, view: str = DATA_VIEW) -> list[Path]:
+        """Local files of every shard of a view (all fetched from a store: prefer `shard_path`)."""
+        return [self._local(view, s) for s in self._shards(view)]
+
+    def shard_file(self, view: str, name: str) -> Path | None:
+        """The local file of the view's shard called ``name``, or None if the view has none such."""
+        for s in self._shards(view):
+            if s["file"] == name:
+                return self._local(view, s)
+        return None
+
+    def _local(self, view: str, shard: dict[str, Any]) -> Path:
+        p = self.path / view / shard["file"]
+        if p.is_file() or storage.url_of(p) is None:
+            return p
+        storage.fetch(p)
+        if p.stat().st_size != shard["bytes"] or sha256_file(p) != shard["sha256"]:
+            p.unlink(missing_ok=True)
+            raise ValueError(f"{storage.display(p)}: the fetched shard does not match its manifest")
+        return p
 
     @property
     def schema(self) -> pa.Schema:
-        return pq.read_schema(self.shard_paths()[0])
+        return pq.read_schema(self.shard_path(0))
 
     def num_rows(self, view: str = DATA_VIEW) -> int:
         return self.manifest["views"][view]["rows"]
@@ -300,12 +378,12 @@ class Dataset:
         self, view: str = DATA_VIEW, columns: list[str] | None = None, batch_size: int = 4_096
     ) -> Iterator[pa.RecordBatch]:
         """Stream the view shard by shard, never holding more than one batch."""
-        for p in self.shard_paths(view):
-            f = pq.ParquetFile(p)
+        for i in range(self.num_shards(view)):
+            f = pq.ParquetFile(self.shard_path(i, view))
             yield from f.iter_batches(batch_size=batch_size, columns=columns)
 
     def read_shard(self, index: int, view: str = DATA_VIEW, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.shard_paths(view)[index], columns=columns)
+        return pq.read_table(self.shard_path(index, view), columns=columns)
 
     def head(self, n: int = 5, view: str = DATA_VIEW) -> pa.Table:
         """The first ``n`` rows of a view, across shards."""
@@ -316,7 +394,7 @@ class Dataset:
             if rows >= n:
                 break
         if not batches:
-            return pq.read_schema(self.shard_paths(view)[0]).empty_table()
+            return pq.read_schema(self.shard_path(0, view)).empty_table()
         return pa.Table.from_batches(batches)
 
     @property
@@ -338,7 +416,7 @@ class Dataset:
         """Check every shard's size and sha256 against the manifest."""
         for view, entry in self.manifest["views"].items():
             for s in entry["shards"]:
-                p = self.path / view / s["file"]
+                p = self._local(view, s)
                 if p.stat().st_size != s["bytes"] or sha256_file(p) != s["sha256"]:
                     raise ValueError(f"{p}: does not match its manifest")
 

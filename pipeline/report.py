@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import storage
 from .dataset import Dataset, is_published
 from .hashing import fingerprint
 from .stage import StageResult
@@ -22,7 +23,7 @@ REPORTS = "reports"
 
 
 def build_run_report(root: str | Path, results: list[StageResult]) -> Path:
-    root = Path(root)
+    root = storage.local_path(root)  # a store URL: its local mirror
     run_id = fingerprint(results=[(r.stage, r.fingerprint) for r in results])[:12]
     path = root / REPORTS / f"{run_id}.md"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import catalog
+from . import catalog, storage
 from .dataset import DATA_VIEW, REJECTS_VIEW, Dataset
 
 
@@ -21,7 +21,7 @@ def _files_sql(paths: list[Path]) -> str:
 
 
 def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
-    root = Path(root)
+    root = storage.local_path(root)  # a store URL: its local mirror
     con = duckdb.connect()
     if catalog.catalog_path(root).is_file():
         con.execute(f"ATTACH '{catalog.catalog_path(root)}' AS catalog (READ_ONLY)")

@@ -34,6 +34,7 @@ from .errors import DataError
 from .hashing import fingerprint as make_fingerprint
 from .resume import ResumableStaging, clean_other_staging, run_unit_resumable
 from .schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
+from .storage import local_path
 
 log = logging.getLogger("tokenmill")
 
@@ -266,7 +267,7 @@ def plan(
     inputs: dict[str, Dataset],
     parent: Dataset | None = None,
 ) -> Planned:
-    root = Path(root)
+    root = local_path(root)  # a store URL works in its local mirror (storage.py)
     ident = stage.identity(config, inputs, parent)
     fp = make_fingerprint(**ident)
     return Planned(stage, config, root, inputs, parent, fp, ident)
@@ -385,7 +386,7 @@ def run_stage(
     parent is produced first (usually a cache hit) and becomes this output's parent, so every
     stage's series mirrors its input's series.
     """
-    root = Path(root)
+    root = local_path(root)  # a store URL works in its local mirror (storage.py)
     parent = stage.resolve_parent(config, root, inputs, mapper)
     planned = plan(stage, config, root, inputs, parent)
     noop = stage.noop_result(planned)

@@ -132,7 +132,7 @@ def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     """Encode one input shard: docs view rows, rejects, and one token stream file per split."""
     cfg: TokenizeConfig = ctx.config
     tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR)
-    f = pq.ParquetFile(ctx.input().shard_paths()[shard])
+    f = pq.ParquetFile(ctx.input().shard_path(shard))
     lineage = [c for c in LINEAGE if c in f.schema_arrow.names]
     docs = ctx.writer(DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows)
     rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), lineage)

@@ -99,7 +99,7 @@ class TokenizeStage(Stage):
 
 
 def plan_encode(ctx: StageContext, _: list[Any]) -> list[int]:
-    return list(range(len(ctx.input().shard_paths())))
+    return list(range(ctx.input().num_shards()))
 
 
 def make_tokenizer(ctx: StageContext) -> TextTokenizer:
