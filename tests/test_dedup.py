@@ -18,8 +18,17 @@ from pipeline.dedup import DedupConfig, DedupStage, SpanConfig, summary_markdown
 from pipeline.dedup.clusters import UnionFind
 from pipeline.dedup.config import NormalizeConfig
 from pipeline.dedup.lsh import choose_bands, match_probability
-from pipeline.dedup.minhash import EMPTY, MinHasher, Shingles, estimate_jaccard, jaccard, resolve_backend
-from pipeline.dedup.normalize import fold_collapse
+from pipeline.dedup.minhash import (
+    EMPTY,
+    MinHasher,
+    Shingles,
+    document_keys,
+    estimate_jaccard,
+    jaccard,
+    resolve_backend,
+    word_hashes,
+)
+from pipeline.dedup.normalize import fold_collapse, fold_words
 from pipeline.errors import ConfigError
 from pipeline.ingest.config import IngestConfig, SourceConfig
 from pipeline.ingest.stage import IngestStage
@@ -79,7 +88,7 @@ def corpus(tmp_path: Path) -> tuple[Path, dict]:
 
 
 def test_rules_rejects_and_counts(tmp_path, corpus):
-    src, _ = corpus
+    src, texts = corpus
     ing = ingest(tmp_path / "root", src)
     res = dedup(tmp_path / "root", ing)
     c = res.counts
@@ -108,6 +117,9 @@ def test_rules_rejects_and_counts(tmp_path, corpus):
     assert not (res.path / "work").exists()
     md = summary_markdown(stats)
     assert "| dedup.near_duplicate | 2 |" in md and "Largest near-duplicate clusters" in md
+    members = {m["id"]: m["snippet"] for c in stats["near"]["largest_clusters"] for m in c["members"]}
+    assert set(members) == {"d10", "near1", "d20", "near2"}
+    assert all(members[k] == " ".join(texts[k].split())[:160] for k in members)
 
 
 def test_exact_verification_and_switches(tmp_path, corpus):
@@ -159,6 +171,17 @@ def test_incremental_never_readmits(tmp_path, corpus):
     assert got["d8"] == ("dedup.duplicate_id", "d8")
     assert got["copy_of_dropped"][1] == "d10"
     assert second.counts["rows_out"] == 1 and second.stats["generation"] == 1
+    # A cluster's snippets come from this version's texts and from earlier versions' alike.
+    clusters = second.stats["near"]["largest_clusters"]
+    want = {
+        "d30": texts["d30"],
+        "near3": later[1]["text"],
+        "d10": texts["d10"],
+        "copy_of_dropped": texts["near1"],
+    }
+    assert {m["id"]: m["snippet"] for c in clusters for m in c["members"]} == {
+        k: " ".join(t.split())[:160] for k, t in want.items()
+    }
 
 
 def test_repeated_spans(tmp_path):
@@ -195,7 +218,7 @@ def test_fold_collapse():
 
 
 def test_shingles_and_estimator():
-    col = fold_collapse(pa.array(["a b c d e f", "x a b c d e f", "a b", ""]), NormalizeConfig())
+    col = fold_words(pa.array(["a b c d e f", "x a b c d e f", "a b", ""]), NormalizeConfig())
     sh = MinHasher(16, 5, "word").shingles(col)
     assert [len(sh.of(i)) for i in range(4)] == [2, 3, 1, 0]
     assert set(sh.of(0)) <= set(sh.of(1))  # shingle hashes do not depend on position
@@ -266,14 +289,38 @@ def test_word_shingles_do_not_depend_on_the_batch():
         " ".join(rng.choice(VOCAB) for _ in range(rng.choice([0, 1, 3, 4, 5, 9, 40]))) for _ in range(60)
     ]
     m = MinHasher(32, 5)
-    batch = m.shingles(fold_collapse(pa.array(texts), NormalizeConfig()))
+    batch = m.shingles(fold_words(pa.array(texts), NormalizeConfig()))
     for i, t in enumerate(texts):
-        alone = m.shingles(fold_collapse(pa.array([t]), NormalizeConfig()))
+        alone = m.shingles(fold_words(pa.array([t]), NormalizeConfig()))
         assert np.array_equal(batch.of(i), alone.of(0))
         words = t.split()
         assert len(alone.of(0)) == (max(len(words) - 4, 1) if words else 0)
     sig = m.signatures(batch)
     assert all((sig[i] == EMPTY).all() == (not t) for i, t in enumerate(texts))
+
+
+def test_word_hashes_and_document_keys():
+    """A word hashes alike wherever it stands, whatever its length; documents get equal exact
+    keys exactly when their comparison forms are equal."""
+    rng = random.Random(4)
+    alphabet = "abcdefghé€😀"
+    vocab = ["".join(rng.choice(alphabet) for _ in range(n)) for n in [*range(1, 30), 63, 64, 65, 200, 5000]]
+    texts = [" , ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    texts += ["", "Ab. CD", "ab cd", "abcd", "ab  cd!", "cd ab"]
+    words = fold_words(pa.array(texts), NormalizeConfig())
+    h = word_hashes(words)
+    by_word: dict[bytes, set[int]] = {}
+    for a, b, x in zip(words.starts, words.stops, h.tolist(), strict=True):
+        by_word.setdefault(words.buf[a:b].tobytes(), set()).add(x)
+    assert all(len(v) == 1 for v in by_word.values())  # position-independent
+    assert len({next(iter(v)) for v in by_word.values()}) == len(by_word)  # no collisions here
+    h1, h2 = document_keys(h, words.bounds)
+    col = fold_collapse(pa.array(texts), NormalizeConfig())
+    forms = [col.doc_bytes(i) for i in range(len(col))]
+    keys = list(zip(h1.tolist(), h2.tolist(), strict=True))
+    for i in range(len(texts)):
+        for j in range(i):
+            assert (keys[i] == keys[j]) == (forms[i] == forms[j])
 
 
 def test_jaccard_matches_python_sets():

@@ -24,6 +24,8 @@ _SEPARATORS = np.zeros(256, dtype=bool)
 _SEPARATORS[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = True
 _SEPARATORS_PUNCT = _SEPARATORS.copy()
 _SEPARATORS_PUNCT[[ord(c) for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"]] = True
+_SEPARATOR_BYTES = _SEPARATORS.astype(np.uint8).tobytes()
+_SEPARATOR_BYTES_PUNCT = _SEPARATORS_PUNCT.astype(np.uint8).tobytes()
 # Non-ASCII separators: punctuation, symbols and spaces, or spaces only. RE2's Unicode tables
 # (Arrow's regex engine) decide, so the classes match Arrow's, not the Python build's.
 _NON_ASCII_PUNCT = r"^[\p{P}\p{S}\p{Z}]$"
@@ -71,7 +73,7 @@ def _mark_non_ascii(raw: np.ndarray, sep: np.ndarray, punctuation: bool) -> None
 
 
 def fold(texts: pa.Array, cfg: NormalizeConfig) -> pa.Array:
-    """Case, Unicode form and digits folded; punctuation and spaces are left to :func:`collapse`."""
+    """Case, Unicode form and digits folded; punctuation and spaces are left to :func:`split_words`."""
     if texts.type != pa.large_string():
         texts = texts.cast(pa.large_string())
     if cfg.nfkc:
@@ -97,36 +99,81 @@ class Collapsed:
         return self.buf[self.offsets[i] : self.offsets[i + 1]].tobytes()
 
 
-def collapse(folded: pa.Array, punctuation: bool = True) -> Collapsed:
-    """Every run of separators becomes one space, and each document is trimmed, in numpy.
+@dataclass
+class Words:
+    """Folded documents as one UTF-8 byte buffer, separators left in place, and the byte range of
+    every word (a maximal run of non-separator bytes inside one document), in document order."""
+
+    buf: np.ndarray  # uint8
+    offsets: np.ndarray  # int64, len(docs) + 1: each document's bytes
+    sep: np.ndarray  # bool per byte: part of a separator
+    starts: np.ndarray  # int64 first byte of each word
+    stops: np.ndarray  # int64 one past its last byte
+    bounds: np.ndarray  # int64, len(docs) + 1: each document's words are starts[bounds[i]:bounds[i+1]]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def collapse(self) -> Collapsed:
+        """The words of each document joined by single spaces."""
+        keep = ~self.sep
+        # A word followed by another of its document keeps one separator byte, as the space.
+        joined = np.ones(self.starts.size, dtype=bool)
+        joined[self.bounds[1:][self.bounds[1:] > 0] - 1] = False
+        spaces = self.stops[joined]
+        keep[spaces] = True
+        out = self.buf.copy()
+        out[spaces] = SPACE
+        letters = np.concatenate(([0], np.cumsum(self.stops - self.starts)))[self.bounds]
+        n_words = np.diff(self.bounds)
+        sizes = np.diff(letters) + np.maximum(n_words - 1, 0)
+        return Collapsed(out[keep], np.concatenate(([0], np.cumsum(sizes))).astype(np.int64))
+
+
+def _buffer(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes and offsets (from 0) of a large_string array, without copying."""
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    texts = texts.fill_null("")
+    n_docs = len(texts)
+    offs = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset : texts.offset + n_docs + 1]
+    raw = np.frombuffer(texts.buffers()[2], dtype=np.uint8)[offs[0] : offs[-1]]
+    return raw, offs - offs[0]
+
+
+def split_words(folded: pa.Array, punctuation: bool = True) -> Words:
+    """Separator bytes and word ranges of folded texts, in numpy.
 
     Separators: whitespace always; punctuation and symbols too when `punctuation`."""
-    folded = folded.fill_null("")
-    n_docs = len(folded)
-    offs = np.frombuffer(folded.buffers()[1], dtype=np.int64)[folded.offset : folded.offset + n_docs + 1]
-    raw = np.frombuffer(folded.buffers()[2], dtype=np.uint8)[offs[0] : offs[-1]]
-    offs = offs - offs[0]
-    sep = np.take(_SEPARATORS_PUNCT if punctuation else _SEPARATORS, raw)  # take: faster than [raw]
+    raw, offs = _buffer(folded)
+    n = raw.size
+    # One byte-table pass in C (bytes.translate: twice as fast as numpy's take), writable.
+    table = _SEPARATOR_BYTES_PUNCT if punctuation else _SEPARATOR_BYTES
+    sep = np.frombuffer(bytearray(raw).translate(table), dtype=bool)
     _mark_non_ascii(raw, sep, punctuation)
     solid = ~sep
-    nonempty = offs[1:] > offs[:-1]
-    # The spaces kept: the last separator of each run that a solid byte of its document follows
-    # (nothing of its own follows a document's last byte) ...
-    follows = sep[:-1] & solid[1:]
-    ends = offs[1:][nonempty] - 1
-    follows[ends[ends < follows.size]] = False
-    spaces = np.flatnonzero(follows)
-    # ... but for the first, when its document starts with a separator (no leading space).
-    first = np.searchsorted(spaces, offs[:-1])
-    lead = np.flatnonzero(nonempty & (first < spaces.size))
-    lead = lead[sep[offs[lead]] & (spaces[first[lead]] < offs[lead + 1])]
-    spaces = np.delete(spaces, first[lead])
-    keep = solid
-    keep[spaces] = True
-    out = np.where(sep, np.uint8(SPACE), raw)[keep]
-    # A document starts after the solid bytes and the spaces kept before it.
-    new_offs = offs - np.searchsorted(np.flatnonzero(sep), offs) + np.searchsorted(spaces, offs)
-    return Collapsed(out, new_offs.astype(np.int64))
+    heads, tails = offs[:-1][offs[:-1] < n], offs[1:][offs[1:] > 0]
+    # A word starts at a solid byte after a separator or at its document's start ...
+    first = solid.copy()
+    first[1:] &= sep[:-1]
+    first[heads] = solid[heads]
+    # ... and stops before a separator or at its document's end.
+    last = np.zeros(n + 1, dtype=bool)
+    last[1:] = solid
+    last[1:n] &= sep[1:]
+    last[tails] = solid[tails - 1]
+    starts = np.flatnonzero(first)
+    return Words(raw, offs, sep, starts, np.flatnonzero(last), np.searchsorted(starts, offs))
+
+
+def collapse(folded: pa.Array, punctuation: bool = True) -> Collapsed:
+    """Every run of separators becomes one space, and each document is trimmed."""
+    return split_words(folded, punctuation).collapse()
+
+
+def fold_words(texts: pa.Array, cfg: NormalizeConfig) -> Words:
+    """The words of each text's comparison form."""
+    return split_words(fold(texts, cfg), cfg.punctuation)
 
 
 def fold_collapse(texts: pa.Array, cfg: NormalizeConfig) -> Collapsed:

@@ -3,18 +3,20 @@
 Phases (each unit is one input shard unless said otherwise):
 
 1. ``signatures``  fold each text, hash it (exact key), MinHash it, hash its LSH bands; write
-                   the rows to ``work/sigs`` (and span hashes to ``work/lines``).
+                   the rows to ``work/sigs`` (span hashes to ``work/lines``, and with exact
+                   verification the shingle hashes to ``work/shingles``).
 2. ``exact``       per hash partition: DuckDB groups the exact keys of this run and of every
                    document earlier versions kept; all but the earliest of a group are removed.
 3. ``buckets``     per hash partition: DuckDB groups band hashes out of core; each bucket
                    member is paired with the bucket's earliest document.
 4. ``verify``      per shard: drop candidate pairs below the threshold (estimated or exact
-                   Jaccard, as configured).
+                   Jaccard, as configured; exact reads back only the pairs' shingles).
 5. ``cluster``     one unit: union-find over the verified pairs; the earliest document of a
                    cluster is kept. Then documents whose id repeats a kept one's, and (if on)
                    the spans that recur in many kept documents.
 6. ``apply``       per shard: write kept documents (spans removed), rejects with the kept
-                   document's id, and the ``index`` view that later versions dedup against.
+                   document's id, and the ``index`` view that later versions dedup against;
+                   pick up the snippets of the largest clusters' members on the way.
 
 Incremental: with a parent version, every query also sees the parent chain's index views, whose
 documents sort before this run's, so nothing an earlier version accepted is admitted again.
@@ -22,6 +24,7 @@ documents sort before this run's, so nothing an earlier version accepted is admi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from typing import Any
@@ -30,7 +33,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from ..dataset import DATA_VIEW, REJECTS_VIEW, reject_rows_table
 from ..observe import report
@@ -44,26 +46,28 @@ from .minhash import (
     EMPTY,
     MinHasher,
     band_hashes,
+    distinct_sorted,
+    document_keys,
     estimate_jaccard,
     has_signature,
     resolve_backend,
     sorted_jaccard,
+    word_hashes,
 )
-from .normalize import fold_collapse
+from .normalize import fold_words
 from .report import build_stats, summary_markdown
 from .workspace import INDEX_VIEW, LOCAL_MASK, Workspace, band_column, make_ord, signature_schema
 
 RULES = ("exact", "near_duplicate", "duplicate_id", "empty_after_spans")
 BATCH_ROWS = 1_024
 BATCH_BYTES = 2 << 20  # text per vectorized batch: numpy temporaries take ~50 bytes per text byte
-_U64 = (1 << 64) - 1
 
 
 class DedupStage(Stage):
     name = "dedup"
     inputs = ("ingest",)
     config_model = DedupConfig
-    version = "1"
+    version = "2"  # 2: words hashed from 8-byte chunks, exact keys from word hashes
 
     def identity(self, config: DedupConfig, inputs, parent) -> dict[str, Any]:
         # Signatures of different backends are not comparable: the resolved backend is hashed,
@@ -96,6 +100,11 @@ class DedupStage(Stage):
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
         counts = sum_counts(results)
+        snippets = {o: s for r in results for o, s in r["snippets"]}
+        for c in ctx.extra.get("cluster", {}).get("near", {}).get("largest_clusters", []):
+            c["members"] = [
+                {"id": m["id"], "snippet": m.get("snippet", snippets.get(m["ord"]))} for m in c["members"]
+            ]
         stats = build_stats(ctx.config, counts, results, ctx.extra, Workspace(ctx).gen)
         shutil.rmtree(ctx.staging_dir / "work", ignore_errors=True)
         totals = {"docs": counts["rows_out"], "chars": sum(r["chars"] for r in results)}
@@ -104,7 +113,7 @@ class DedupStage(Stage):
 
 # -- planning: units of each phase; the previous phase's small results are kept for the report --
 def _shards(ctx: StageContext) -> list[int]:
-    return list(range(len(ctx.input().shard_paths())))
+    return list(range(ctx.input().num_shards()))
 
 
 def _plan_shards(ctx: StageContext, _: list) -> list[int]:
@@ -133,7 +142,15 @@ def _plan_cluster(ctx: StageContext, results: list) -> list[int]:
 
 def _plan_apply(ctx: StageContext, results: list) -> list[int]:
     ctx.extra["cluster"] = results[0]
+    ctx.extra["snippets_wanted"] = sorted(
+        m["ord"] for c in results[0]["near"]["largest_clusters"] for m in c["members"] if "snippet" not in m
+    )
     return _shards(ctx)
+
+
+def snippet(text: str) -> str:
+    """The start of a text, whitespace collapsed: what reports show of a document."""
+    return " ".join(text.split())[:160]
 
 
 # -- 1. signatures ------------------------------------------------------------------------------
@@ -150,16 +167,6 @@ def _pieces(batch: pa.RecordBatch):
         yield batch.slice(start, batch.num_rows - start)
 
 
-def exact_keys(buf: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """xxh3-128 of each folded document, as two uint64 halves."""
-    view = memoryview(buf)
-    digests = [xxhash.xxh3_128_intdigest(view[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
-    return (
-        np.array([d >> 64 for d in digests], dtype=np.uint64),
-        np.array([d & _U64 for d in digests], dtype=np.uint64),
-    )
-
-
 def signature_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     cfg: DedupConfig = ctx.config
     ws = Workspace(ctx)
@@ -167,19 +174,29 @@ def signature_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     schema = signature_schema(bands, cfg.num_perm)
     backend = ctx.identity.get("minhash") or resolve_backend(cfg.minhash_backend)
     hasher = MinHasher(cfg.num_perm, cfg.ngram, cfg.shingle, cfg.seed, backend)
-    source = pq.ParquetFile(ws.input.shard_paths()[shard])
+    source = pq.ParquetFile(ws.input.shard_path(shard))
     row0 = no_shingles = 0
     lines: list[pa.Table] = []
+    keep_shingles = cfg.near and cfg.verify == "exact"  # what exact verification reads back
+    shingle_counts: list[np.ndarray] = []
     # Random hashes do not dictionary-encode: trying costs more than the rest of the write.
-    with pq.ParquetWriter(ws.sig_path(shard), schema, compression="none", use_dictionary=False) as out:
+    with (
+        pq.ParquetWriter(ws.sig_path(shard), schema, compression="none", use_dictionary=False) as out,
+        ws.shingle_path(shard).open("wb") if keep_shingles else contextlib.nullcontext() as shingle_file,
+    ):
         for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=["id", "text"]):
             for piece in _pieces(batch):
-                col = fold_collapse(piece.column("text"), cfg.normalize)
-                n = len(col)
+                words = fold_words(piece.column("text"), cfg.normalize)
+                n = len(words)
                 ords = make_ord(ws.gen, shard, np.arange(row0, row0 + n, dtype=np.int64))
-                h1, h2 = exact_keys(col.buf, col.offsets)
+                word_hash = word_hashes(words)
+                h1, h2 = document_keys(word_hash, words.bounds)
                 if cfg.near:
-                    sig = hasher(col)
+                    sh = hasher.shingles(words, word_hash)
+                    sig = hasher.signatures(sh)
+                    if keep_shingles:
+                        sh.hashes.tofile(shingle_file)
+                        shingle_counts.append(np.bincount(sh.doc, minlength=n))
                 else:
                     sig = np.full((n, cfg.num_perm), EMPTY, dtype=np.uint32)
                 ok = has_signature(sig)
@@ -196,6 +213,9 @@ def signature_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
                     lines.append(span_rules.doc_span_pairs(parts, hashes, ords))
                 row0 += n
                 report("progress", stage="dedup.signatures", shard=shard, done=row0)
+    if keep_shingles:
+        counts = np.concatenate([np.zeros(1, np.int64), *shingle_counts])
+        np.save(ws.shingle_offsets_path(shard), np.cumsum(counts))
     if cfg.spans.enabled:
         empty = pa.table({"ord": pa.array([], pa.int64()), "h": pa.array([], pa.uint64())})
         pq.write_table(pa.concat_tables([empty, *lines]), ws.lines_path(shard), compression="none")
@@ -270,18 +290,34 @@ def verify_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
 
 
 def _exact_jaccard(ws: Workspace, cfg: DedupConfig, a: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Shingle-set Jaccard of each pair, from the original texts, in groups of documents."""
+    """Shingle-set Jaccard of each pair, in groups of pairs."""
     hasher = MinHasher(cfg.num_perm, cfg.ngram, cfg.shingle, cfg.seed)
     out = np.zeros(a.size)
-    order = np.argsort(r, kind="stable")  # pairs sharing a representative hash it once
+    order = np.argsort(r, kind="stable")  # pairs sharing a representative read it once
     for s in range(0, a.size, BATCH_ROWS):
         idx = order[s : s + BATCH_ROWS]
         docs = np.unique(np.concatenate([a[idx], r[idx]]))
-        texts = pa.array(ws.texts(docs), pa.large_string())
-        sh = hasher.shingles(fold_collapse(texts, cfg.normalize))
-        sets = {int(o): np.unique(sh.of(i)) for i, o in enumerate(docs)}  # sorted once per document
+        sets = {
+            int(o): distinct_sorted(h) for o, h in zip(docs, _shingles(ws, cfg, hasher, docs), strict=True)
+        }
         for i in idx:
             out[i] = sorted_jaccard(sets[int(a[i])], sets[int(r[i])])
+    return out
+
+
+def _shingles(ws: Workspace, cfg: DedupConfig, hasher: MinHasher, docs: np.ndarray) -> list[np.ndarray]:
+    """Shingle hashes of each document: this run's as the signature phase kept them, those of
+    documents earlier versions accepted hashed again from their texts."""
+    out: list[np.ndarray] = [np.zeros(0, np.uint64)] * docs.size
+    new = np.flatnonzero(docs >= ws.new_base)
+    for i, h in zip(new, ws.shingles(docs[new]), strict=True):
+        out[i] = h
+    old = np.flatnonzero(docs < ws.new_base)
+    if old.size:
+        texts = pa.array(ws.texts(docs[old]), pa.large_string())
+        sh = hasher.shingles(fold_words(texts, cfg.normalize))
+        for j, i in enumerate(old):
+            out[i] = sh.of(j)
     return out
 
 
@@ -357,19 +393,23 @@ def _components(ws: Workspace, con, cfg: DedupConfig) -> dict[str, Any]:
     samples = [nodes[roots == c][:5] for c in top]
     members = np.concatenate([np.zeros(0, np.int64), *samples])
     ids, texts = {}, {}
-    if members.size:  # one query and one read of each shard for all samples
+    if members.size:  # one query for all samples
         ids = dict(
             con.execute(
                 f"SELECT ord, id FROM allsigs WHERE ord IN ({','.join(map(str, members))})"
             ).fetchall()
         )
-        texts = dict(zip(members.tolist(), ws.texts(members), strict=True))
+        # The apply phase reads this run's texts anyway and fills in their snippets; only those
+        # of documents earlier versions kept are read here.
+        old = members[members < ws.new_base]
+        texts = dict(zip(old.tolist(), ws.texts(old), strict=True))
     largest = [
         {
             "cluster": int(nodes[c]),
             "size": int(sizes[c]),
             "members": [
-                {"id": ids[int(m)], "snippet": " ".join(texts[int(m)].split())[:160]} for m in sample
+                {"id": ids[m], "ord": m} | ({"snippet": snippet(texts[m])} if m in texts else {})
+                for m in sample.tolist()
             ],
         }
         for c, sample in zip(top, samples, strict=True)
@@ -409,13 +449,16 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     by_source: dict[str, dict[str, int]] = {}
     kept_ords: list[np.ndarray] = []
     chars = spans_removed = span_chars = docs_changed = 0
+    wanted = [o - lo for o in ctx.extra.get("snippets_wanted", []) if lo <= o < hi]  # rows
+    snippets: list[tuple[int, str]] = []
     row0 = 0
-    for batch in pq.ParquetFile(ws.input.shard_paths()[shard]).iter_batches(batch_size=4_096):
+    for batch in pq.ParquetFile(ws.input.shard_path(shard)).iter_batches(batch_size=4_096):
         n = batch.num_rows
         rows = np.arange(row0, row0 + n)
         ords = make_ord(ws.gen, shard, rows)
         is_gone = np.array([int(o) in gone for o in ords], dtype=bool)
         texts = batch.column("text").to_pylist()
+        snippets += [(lo + r, snippet(texts[r - row0])) for r in wanted if row0 <= r < row0 + n]
         sources = batch.column("source").to_pylist()
         out_rows, reject_rows = [], []
         keep = np.flatnonzero(~is_gone)
@@ -490,6 +533,7 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
         "by_source": by_source,
         "chars": chars,
         "spans": {"spans_removed": spans_removed, "chars_removed": span_chars, "docs_changed": docs_changed},
+        "snippets": snippets,
     }
 
 

@@ -108,6 +108,14 @@ class Workspace:
     def sig_path(self, shard: int) -> Path:
         return self.path("sigs", f"sig-{shard:05d}.parquet")
 
+    def shingle_path(self, shard: int) -> Path:
+        """Every document's shingle hashes, flat uint64 in row order (exact verification only)."""
+        return self.path("shingles", f"shingles-{shard:05d}.u64")
+
+    def shingle_offsets_path(self, shard: int) -> Path:
+        """Where each row's shingles start in :meth:`shingle_path`'s file, and where the last ends."""
+        return self.path("shingles", f"offsets-{shard:05d}.npy")
+
     def lines_path(self, shard: int) -> Path:
         return self.path("lines", f"lines-{shard:05d}.parquet")
 
@@ -124,8 +132,7 @@ class Workspace:
     def signature_file(self, gen: int, shard: int) -> Path | None:
         if gen == self.gen:
             return self.sig_path(shard)
-        p = self.chain[gen].view_path(INDEX_VIEW) / f"part-{shard:05d}-0000.parquet"
-        return p if p.exists() else None
+        return self.chain[gen].shard_file(INDEX_VIEW, f"part-{shard:05d}-0000.parquet")
 
     # -- DuckDB --------------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -173,11 +180,25 @@ class Workspace:
             out[pos] = sig.values.to_numpy().reshape(len(t), -1)[at]
         return out
 
+    def shingles(self, ords: np.ndarray) -> list[np.ndarray]:
+        """Shingle hashes of documents of this run, in the order asked: only their bytes are read."""
+        out: list[np.ndarray] = [np.zeros(0, np.uint64)] * len(ords)
+        for gen, shard, pos in self._by_file(ords):
+            if gen != self.gen:
+                raise ValueError(f"shingles are kept for generation {self.gen} only, not {gen}")
+            offsets = np.load(self.shingle_offsets_path(shard))
+            with self.shingle_path(shard).open("rb") as f:
+                for p, row in zip(pos.tolist(), (ords[pos] & ROW_MASK).tolist(), strict=True):
+                    lo, hi = int(offsets[row]), int(offsets[row + 1])
+                    f.seek(8 * lo)
+                    out[p] = np.fromfile(f, dtype=np.uint64, count=hi - lo)
+        return out
+
     def texts(self, ords: np.ndarray) -> list[str]:
         """Original texts of the given documents (any generation), in the order asked."""
         out: list[str] = [""] * len(ords)
         for gen, shard, pos in self._by_file(ords):
-            path = self.input_for(gen).shard_paths()[shard]
+            path = self.input_for(gen).shard_path(shard)
             col = pq.read_table(path, columns=["text"]).column("text")
             for p, t in zip(pos, col.take(pa.array(ords[pos] & ROW_MASK)).to_pylist(), strict=True):
                 out[p] = t
