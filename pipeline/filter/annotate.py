@@ -68,7 +68,7 @@ def compute_signals(
     if cfg.fineweb:
         out.update(fineweb.signals(b))
     if cfg.language:
-        out.update(langid.signals(b, cfg.langid_max_chars, cfg.langid_languages))
+        out.update(langid.signals(b, cfg.langid_max_chars, cfg.langid_languages, cfg.langid_backend))
     if cfg.toxicity:
         out.update(toxicity.signals(b))
     if cfg.pii:
@@ -95,13 +95,15 @@ class AnnotateStage(Stage):
     name = "annotate"
     inputs = ("dedup",)
     config_model = AnnotateConfig
-    version = "1"
+    version = "2"  # 2: language-ID backends, c4_lines_ending_punct_frac over non-blank lines only
     unique_ids = False  # ids pass through unchanged; their uniqueness is dedup's promise
 
     def identity(self, config: AnnotateConfig, inputs: dict[str, Dataset], parent: Dataset | None) -> dict:  # type: ignore[override]
         ident = super().identity(config, inputs, parent)
         # Word lists and the target sample change signal values, so they are part of the identity.
         ident["lexicons"] = {p.name: sha256_file(p) for p in lexicon_files()}
+        if config.language:  # the model that actually runs (a missing package falls back)
+            ident["langid_backend"] = langid.resolve_backend(config.langid_backend)
         if config.domain_target:
             ident["domain_target"] = _target_digest(config.domain_target)
         return ident
@@ -117,7 +119,7 @@ class AnnotateStage(Stage):
         return views
 
     def phases(self) -> list[Phase]:
-        return [Phase("annotate", lambda ctx, _: list(range(len(ctx.input().shard_paths()))), annotate_shard)]
+        return [Phase("annotate", lambda ctx, _: list(range(ctx.input().num_shards())), annotate_shard)]
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
         langs: dict[str, int] = {}
@@ -139,7 +141,7 @@ class AnnotateStage(Stage):
 
 def annotate_shard(ctx: StageContext, index: int) -> dict[str, Any]:
     cfg: AnnotateConfig = ctx.config
-    src = ctx.input().shard_paths()[index]
+    src = ctx.input().shard_path(index)
     writer = ctx.writer("data", output_schema(cfg), prefix=f"part-{index:05d}")
     rows = tokens = 0
     langs: dict[str, int] = {}

@@ -6,6 +6,11 @@ C4 cleans line by line and then judges the page. A line is *eligible* when it ha
 says "lorem ipsum" or holds a curly bracket, or if fewer than 5 sentences remain. Wikipedia-style
 citation marks ([1], [edit]) are removed before the line's end is looked at. The signals count
 these per document, so a threshold can be chosen in `select` (as datatrove's C4QualityFilter).
+
+:func:`remove_lines` is the cleaning itself, which the `filter` stage applies to the documents it
+keeps: it deletes the offending lines (C4 also deletes lines without terminal punctuation, a
+switch in the filter config) and reports each removed line with its rule, so the original text
+is recoverable. Unlike C4 it leaves kept lines as they are (no stripping, citations kept).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .batch import TextBatch, per_doc, ratio
+from .batch import NOT_SPACE, TextBatch, per_doc, ratio
 from .columns import f32, i32
 from .text import TERMINAL_PUNCT_RE2
 
@@ -36,6 +41,20 @@ SENTENCE_BREAK = (
     rf"(?:\pL\pL|\p{{Ll}}|\pN|[\p{{Pe}}\p{{Pf}}\"'%]){TERMINAL_PUNCT_RE2}+[\p{{Pe}}\p{{Pf}}\"']*\s+\S"
 )
 
+# Line rules of remove_lines, in C4's order: a line is charged to the first that applies.
+LINE_RULES = ("too_long_word", "no_terminal_punct", "too_few_words", "javascript", "policy")
+REMOVED_LINE = pa.struct(
+    [pa.field("line", pa.int32()), pa.field("rule", pa.string()), pa.field("text", pa.large_string())]
+)
+REMOVED_LINES_FIELD = pa.field(
+    "c4_removed_lines",
+    pa.list_(REMOVED_LINE),
+    metadata={
+        "description": "lines the C4 cleaning removed: index in text.split('\\n') of the original, "
+        "rule, text; the original is these and the kept lines, in index order, joined by newlines"
+    },
+)
+
 COLUMNS = [
     f32("c4_lines_ending_punct_frac", "fraction of non-empty lines ending in . ? ! \" or ' (not '...')"),
     i32("c4_sentence_count", "sentences in the lines C4 keeps (eligible, no javascript, no policy phrase)"),
@@ -50,44 +69,121 @@ COLUMNS = [
 ]
 
 
-def signals(b: TextBatch) -> dict[str, np.ndarray]:
+def line_flags(b: TextBatch) -> dict[str, np.ndarray]:
+    """C4's verdict on every line of ``b.text_lines``: one boolean array per check, in C4's order.
+
+    ``too_long_word``, ``no_terminal_punct`` (computed for every line; the `filter` stage decides
+    whether it removes), ``too_few_words``, ``lorem_ipsum``, ``javascript``, ``curly_bracket`` and
+    ``policy``; plus ``sentences`` (sentences in the line) and ``nonempty``.
+    """
     lines = b.text_lines
     text = pc.utf8_trim_whitespace(lines.values)
-    ws_words = pc.utf8_split_whitespace(text)
-    n_ws_words = pc.list_value_length(ws_words).to_numpy(zero_copy_only=False)
-    longest = np.zeros(len(n_ws_words), dtype=np.int64)
-    np.maximum.at(
-        longest,
-        pc.list_parent_indices(ws_words).to_numpy(zero_copy_only=False),
-        pc.utf8_length(pc.list_flatten(ws_words)).to_numpy(zero_copy_only=False),
-    )
-    long_word = longest > MAX_WORD_LENGTH
-    eligible = (n_ws_words >= MIN_WORDS_PER_LINE) & ~long_word
+    n_ws_words = pc.count_substring_regex(text, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
+    # Only a line longer than MAX_WORD_LENGTH can hold such a word: check those alone.
+    long_word = np.zeros(len(n_ws_words), dtype=bool)
+    long_lines = np.flatnonzero(pc.utf8_length(text).to_numpy(zero_copy_only=False) > MAX_WORD_LENGTH)
+    if len(long_lines):
+        words = pc.utf8_split_whitespace(text.take(pa.array(long_lines)))
+        longest = np.zeros(len(long_lines), dtype=np.int64)
+        np.maximum.at(
+            longest,
+            pc.list_parent_indices(words).to_numpy(zero_copy_only=False),
+            pc.utf8_length(pc.list_flatten(words)).to_numpy(zero_copy_only=False),
+        )
+        long_word[long_lines] = longest > MAX_WORD_LENGTH
     text = pc.replace_substring_regex(text, CITATION, "")
     lower = pc.utf8_lower(text)
 
-    def has(pattern: str, source=lower) -> np.ndarray:
-        return pc.match_substring(source, pattern).to_numpy(zero_copy_only=False)
+    def has(pattern: str, source=lower, regex: bool = False) -> np.ndarray:
+        match = pc.match_substring_regex if regex else pc.match_substring
+        return match(source, pattern).to_numpy(zero_copy_only=False)
 
     ends_punct = pc.match_substring_regex(text, END_PUNCT).to_numpy(zero_copy_only=False) & ~pc.ends_with(
         text, "..."
     ).to_numpy(zero_copy_only=False)
+    few_words = n_ws_words < MIN_WORDS_PER_LINE
+    eligible = ~few_words & ~long_word
     javascript = eligible & has("javascript")
     curly = eligible & ~javascript & has("{", text)
-    policy = eligible & ~javascript & np.logical_or.reduce([has(p) for p in POLICY_PHRASES])
+    policy = eligible & ~javascript & has("|".join(POLICY_PHRASES), regex=True)
     kept = eligible & ~javascript & ~policy
+    sentences = np.zeros(len(kept), dtype=np.int64)
     breaks = pc.count_substring_regex(text.filter(pa.array(kept)), SENTENCE_BREAK)
-    sentences = breaks.to_numpy(zero_copy_only=False).astype(np.int64) + 1
-    kept_doc = lines.doc[kept]
-    nonempty = n_ws_words > 0
+    sentences[kept] = breaks.to_numpy(zero_copy_only=False).astype(np.int64) + 1
+    return {
+        "too_long_word": long_word,
+        "no_terminal_punct": ~ends_punct,
+        "too_few_words": few_words,
+        "lorem_ipsum": eligible & has("lorem ipsum"),
+        "javascript": javascript,
+        "curly_bracket": curly,
+        "policy": policy,
+        "sentences": sentences,
+        "nonempty": n_ws_words > 0,
+    }
+
+
+def signals(b: TextBatch) -> dict[str, np.ndarray]:
+    f = line_flags(b)
+    doc = b.text_lines.doc
+    ends_punct = ~f["no_terminal_punct"]
     return {
         "c4_lines_ending_punct_frac": ratio(
-            per_doc(lines.doc, ends_punct & nonempty, b.n), per_doc(lines.doc, nonempty, b.n)
+            per_doc(doc, ends_punct & f["nonempty"], b.n), per_doc(doc, f["nonempty"], b.n)
         ),
-        "c4_sentence_count": per_doc(kept_doc, sentences, b.n),
-        "c4_sentence_count_punct_lines": per_doc(kept_doc, sentences * ends_punct[kept], b.n),
-        "c4_lorem_ipsum_lines": per_doc(lines.doc, eligible & has("lorem ipsum"), b.n),
-        "c4_curly_bracket_lines": per_doc(lines.doc, curly, b.n),
-        "c4_javascript_lines": per_doc(lines.doc, javascript, b.n),
-        "c4_policy_lines": per_doc(lines.doc, policy, b.n),
+        "c4_sentence_count": per_doc(doc, f["sentences"], b.n),
+        "c4_sentence_count_punct_lines": per_doc(doc, f["sentences"] * ends_punct, b.n),
+        "c4_lorem_ipsum_lines": per_doc(doc, f["lorem_ipsum"], b.n),
+        "c4_curly_bracket_lines": per_doc(doc, f["curly_bracket"], b.n),
+        "c4_javascript_lines": per_doc(doc, f["javascript"], b.n),
+        "c4_policy_lines": per_doc(doc, f["policy"], b.n),
     }
+
+
+def remove_lines(texts: pa.Array, terminal_punct: bool = True) -> tuple[pa.Array, pa.Array]:
+    """C4's line cleaning: (cleaned texts, the removed lines of each text).
+
+    Lines are ``text.split("\\n")`` (without the empty piece after a final newline); kept lines
+    are joined by newlines, unchanged. ``terminal_punct`` also removes lines that do not end in
+    terminal punctuation, as C4 does. Each removed line is listed as a :data:`REMOVED_LINE`.
+    """
+    b = TextBatch(texts)
+    flags = line_flags(b)
+    lines = b.text_lines
+    rules = [r for r in LINE_RULES if terminal_punct or r != "no_terminal_punct"]
+    rule = np.full(len(lines.doc), -1, dtype=np.int64)
+    for i in reversed(range(len(rules))):  # the first rule that applies wins
+        rule[flags[rules[i]]] = i
+    removed = rule >= 0
+
+    def lists(mask: np.ndarray, values: pa.Array, type: pa.DataType | None = None) -> pa.ListArray:
+        offsets = np.concatenate([[0], np.cumsum(per_doc(lines.doc, mask, b.n))]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), values, type=type)
+
+    kept = lists(~removed, lines.values.filter(pa.array(~removed)))
+    at = np.flatnonzero(removed)
+    first_line = np.searchsorted(lines.doc, np.arange(b.n))
+    entries = pa.StructArray.from_arrays(
+        [
+            pa.array((at - first_line[lines.doc[at]]).astype(np.int32)),
+            pa.array(rules, pa.string()).take(pa.array(rule[at])),
+            lines.values.take(pa.array(at)),
+        ],
+        fields=list(REMOVED_LINE),
+    )
+    cleaned = pc.binary_join(kept, pa.scalar("\n", pa.large_string()))
+    return cleaned, lists(removed, entries, REMOVED_LINES_FIELD.type)
+
+
+def removed_counts(removed: pa.Array) -> dict[str, dict[str, int]]:
+    """Lines and characters removed per rule: {"lines": {rule: n}, "chars": {rule: n}}."""
+    entries = pc.list_flatten(removed)
+    rules = entries.field("rule").to_numpy(zero_copy_only=False)
+    chars = pc.utf8_length(entries.field("text")).to_numpy(zero_copy_only=False)
+    counts: dict[str, dict[str, int]] = {"lines": {}, "chars": {}}
+    for name in LINE_RULES:
+        mine = rules == name
+        if mine.any():
+            counts["lines"][name] = int(mine.sum())
+            counts["chars"][name] = int(chars[mine].sum())
+    return counts

@@ -16,6 +16,8 @@ Sources of the defaults:
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -28,10 +30,15 @@ class AnnotateConfig(_Model):
     gopher: bool = Field(True, description="Gopher quality and repetition signals (gopher_*)")
     c4: bool = Field(True, description="C4 signals (c4_*)")
     fineweb: bool = Field(True, description="FineWeb signals (fineweb_*)")
-    language: bool = Field(True, description="Language and its probability (lang, lang_score) with py3langid")
+    language: bool = Field(True, description="Language and its score (lang, lang_score)")
+    langid_backend: Literal["fasttext", "cld2", "py3langid"] = Field(
+        "fasttext",
+        description="Language-ID model: fastText lid.176 (most accurate), CLD2 (fastest) or py3langid "
+        "(used when the chosen one is not installed); see pipeline.filter.langid",
+    )
     langid_max_chars: int = Field(1_000, description="Language ID reads this many leading characters")
     langid_languages: list[str] | None = Field(
-        None, description="Restrict py3langid to these ISO 639-1 codes (None: all 97 it knows)"
+        None, description="Only choose among these ISO 639-1 codes (None: every language the model knows)"
     )
     toxicity: bool = Field(True, description="Word-list and classifier toxicity (toxic_*, toxicity_score)")
     pii: bool = Field(True, description="PII counts per kind (pii_*_count)")
@@ -86,7 +93,14 @@ class C4Rules(_Model):
     enabled: bool = True
     min_sentences: int | None = 5
     terminal_punct_lines_only: bool = Field(
-        True, description="Count sentences only in lines ending in punctuation, as C4 does"
+        True,
+        description="As C4: lines not ending in terminal punctuation count no sentences and are "
+        "removed (datatrove's filter_no_terminal_punct)",
+    )
+    remove_lines: bool = Field(
+        True,
+        description="As C4: delete offending lines (too long word, no terminal punctuation, under 3 "
+        "words, javascript, policy) from kept documents; each is listed in c4_removed_lines",
     )
     drop_lorem_ipsum: bool = True
     drop_curly_bracket: bool = True

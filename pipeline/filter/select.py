@@ -3,9 +3,18 @@
 Reads the `annotate` dataset, judges each document with the rules of :mod:`.rules` (built from
 ``FilterConfig``), writes kept documents (document columns, then the signal columns if
 ``keep_signals``) with PII replaced by placeholders, and every dropped document to rejects with
-``reason`` ``filter.<rule>``, the measured ``value`` and the ``threshold``. It never recomputes a
-signal, so a new threshold costs one pass over Parquet columns. The bias and domain-mix audit
-(before = annotate's rows, after = kept rows) is written to ``report/`` in the version directory.
+``reason`` ``filter.<rule>``, the measured ``value`` and the ``threshold``; a new threshold costs
+one pass over Parquet columns. The bias and domain-mix audit (before = annotate's rows, after =
+kept rows) is written to ``report/`` in the version directory.
+
+C4 cleaning (``c4.remove_lines``, on by default as in C4): after the Gopher and C4 rules, kept
+documents lose their offending lines, each listed with its rule in the ``c4_removed_lines``
+column (the original text is recoverable from it). A document left with nothing but whitespace
+is rejected (``filter.c4.remove_lines``). The FineWeb signals are then recomputed on the cleaned
+text (cheap: four line ratios) before the FineWeb rules run, because FineWeb's thresholds were
+set on text after C4's cleaning (its pipeline runs C4QualityFilter first); the stored
+``fineweb_*`` columns of kept rows hold these values. Every other signal column describes the
+text annotate saw. Rejected rows keep the original text.
 """
 
 from __future__ import annotations
@@ -22,18 +31,21 @@ from ..dataset import Dataset, reject_rows_table
 from ..observe import report as progress
 from ..schema import DOCUMENT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
-from . import pii, report
+from . import c4, fineweb, pii, report
+from .batch import NOT_SPACE, TextBatch
+from .columns import to_arrow
 from .config import FilterConfig
 from .rules import Rule, build_rules, judge
 
 REPORT_DIR = "report"
+BEFORE_CLEANING = ("gopher_repetition", "gopher_quality", "c4")  # rule groups judged on the original text
 
 
 class FilterStage(Stage):
     name = "filter"
     inputs = ("annotate",)
     config_model = FilterConfig
-    version = "1"
+    version = "2"  # 2: C4 line removal, FineWeb rules on the cleaned text
     unique_ids = False  # ids pass through unchanged; their uniqueness is dedup's promise
 
     def prepare(self, ctx: StageContext) -> None:
@@ -61,7 +73,7 @@ class FilterStage(Stage):
         return views
 
     def phases(self) -> list[Phase]:
-        return [Phase("select", lambda ctx, _: list(range(len(ctx.input().shard_paths()))), select_shard)]
+        return [Phase("select", lambda ctx, _: list(range(ctx.input().num_shards())), select_shard)]
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
         cfg: FilterConfig = ctx.config
@@ -69,6 +81,10 @@ class FilterStage(Stage):
         for r in results:
             for k, v in r["pii_replaced"].items():
                 pii_counts[k] = pii_counts.get(k, 0) + v
+        removed: dict[str, dict[str, int]] = {"lines": {}, "chars": {}}
+        for r in results:
+            for unit, by_rule in r["c4_removed"].items():
+                add_counts(removed[unit], by_rule)
         stats: dict[str, Any] = {
             "rules": [
                 {"reason": r.reason, "column": r.column, "op": r.op, "threshold": r.threshold_text()}
@@ -78,6 +94,10 @@ class FilterStage(Stage):
             "pii_replaced": dict(sorted(pii_counts.items())),
             "docs_with_pii_replaced": sum(r["docs_redacted"] for r in results),
         }
+        if removes_lines(cfg):
+            stats["c4_lines_removed"] = dict(sorted(removed["lines"].items()))
+            stats["c4_chars_removed"] = dict(sorted(removed["chars"].items()))
+            stats["c4_docs_cleaned"] = sum(r["docs_cleaned"] for r in results)
         if "domain_cutoff" in ctx.extra:
             stats["domain_cutoff"] = ctx.extra["domain_cutoff"]
         if cfg.report:
@@ -92,10 +112,21 @@ class FilterStage(Stage):
         return {"counts": sum_counts(results), "stats": stats, "totals": totals}
 
 
+def add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        total[k] = total.get(k, 0) + v
+
+
+def removes_lines(cfg: FilterConfig) -> bool:
+    return cfg.c4.enabled and cfg.c4.remove_lines
+
+
 def output_schema(annotated: pa.Schema, cfg: FilterConfig) -> pa.Schema:
-    if cfg.keep_signals:
-        return annotated
-    return pa.schema([annotated.field(n) for n in DOCUMENT_SCHEMA.names])
+    names = annotated.names if cfg.keep_signals else DOCUMENT_SCHEMA.names
+    fields = [annotated.field(n) for n in names]
+    if removes_lines(cfg):
+        fields.append(c4.REMOVED_LINES_FIELD)
+    return pa.schema(fields)
 
 
 def top_fraction_cutoff(scores: np.ndarray, fraction: float) -> float:
@@ -118,8 +149,14 @@ def _column(data: Dataset, name: str) -> np.ndarray:
 def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
     cfg: FilterConfig = ctx.config
     rules: list[Rule] = ctx.extra["rules"]
-    src = ctx.input().shard_paths()[index]
+    n_before_cleaning = next(
+        (i for i, r in enumerate(rules) if r.name.split(".")[0] not in BEFORE_CLEANING), len(rules)
+    )
+    src = ctx.input().shard_path(index)
     schema = output_schema(pq.read_schema(src), cfg)
+    clean = removes_lines(cfg)
+    c4_removed: dict[str, dict[str, int]] = {"lines": {}, "chars": {}}
+    docs_cleaned = 0
     prefix = f"part-{index:05d}"
     kept_writer = ctx.writer("data", schema, prefix, max_rows=cfg.shard_rows)
     rejects = ctx.rejects_writer(prefix)
@@ -131,11 +168,29 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
     for batch in pq.ParquetFile(src).iter_batches(batch_size=8_192):
         table = pa.Table.from_batches([batch])
         rows_in += table.num_rows
-        kept, charged = judge(table, rules)
+        # Rules before the cleaning (Gopher, C4), the cleaning, then the rest on the cleaned text.
+        kept, charged = judge(table, rules[:n_before_cleaning])
         for rows, rule in charged:
             rejected[rule.reason] = rejected.get(rule.reason, 0) + len(rows)
             rejects.write(reject_table(table.take(pa.array(rows)), rule))
-        out = table.filter(pa.array(kept))
+        out = original = table.filter(pa.array(kept))
+        if clean:
+            out, emptied, counts = clean_lines(out, cfg.c4.terminal_punct_lines_only)
+            if emptied.any():
+                reason = "filter.c4.remove_lines"
+                rejected[reason] = rejected.get(reason, 0) + int(emptied.sum())
+                rejects.write(emptied_rejects(original, emptied))
+            original = original.filter(pa.array(~emptied))
+            docs_cleaned += counts.pop("docs")
+            for unit, by_rule in counts.items():
+                add_counts(c4_removed[unit], by_rule)
+            out = with_fineweb_of_text(out)
+        kept, charged = judge(out, rules[n_before_cleaning:])
+        for rows, rule in charged:
+            rejected[rule.reason] = rejected.get(rule.reason, 0) + len(rows)
+            values = out.column(rule.column).take(pa.array(rows)).to_pylist()
+            rejects.write(reject_table(original.take(pa.array(rows)), rule, values))
+        out = out.filter(pa.array(kept))
         if cfg.pii.enabled:
             out, counts, n_docs = redact_table(out, cfg)
             docs_redacted += n_docs
@@ -155,24 +210,34 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
         "rejected": rejected,
         "pii_replaced": replaced,
         "docs_redacted": docs_redacted,
+        "c4_removed": c4_removed,
+        "docs_cleaned": docs_cleaned,
         "before": report.merge(before),
         "after": report.merge(after),
     }
 
 
-def reject_table(rows: pa.Table, rule: Rule) -> pa.Table:
-    values = rows.column(rule.column).to_pylist()
+def reject_table(rows: pa.Table, rule: Rule, values: list | None = None) -> pa.Table:
+    """Rejects for ``rows`` failing ``rule``; ``values``: the measured values if not ``rows``' own."""
+    detail = json.dumps({"column": rule.column, "op": rule.op})
+    if values is None:
+        values = rows.column(rule.column).to_pylist()
+    return reject_rows(rows, rule.reason, values, rule.threshold_text(), detail)
+
+
+def reject_rows(rows: pa.Table, reason: str, values: list, threshold: str, detail: str) -> pa.Table:
+    """Reject rows for documents ``rows``, one measured value each."""
     out = []
     for i, r in enumerate(rows.select(DOCUMENT_SCHEMA.names).to_pylist()):
         v = values[i]
         out.append(
             {
                 "id": r["id"],
-                "reason": rule.reason,
+                "reason": reason,
                 "value": None if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)),
-                "threshold": rule.threshold_text(),
+                "threshold": threshold,
                 "duplicate_of": None,
-                "detail": json.dumps({"column": rule.column, "op": rule.op}),
+                "detail": detail,
                 "source": r["source"],
                 "source_file": r["source_file"],
                 "source_record": r["source_record"],
@@ -180,6 +245,48 @@ def reject_table(rows: pa.Table, rule: Rule) -> pa.Table:
             }
         )
     return reject_rows_table(out)
+
+
+def clean_lines(table: pa.Table, terminal_punct: bool) -> tuple[pa.Table, np.ndarray, dict[str, Any]]:
+    """C4's line removal on ``table``'s texts: (cleaned rows, which rows were emptied, counts).
+
+    Emptied rows (nothing but whitespace left) are not in the cleaned rows, which gain the
+    ``c4_removed_lines`` column; ``counts`` holds the ``lines`` and ``chars`` removed from them per
+    rule, and ``docs``, how many of them changed.
+    """
+    col = table.schema.get_field_index("text")
+    field = table.schema.field(col)
+    cleaned, removed = c4.remove_lines(table.column("text"), terminal_punct)
+    empty = ~pc.match_substring_regex(cleaned, NOT_SPACE).to_numpy(zero_copy_only=False)
+    table = table.set_column(col, field, cleaned.cast(field.type)).append_column(
+        c4.REMOVED_LINES_FIELD, removed
+    )
+    keep = pa.array(~empty)
+    counts: dict[str, Any] = c4.removed_counts(removed.filter(keep))
+    counts["docs"] = int(
+        np.count_nonzero(pc.list_value_length(removed).to_numpy(zero_copy_only=False)[~empty])
+    )
+    return table.filter(keep), empty, counts
+
+
+def emptied_rejects(original: pa.Table, emptied: np.ndarray) -> pa.Table:
+    """Rejects for documents C4's cleaning left empty, with their original text."""
+    rows = original.filter(pa.array(emptied))
+    lines = [len(t.split("\n")) - t.endswith("\n") for t in rows.column("text").to_pylist()]
+    return reject_rows(rows, "filter.c4.remove_lines", lines, "no line left", "{}")
+
+
+def with_fineweb_of_text(table: pa.Table) -> pa.Table:
+    """``table`` with its fineweb_* columns (those it has) recomputed from its text."""
+    names = [c.name for c in fineweb.COLUMNS if c.name in table.column_names]
+    if not names or table.num_rows == 0:
+        return table
+    values = fineweb.signals(TextBatch(table.column("text")))
+    for c in fineweb.COLUMNS:
+        if c.name in names:
+            i = table.schema.get_field_index(c.name)
+            table = table.set_column(i, table.schema.field(i), to_arrow(c, values[c.name]))
+    return table
 
 
 def redact_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, dict[str, int], int]:
