@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.dataset import Dataset, Staging, manifest_header
+from pipeline.errors import ConfigError
 from pipeline.hashing import fingerprint
 from pipeline.models.checkpoint import load_model
 from pipeline.observe import add_reporter
@@ -25,7 +26,7 @@ from pipeline.pretrain.config import PretrainConfig
 from pipeline.pretrain.data import BatchStream, PackedSequences, unigram_entropy, validation_batches
 from pipeline.pretrain.generate import generate
 from pipeline.pretrain.stage import PretrainStage, work_dir
-from pipeline.pretrain.train import TrainingInterrupted, evaluate, latest_checkpoint
+from pipeline.pretrain.train import TrainingInterrupted, evaluate, latest_checkpoint, train
 from pipeline.stage import run_stage
 from pipeline.tokenize.tokenizer import build_char
 
@@ -161,6 +162,42 @@ def test_data_parallel_ranks_split_the_single_process_batches(tokens):
     ranks = [BatchStream(seqs, batch_size=4, seed=3, rank=r, world_size=2) for r in range(2)]
     for _ in range(12):
         assert torch.equal(one.next_batch(), torch.cat([r.next_batch() for r in ranks]))
+
+
+def test_windows_are_seeded_random_slices_of_the_rows_and_resume_identically(tokens):
+    seqs = PackedSequences(tokens, "train")
+    rows = BatchStream(seqs, batch_size=7, seed=4)
+    windows = BatchStream(seqs, batch_size=7, seed=4, window=8)
+    offsets = []
+    for _ in range(math.ceil(seqs.num_rows / 7) + 3):  # into a second epoch
+        full, win = rows.next_batch().numpy(), windows.next_batch().numpy()
+        assert win.shape == (7, 9)
+        for r, w in zip(full, win):  # each window lies in the row the plain stream gives there
+            starts = [o for o in range(SEQ_LEN - 8 + 1) if np.array_equal(r[o : o + 9], w)]
+            assert starts
+            offsets.append(starts[0])
+    assert len(set(offsets)) > SEQ_LEN // 2  # offsets spread over the row, not fixed
+    again = BatchStream(seqs, batch_size=7, seed=4, window=8, position=windows.position())
+    for _ in range(10):
+        assert torch.equal(windows.next_batch(), again.next_batch())
+    whole = BatchStream(seqs, batch_size=7, seed=4, window=SEQ_LEN)  # a full-row window is the row
+    assert torch.equal(whole.next_batch(), BatchStream(seqs, batch_size=7, seed=4).next_batch())
+
+
+def test_a_shorter_context_trains_on_windows_and_scores_every_val_token(tokens, tmp_path):
+    cfg = tiny_config(context_len=8, max_steps=20, eval_interval=20, checkpoint_interval=20)
+    r = run_stage(PretrainStage(), cfg, tmp_path, {"tokenize": tokens})
+    model, model_cfg = load_model(r.path / "checkpoint")
+    assert model_cfg.block_size == 8
+    assert r.stats["tokens"] == 20 * 8 * 8
+    assert r.stats["val_loss"] < r.stats["initial_val_loss"]
+    # validation: every target token of the evaluated rows, in consecutive 8-token windows
+    rows = torch.cat(list(validation_batches(PackedSequences(tokens, "val"), 8, 4)))
+    with torch.no_grad():
+        _, loss = model(rows[:, :-1].reshape(-1, 8), rows[:, 1:].reshape(-1, 8))
+    assert loss.item() == pytest.approx(r.stats["val_loss"], rel=1e-5)
+    with pytest.raises(ConfigError, match="context_len"):
+        train(tiny_config(context_len=SEQ_LEN + 1), tokens, tmp_path / "too-long")
 
 
 def test_validation_batches_are_fixed_and_unigram_entropy_is_exact(tokens):

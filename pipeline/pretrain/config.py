@@ -42,6 +42,13 @@ class PretrainConfig(BaseModel):
     arch: Literal["gpt", "lstm"] = Field("gpt", description="Which model to train")
     gpt: GPTShape = Field(default_factory=GPTShape)
     lstm: LSTMShape = Field(default_factory=LSTMShape)
+    context_len: int | None = Field(
+        None,
+        ge=1,
+        description="Tokens of context the model trains on; below the token rows' seq_len, each row "
+        "yields one window at a seeded random offset per epoch (nanoGPT's any-offset sampling), and "
+        "validation scores every token in consecutive windows; default: seq_len",
+    )
     # -- optimisation ---------------------------------------------------------------------------
     batch_size: int = Field(16, ge=1, description="Sequences per micro-batch (per process)")
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step")

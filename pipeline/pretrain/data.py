@@ -6,6 +6,11 @@ Training reads one row group at a time: each epoch visits the row groups in a se
 each group's rows in a seeded order, so memory stays at one row group however large the corpus.
 The stream's position is three integers (epoch, group, row); saved in a checkpoint, it lets a
 resumed run see exactly the batches the uninterrupted run would have seen.
+
+A stream can also train on windows shorter than the rows: each row then yields one window at a
+random offset, drawn afresh each epoch from the seed, the epoch and the row group. This is
+nanoGPT's sampling (a window may start at any token, not only at the row boundaries the packing
+fixed), and it needs no extra state: the offsets follow from the same position.
 """
 
 from __future__ import annotations
@@ -99,10 +104,14 @@ class BatchStream:
         rank: int = 0,
         world_size: int = 1,
         position: dict[str, int] | None = None,
+        window: int | None = None,
     ):
         if sequences.num_rows == 0:
             raise DataError(f"{sequences.dataset.path}: the {sequences.split} split has no sequences")
+        if window is not None and not 1 <= window <= sequences.seq_len:
+            raise ValueError(f"window {window} must be between 1 and the rows' seq_len {sequences.seq_len}")
         self.seq = sequences
+        self.window = window if window is not None and window < sequences.seq_len else None
         self.batch_size = batch_size
         self.seed = seed
         self.rank = rank
@@ -127,7 +136,10 @@ class BatchStream:
             g = int(self._group_order()[self.group])
             rows = self.seq.read_group(g)
             rng = np.random.default_rng([self.seed, self.epoch, g])
-            self._rows = (key, rows[rng.permutation(len(rows))])
+            rows = rows[rng.permutation(len(rows))]
+            if self.window is not None:
+                rows = random_windows(rows, self.window, rng)
+            self._rows = (key, rows)
         return self._rows[1]
 
     def _take(self, n: int) -> np.ndarray:
@@ -146,10 +158,16 @@ class BatchStream:
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def next_batch(self) -> torch.Tensor:
-        """This process's rows of the next global batch, (batch_size, seq_len + 1) int64."""
+        """This process's rows of the next global batch, (batch_size, L + 1) int64; L: window or seq_len."""
         rows = self._take(self.batch_size * self.world_size)
         mine = rows[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         return torch.from_numpy(mine.astype(np.int64))
+
+
+def random_windows(rows: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    """One ``window + 1``-token slice of each row, at a uniformly random offset."""
+    offsets = rng.integers(0, rows.shape[1] - window, size=len(rows))  # last start: seq_len - window
+    return rows[np.arange(len(rows))[:, None], offsets[:, None] + np.arange(window + 1)]
 
 
 def validation_batches(

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..dataset import Dataset
+from ..errors import ConfigError
 from ..models import build_model, unwrap
 from ..models.checkpoint import is_checkpoint, load_train_state, load_weights, save_checkpoint
 from ..observe import report
@@ -170,19 +171,31 @@ def restore_rng(tensors: dict[str, torch.Tensor], device: str) -> None:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, val: PackedSequences, batch_size: int, max_batches: int, device: str, autocast
+    model: nn.Module,
+    val: PackedSequences,
+    batch_size: int,
+    max_batches: int,
+    device: str,
+    autocast,
+    context_len: int | None = None,
 ) -> float:
-    """Mean per-token cross-entropy over the first ``max_batches`` validation batches."""
+    """Mean per-token cross-entropy over the first ``max_batches`` validation batches.
+
+    Rows longer than the model's context are scored in consecutive windows of ``context_len``,
+    so every token counts once.
+    """
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
+    step = context_len or val.seq_len
     for batch in validation_batches(val, batch_size, max_batches):
         batch = batch.to(device)
-        with autocast:
-            _, loss = model(batch[:, :-1], batch[:, 1:])
-        n = batch[:, 1:].numel()
-        total += loss.item() * n
-        count += n
+        for start in range(0, batch.size(1) - 1, step):
+            x, y = batch[:, start : start + step], batch[:, start + 1 : start + 1 + step]
+            with autocast:
+                _, loss = model(x[:, : y.size(1)], y)
+            total += loss.item() * y.numel()
+            count += y.numel()
     model.train(was_training)
     return total / count
 
@@ -204,6 +217,9 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     train_seqs, val_seqs = PackedSequences(dataset, "train"), PackedSequences(dataset, "val")
+    context_len = config.context_len or train_seqs.seq_len
+    if context_len > train_seqs.seq_len:
+        raise ConfigError(f"context_len {context_len} exceeds the token rows' seq_len {train_seqs.seq_len}")
     use_bf16 = (device == "cuda" and config.dtype != "float32") or config.dtype == "bfloat16"
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
@@ -212,7 +228,7 @@ def train(
         model = build_model(
             config.arch,
             vocab_size=train_seqs.vocab_size,
-            block_size=train_seqs.seq_len,
+            block_size=context_len,
             **config.model_shape(),
         ).to(device)
         optimizer = make_optimizer(
@@ -235,7 +251,9 @@ def train(
             position = saved["data_position"]
             restore_rng(tensors, device)
             log.info("pretrain: resuming from %s (step %d)", resumed_from, state["step"])
-        stream = BatchStream(train_seqs, config.batch_size, config.seed, rank, world, position)
+        stream = BatchStream(
+            train_seqs, config.batch_size, config.seed, rank, world, position, window=context_len
+        )
 
         raw_model = model
         if device == "cuda" and config.compile:
@@ -250,7 +268,7 @@ def train(
 
         flops_per_token = unwrap(raw_model).flops_per_token()
         peak = peak_flops(device, config.peak_flops)
-        tokens_per_step = config.batch_size * config.grad_accum_steps * train_seqs.seq_len * world
+        tokens_per_step = config.batch_size * config.grad_accum_steps * context_len * world
         decay_steps = config.lr_decay_steps or config.max_steps
         metrics: list[dict[str, Any]] = state["metrics"]
         step = state["step"]
@@ -292,7 +310,9 @@ def train(
             nonlocal interval_t0
             t = time.perf_counter()
             if val_seqs.num_rows:
-                val_loss = evaluate(model, val_seqs, config.batch_size, config.eval_batches, device, autocast)
+                val_loss = evaluate(
+                    model, val_seqs, config.batch_size, config.eval_batches, device, autocast, context_len
+                )
                 metrics.append(
                     _row(
                         step,
