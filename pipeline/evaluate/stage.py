@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..dataset import DATA_VIEW
+from ..dataset import DATA_VIEW, Dataset
 from ..errors import ConfigError
 from ..finetune.config import FinetuneConfig
 from ..finetune.heads import load_finetuned
@@ -71,7 +71,8 @@ def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     finetune, labeled = ctx.input("finetune"), ctx.input("labeled")
     ft_cfg = FinetuneConfig.model_validate(finetune.manifest["config"])
-    pretrained = ctx.root / finetune.manifest["stats"]["pretrained_checkpoint"]
+    ckpt = ctx.root / finetune.manifest["stats"]["pretrained_checkpoint"]
+    pretrained = Dataset(ckpt.parent).path / ckpt.name  # opening fetches it from a store root
     tok = open_tokenizer(pretrained)
     available = {name: finetune.path / d for name, d in MODELS.items() if (finetune.path / d).is_dir()}
     rows_eval = load_split_rows(labeled, cfg.split)
