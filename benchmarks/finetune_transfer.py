@@ -4,18 +4,26 @@ Pretrains a small GPT through the real pipeline stages (ingest -> tokenize -> pr
 offline corpus (by default the Common Crawl sample in ../shared/corpora/web), then, for each seed,
 builds the labeled dataset (a new seeded stratified split), fine-tunes the pretrained model and
 trains the same architecture from scratch with the same budget, and evaluates both on the test
-split next to the majority class. Prints mean and standard deviation over seeds.
+split next to the majority class. Prints mean and standard deviation over seeds. Fine-tuning
+uses the fine-tune stage's default recipe; the two models of a seed train side by side in two
+processes of one torch thread each.
 
     benchmarks/finetune_transfer.py [--labeled FILE ...] [--seeds 3] [--pretrain-steps N]
+        [--adapt-steps N] [--root DIR [--pretrained DIR/datasets/pretrain/FINGERPRINT]]
+
+Pretraining is most of the cost (about 45 minutes on a busy 2-core box); ``--pretrained`` reuses
+an earlier run's published pretrain dataset (under ``--root``) to iterate on fine-tuning alone.
 
 Labeled files are tab-separated `text<TAB>label` or `label<TAB>text`, with or without a header;
 the layout is detected from the first lines. Last line: `finetuned_acc=... scratch_acc=...
-majority_acc=...` (means) with `*_sd=` spreads and `gain=`.
+majority_acc=...` (means) with `*_sd=` spreads, `gain=` and `gain_sd=` (the spread of the
+per-seed paired difference).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import re
 import sys
 import tempfile
@@ -26,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.dataset import Dataset
 from pipeline.evaluate.config import EvaluateConfig
 from pipeline.evaluate.stage import EvaluateStage
 from pipeline.finetune.config import FinetuneConfig
@@ -34,6 +43,7 @@ from pipeline.ingest.config import IngestConfig, SourceConfig
 from pipeline.ingest.stage import IngestStage
 from pipeline.labeled.config import LabeledConfig, LabeledSourceConfig
 from pipeline.labeled.stage import LabeledStage
+from pipeline.observe import add_reporter
 from pipeline.pretrain.config import GPTShape, PretrainConfig
 from pipeline.pretrain.stage import PretrainStage
 from pipeline.stage import run_stage
@@ -66,25 +76,21 @@ def sniff_layout(path: Path, probe: int = 50) -> LabeledSourceConfig:
     return LabeledSourceConfig(path=str(path), format="tsv", header=header, columns=names, name=path.stem)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--labeled", nargs="+", type=Path, default=sorted((CORPORA / "sentiment").glob("*.txt")))
-    ap.add_argument(
-        "--corpus", nargs="+", type=Path, default=[CORPORA / "web" / "cc_main_2019-30_sample.jsonl"]
-    )
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--pretrain-steps", type=int, default=800)
-    ap.add_argument("--n-layer", type=int, default=4)
-    ap.add_argument("--n-embd", type=int, default=128)
-    ap.add_argument("--finetune-steps", type=int, default=300)
-    ap.add_argument("--root", type=Path, default=None, help="Data root (default: a temporary directory)")
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
-    if not args.labeled or not all(p.is_file() for p in args.labeled + args.corpus):
-        raise SystemExit(f"missing input files; the defaults live in {CORPORA}")
-    root = args.root or Path(tempfile.mkdtemp(prefix="finetune_transfer-"))
-    t0 = time.perf_counter()
+def side_by_side(phase: str, fn, units) -> list:
+    """A mapper running a stage's units in separate processes: fine-tuned and scratch train together."""
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(len(units), 1)) as pool:
+        return list(pool.map(fn, units))
 
+
+def print_pretrain_progress(event: str, data: dict) -> None:
+    if event == "metrics" and data.get("stage") == "pretrain" and data.get("split") == "val":
+        print(f"  pretrain step {data['step']}: val loss {data['val_loss']:.3f}", flush=True)
+
+
+def pretrain(args: argparse.Namespace, root: Path) -> Dataset:
+    """Ingest, tokenize and pretrain on the offline corpus; the published pretrain dataset."""
+    t0 = time.perf_counter()
+    add_reporter(print_pretrain_progress)
     sources = [SourceConfig(path=str(p), text_mode="paragraphs") for p in args.corpus]
     ingest = run_stage(IngestStage(), IngestConfig(sources=sources), root, {})
     tok = run_stage(
@@ -102,29 +108,64 @@ def main() -> None:
         device=args.device,
         deterministic=False,
     )
-    pre = run_stage(PretrainStage(), pcfg, root, {"tokenize": tok.dataset})
+    pre = run_stage(PretrainStage(), pcfg, root, {"tokenize": tok.dataset}).dataset
     t_pre = time.perf_counter() - t0
     print(
         f"corpus: {ingest.counts['rows_out']:,} docs, {tok.dataset.manifest['totals'].get('tokens_train', 0):,} train tokens; "
         f"pretrain {args.pretrain_steps} steps, {t_pre:.0f} s",
         flush=True,
     )
+    return pre
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--labeled", nargs="+", type=Path, default=sorted((CORPORA / "sentiment").glob("*.txt")))
+    ap.add_argument(
+        "--corpus", nargs="+", type=Path, default=[CORPORA / "web" / "cc_main_2019-30_sample.jsonl"]
+    )
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--pretrain-steps", type=int, default=800)
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-embd", type=int, default=128)
+    ap.add_argument("--finetune-steps", type=int, default=None, help="Default: the finetune stage's")
+    ap.add_argument("--adapt-steps", type=int, default=None, help="Default: the finetune stage's")
+    ap.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="A published pretrain dataset under --root to fine-tune from, instead of pretraining",
+    )
+    ap.add_argument("--root", type=Path, default=None, help="Data root (default: a temporary directory)")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    if not args.labeled or not all(p.is_file() for p in args.labeled + args.corpus):
+        raise SystemExit(f"missing input files; the defaults live in {CORPORA}")
+    root = args.root or Path(tempfile.mkdtemp(prefix="finetune_transfer-"))
+    t0 = time.perf_counter()
+
+    if args.pretrained:
+        pre = Dataset(args.pretrained)  # an earlier run's model: iterate on fine-tuning alone
+        print(f"pretrained: {pre.path} (val loss {pre.manifest['stats'].get('val_loss')})", flush=True)
+    else:
+        pre = pretrain(args, root)
 
     layouts = [sniff_layout(p) for p in args.labeled]
     acc: dict[str, list[float]] = {"finetuned": [], "scratch": [], "majority": []}
     for seed in range(args.seeds):
         lab = run_stage(LabeledStage(), LabeledConfig(sources=layouts, seed=seed), root, {})
-        fcfg = FinetuneConfig(
-            max_steps=args.finetune_steps,
-            batch_size=32,
-            max_len=64,
-            lr=5e-4,
-            eval_interval=25,
-            patience=4,
-            seed=seed,
-            device=args.device,
+        # The stage's default recipe; one torch thread per model, the two models side by side.
+        budget = {} if args.finetune_steps is None else {"max_steps": args.finetune_steps}
+        if args.adapt_steps is not None:
+            budget["adapt_steps"] = args.adapt_steps
+        fcfg = FinetuneConfig(**budget, seed=seed, device=args.device, threads=1)
+        ft = run_stage(
+            FinetuneStage(),
+            fcfg,
+            root,
+            {"pretrain": pre, "labeled": lab.dataset},
+            mapper=side_by_side,
         )
-        ft = run_stage(FinetuneStage(), fcfg, root, {"pretrain": pre.dataset, "labeled": lab.dataset})
         ev = run_stage(
             EvaluateStage(),
             EvaluateConfig(samples=0, device=args.device),
@@ -144,11 +185,14 @@ def main() -> None:
 
     mean = {k: float(np.mean(v)) for k, v in acc.items()}
     sd = {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in acc.items()}
+    # Both models of a seed share its split, so the per-seed difference is the paired measure.
+    gains = np.subtract(acc["finetuned"], acc["scratch"])
+    gain_sd = float(np.std(gains, ddof=1)) if len(gains) > 1 else 0.0
     print(f"root={root} seconds={time.perf_counter() - t0:.0f}")
     print(
         f"finetuned_acc={mean['finetuned']:.4f} scratch_acc={mean['scratch']:.4f} majority_acc={mean['majority']:.4f} "
         f"finetuned_sd={sd['finetuned']:.4f} scratch_sd={sd['scratch']:.4f} gain={mean['finetuned'] - mean['scratch']:.4f} "
-        f"seeds={args.seeds}"
+        f"gain_sd={gain_sd:.4f} seeds={args.seeds}"
     )
 
 

@@ -16,6 +16,7 @@ from pipeline.finetune.heads import SequenceClassifier, load_finetuned, pool
 from pipeline.finetune.instruct import IGNORE, encode_pair
 from pipeline.finetune.lora import LoRALinear, apply_lora, merge_lora
 from pipeline.finetune.stage import FinetuneStage
+from pipeline.finetune.train import Examples, as_language_modelling
 from pipeline.labeled.config import LabeledConfig, LabeledSourceConfig
 from pipeline.labeled.stage import LabeledStage
 from pipeline.models import build_model
@@ -82,7 +83,15 @@ def make_labeled(root: Path, rows: list[dict], **cfg) -> Dataset:
     return run_stage(LabeledStage(), config, root, {}).dataset
 
 
-TINY = {"max_steps": 30, "eval_interval": 10, "batch_size": 16, "max_len": 24, "lr": 3e-3, "warmup_steps": 3}
+TINY = {
+    "max_steps": 30,
+    "eval_interval": 10,
+    "batch_size": 16,
+    "max_len": 24,
+    "lr": 3e-3,
+    "warmup_steps": 3,
+    "adapt_steps": 0,
+}
 
 
 # -- LoRA ---------------------------------------------------------------------------------------
@@ -164,6 +173,30 @@ def test_finetune_trains_classifier_and_scratch_baseline(task):
     assert best["val_accuracy"] > 0.7
     again = run_stage(FinetuneStage(), cfg, root, {"pretrain": pre, "labeled": lab})
     assert again.cached
+
+
+def test_as_language_modelling_shifts_each_text_by_one():
+    ex = Examples([np.array([5, 6, 7, 0]), np.array([0])], labels=np.array([1, 0]))
+    lm = as_language_modelling(ex)
+    assert len(lm) == 1 and lm.labels is None  # a lone end-of-text has nothing to predict
+    assert lm.ids[0].tolist() == [5, 6, 7] and lm.targets[0].tolist() == [6, 7, 0]
+
+
+def test_domain_adaptation_language_models_train_texts_for_both_models(task):
+    root, pre, lab = task
+    cfg = FinetuneConfig(**{**TINY, "max_steps": 10, "adapt_steps": 20, "eval_interval": 10, "patience": 0})
+    res = run_stage(FinetuneStage(), cfg, root, {"pretrain": pre, "labeled": lab})
+    curves = pq.read_table(res.data_path).to_pylist()
+    assert {r["model"] for r in curves} == {"finetuned-lm", "finetuned", "scratch-lm", "scratch"}
+    for name in ("finetuned-lm", "scratch-lm"):
+        lm = [r for r in curves if r["model"] == name]
+        assert [r["step"] for r in lm] == [10, 20]
+        assert lm[-1]["val_loss"] < lm[0]["val_loss"]  # it learns the validation texts' language
+        assert all(r["val_accuracy"] is None for r in lm)
+        assert res.stats["models"][name.split("-")[0]]["adapt_steps"] == 20
+    # the pretrained model starts nearer the texts' language than the random one
+    first = {r["model"]: r["val_loss"] for r in curves if r["step"] == 10}
+    assert first["finetuned-lm"] < first["scratch-lm"]
 
 
 def test_finetune_is_deterministic(task, tmp_path_factory):

@@ -32,8 +32,10 @@ class FinetuneConfig(BaseModel):
     method: Literal["full", "lora"] = Field("full", description="Train every weight, or low-rank adapters")
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
     pooling: Literal["last", "mean"] = Field(
-        "last",
-        description="Classifier input: the hidden state of the last token (an appended end-of-text) or the mean",
+        "mean",
+        description="Classifier input: the mean of the text's hidden states, or the state of its last token "
+        "(an appended end-of-text). Mean by default: a small pretrained LM's end-of-text state holds what it "
+        "expects next more than what the text said (benchmarks/finetune_transfer.py measures both)",
     )
     head_dropout: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] | list[float] = Field(
@@ -45,13 +47,20 @@ class FinetuneConfig(BaseModel):
         DEFAULT_TEMPLATE, description="Instruct: how a prompt is shown; must contain {prompt}"
     )
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-4, gt=0, description="Peak learning rate (warmup, then cosine to lr / 10)")
+    lr: float = Field(5e-4, gt=0, description="Peak learning rate (warmup, then cosine to lr / 10)")
     head_lr: float | None = Field(
         None, description="Learning rate of the new classification head; default lr * 10"
     )
     weight_decay: float = 0.01
     warmup_steps: int = 20
     max_steps: int = Field(200, ge=1, description="Optimizer steps: the training budget")
+    adapt_steps: int = Field(
+        0,
+        ge=0,
+        description="Classify: causal-LM steps on the train split's texts (labels unused) before the "
+        "classifier trains: domain-adaptive pretraining, as ULMFiT. The scratch baseline gets the same steps",
+    )
+    adapt_lr: float = Field(1e-3, gt=0, description="Peak learning rate of the domain-adaptive LM steps")
     eval_interval: int = Field(20, ge=1, description="Steps between validation evaluations")
     patience: int = Field(
         4, ge=0, description="Stop after this many evaluations without improvement; 0 = never"

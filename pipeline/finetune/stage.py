@@ -30,7 +30,15 @@ from .config import FinetuneConfig
 from .heads import SequenceClassifier, save_finetuned
 from .instruct import encode_pair, render
 from .lora import apply_lora, lora_state_dict, merge_lora
-from .train import Examples, class_weights, encode_texts, open_tokenizer, resolve_device, train
+from .train import (
+    Examples,
+    adapt_to_domain,
+    class_weights,
+    encode_texts,
+    open_tokenizer,
+    resolve_device,
+    train,
+)
 
 CHECKPOINT = "checkpoint"  # the fine-tuned model, beside the views
 BASELINE = "baseline"  # the same architecture trained from scratch
@@ -145,6 +153,11 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         backbone, _ = load_model(pretrained)
     else:
         backbone = build_model(arch["arch"], **{k: v for k, v in arch.items() if k != "arch"})
+    history: list[dict[str, Any]] = []
+    if cfg.task == "classify" and cfg.adapt_steps:
+        history = adapt_to_domain(
+            backbone, train_ex, val_ex, cfg, pad_id=tok.eot_id, device=device, name=which
+        )
     adapted: list[str] = []
     if which == "finetuned" and cfg.method == "lora":
         adapted = apply_lora(
@@ -169,6 +182,7 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         "lora_modules": adapted,
         "labels": labels,
         "pooling": cfg.pooling,
+        "adapt_steps": history[-1]["step"] if history else 0,
         "max_len": max_len,
         "template": cfg.template,
         "best_step": result.best_step,
@@ -180,7 +194,7 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
 
         save_file({k: v.cpu().contiguous() for k, v in adapter.items()}, str(out / "adapter.safetensors"))
     writer = ctx.writer(DATA_VIEW, METRICS_SCHEMA, prefix=f"metrics-{which}")
-    writer.write_rows(result.history)
+    writer.write_rows(history + result.history)
     writer.close()
     return {
         "model": which,
@@ -195,5 +209,6 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         "seconds": round(result.seconds, 2),
         "trainable_params": result.trainable_params,
         "total_params": result.total_params,
-        "history": result.history,
+        "adapt_steps": history[-1]["step"] if history else 0,
+        "history": history + result.history,
     }

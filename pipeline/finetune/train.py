@@ -56,6 +56,12 @@ def encode_texts(tok: TextTokenizer, texts: list[str], max_len: int) -> list[np.
     return out
 
 
+def as_language_modelling(ex: Examples) -> Examples:
+    """The texts of classification examples as next-token prediction examples (labels unused)."""
+    keep = [ids for ids in ex.ids if len(ids) > 1]
+    return Examples([ids[:-1] for ids in keep], targets=[ids[1:] for ids in keep])
+
+
 def collate(ex: Examples, idx: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     lengths = np.array([len(ex.ids[i]) for i in idx])
     x = np.full((len(idx), lengths.max()), pad_id, dtype=np.int64)
@@ -228,6 +234,35 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
     return res
+
+
+def adapt_to_domain(
+    backbone: nn.Module,
+    train_ex: Examples,
+    val_ex: Examples,
+    cfg: FinetuneConfig,
+    *,
+    pad_id: int,
+    device: torch.device,
+    name: str = "model",
+) -> list[dict[str, Any]]:
+    """Language-model ``backbone`` on the texts of the classification examples; its learning curve.
+
+    Domain-adaptive pretraining (ULMFiT's second step): a general-domain model learns the task's
+    vocabulary and style from its training texts, labels unused, before the classifier trains.
+    Early stopping watches the validation texts' LM loss; the backbone keeps its best weights.
+    """
+    lm_cfg = cfg.model_copy(update={"max_steps": cfg.adapt_steps, "lr": cfg.adapt_lr})
+    result = train(
+        backbone,
+        as_language_modelling(train_ex),
+        as_language_modelling(val_ex),
+        lm_cfg,
+        pad_id=pad_id,
+        device=device,
+        name=f"{name}-lm",
+    )
+    return result.history
 
 
 def resolve_device(spec: str) -> torch.device:
