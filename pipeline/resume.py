@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .dataset import STAGING, Staging, version_dir
+from .dataset import _pid_alive as pid_alive
 from .errors import TokenmillError
 
 UNITS_DIR = "_units"
@@ -175,13 +176,4 @@ def _legacy_owner_alive(name: str) -> bool:
     parts = name.split("-")
     if len(parts) != 3 or not parts[1].isdigit():
         return False
-    pid = int(parts[1])
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(int(parts[1]))

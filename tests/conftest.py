@@ -35,3 +35,15 @@ def shared_corpora() -> Path:
     if not SHARED_CORPORA.is_dir():
         pytest.skip(f"{SHARED_CORPORA} is absent: the shared corpora are optional")
     return SHARED_CORPORA
+
+
+def web_sample(tmp_path_factory, docs: int) -> Path:
+    """The first ``docs`` pages of the shared web sample as a JSONL file; skips when it is absent."""
+    corpus = SHARED_CORPORA / "web" / "cc_main_2019-30_sample.jsonl"
+    if not corpus.is_file():
+        pytest.skip(f"{corpus} is absent: the shared corpora are optional")
+    path = tmp_path_factory.mktemp("web") / "web.jsonl"
+    with corpus.open() as src, path.open("w") as out:
+        for _, line in zip(range(docs), src):
+            out.write(line)
+    return path

@@ -20,6 +20,8 @@ import pytest
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
+from conftest import web_sample
+
 from pipeline import catalog, storage
 from pipeline.config import PipelineConfig
 from pipeline.dataset import MANIFEST, Dataset, is_published
@@ -34,16 +36,7 @@ ROOT = f"s3://{BUCKET}/runs/a"
 
 @pytest.fixture(scope="module")
 def web_jsonl(tmp_path_factory) -> Path:
-    corpus = (
-        Path(__file__).resolve().parents[2] / "shared" / "corpora" / "web" / "cc_main_2019-30_sample.jsonl"
-    )
-    if not corpus.is_file():
-        pytest.skip(f"{corpus} is absent: the shared corpora are optional")
-    path = tmp_path_factory.mktemp("web") / "web.jsonl"
-    with corpus.open() as src, path.open("w") as out:
-        for _, line in zip(range(WEB_DOCS), src):
-            out.write(line)
-    return path
+    return web_sample(tmp_path_factory, WEB_DOCS)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import web_sample
 from test_pretrain import make_token_dataset, stdlib_paragraphs, tiny_config
 
 from pipeline.config import PipelineConfig
@@ -25,16 +26,7 @@ WEB_DOCS = 300  # a few hundred real pages: several shards per stage, seconds pe
 
 @pytest.fixture(scope="module")
 def web_jsonl(tmp_path_factory) -> Path:
-    corpus = (
-        Path(__file__).resolve().parents[2] / "shared" / "corpora" / "web" / "cc_main_2019-30_sample.jsonl"
-    )
-    if not corpus.is_file():
-        pytest.skip(f"{corpus} is absent: the shared corpora are optional")
-    path = tmp_path_factory.mktemp("web") / "web.jsonl"
-    with corpus.open() as src, path.open("w") as out:
-        for _, line in zip(range(WEB_DOCS), src):
-            out.write(line)
-    return path
+    return web_sample(tmp_path_factory, WEB_DOCS)
 
 
 def data_config(jsonl: Path, runner: str, address: str | None = None) -> PipelineConfig:
