@@ -22,6 +22,7 @@ upload) is never read. Readers fetch a published version's manifest and small no
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -174,9 +175,7 @@ class Staging:
         self.stage = stage
         self.fingerprint = fingerprint
         self.final = version_dir(self.root, stage, fingerprint)
-        self.dir = (
-            self.root / "datasets" / stage / STAGING / f"{fingerprint}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
+        self.dir = staging_base(self.root, stage) / f"{fingerprint}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.dir.mkdir(parents=True)
 
     def view(self, name: str) -> Path:
@@ -258,17 +257,61 @@ def fetch_version(path: Path) -> bool:
     return True
 
 
-def clean_staging(root: str | Path, stage: str) -> int:
-    """Remove staging leftovers of crashed writers (whose pid is gone). Returns how many."""
-    d = Path(root) / "datasets" / stage / STAGING
+def staging_base(root: str | Path, stage: str) -> Path:
+    """Where a stage's versions are written before they are published."""
+    return storage.local_path(root) / "datasets" / stage / STAGING
+
+
+def clean_staging(root: str | Path, stage: str, keep: str | None = None) -> int:
+    """Remove staging leftovers no live writer holds, except version ``keep``'s. Returns how many.
+
+    A writer holds a directory named ``<fp>-<pid>-<uuid>`` while that pid lives, and one named
+    ``<fp>`` (a resumable writer, see `resume.py`) while it holds ``<fp>.lock``.
+    """
+    base = staging_base(root, stage)
     removed = 0
-    for p in d.glob("*") if d.is_dir() else []:
-        pid = p.name.rsplit("-", 2)[-2] if p.name.count("-") >= 2 else ""
-        if pid.isdigit() and _pid_alive(int(pid)):
+    for p in sorted(base.iterdir()) if base.is_dir() else []:
+        if keep and p.name.startswith(keep):
+            continue
+        if p.suffix == ".lock":
+            if not (base / p.stem).exists():
+                _drop_lock_unless_held(p)  # a lock left with no directory
+            continue
+        if not p.is_dir():
+            continue
+        parts = p.name.rsplit("-", 2)
+        legacy = len(parts) == 3 and parts[1].isdigit()
+        if legacy and _pid_alive(int(parts[1])):
+            continue
+        lock = base / f"{parts[0] if legacy else p.name}.lock"
+        if lock.exists() and not _drop_lock_unless_held(lock):
             continue
         shutil.rmtree(p, ignore_errors=True)
         removed += 1
     return removed
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive lock on ``path`` (created if missing) holding our pid, or None if held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _drop_lock_unless_held(path: Path) -> bool:
+    """Delete a lock file nobody holds; False when a live process holds it."""
+    fd = try_lock(path)
+    if fd is None:
+        return False
+    path.unlink(missing_ok=True)
+    os.close(fd)
+    return True
 
 
 def _pid_alive(pid: int) -> bool:

@@ -10,12 +10,12 @@ and overwrites its own partial shards (units name their shards deterministically
 While a run holds a version's staging directory it holds an exclusive lock on
 ``<fingerprint>.lock`` beside it, so a second process asked for the same version at the same
 time fails at once with a clear message instead of interleaving shards. Staging directories of
-other fingerprints that no live process holds are removed when the stage next runs.
+other fingerprints that no live process holds are removed when the stage next runs
+(`dataset.clean_staging`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -24,8 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .dataset import STAGING, Staging, version_dir
-from .dataset import _pid_alive as pid_alive
+from .dataset import Staging, staging_base, try_lock, version_dir
 from .errors import TokenmillError
 
 UNITS_DIR = "_units"
@@ -43,10 +42,10 @@ class ResumableStaging(Staging):
         self.stage = stage
         self.fingerprint = fingerprint
         self.final = version_dir(self.root, stage, fingerprint)
-        base = self.root / "datasets" / stage / STAGING
+        base = staging_base(self.root, stage)
         base.mkdir(parents=True, exist_ok=True)
         self._lock_path = base / f"{fingerprint}.lock"
-        self._lock = _try_lock(self._lock_path)
+        self._lock = try_lock(self._lock_path)
         if self._lock is None:
             holder = _lock_holder(self._lock_path)
             raise VersionBusy(
@@ -68,12 +67,10 @@ class ResumableStaging(Staging):
         shutil.rmtree(self.units_dir, ignore_errors=True)
         try:
             dataset = super().publish(manifest, views)
-        except BaseException:
+            self._lock_path.unlink(missing_ok=True)
+            return dataset
+        finally:
             self.release()
-            raise
-        self._lock_path.unlink(missing_ok=True)
-        self.release()
-        return dataset
 
     def abort(self) -> None:
         """Keep the finished units for the next run; only give up the lock."""
@@ -87,38 +84,6 @@ class ResumableStaging(Staging):
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
-
-
-def clean_other_staging(root: str | Path, stage: str, keep: str) -> int:
-    """Remove staging leftovers of this stage that no live process holds, except ``keep``'s."""
-    base = Path(root) / "datasets" / stage / STAGING
-    removed = 0
-    for p in sorted(base.iterdir()) if base.is_dir() else []:
-        if p.name.startswith(keep):
-            continue
-        if p.suffix == ".lock":
-            if not (base / p.stem).exists():
-                fd = _try_lock(p)  # a stale lock with no directory: drop it unless held
-                if fd is not None:
-                    p.unlink(missing_ok=True)
-                    os.close(fd)
-            continue
-        if not p.is_dir():
-            continue
-        lock_path = base / f"{p.name.split('-', 1)[0]}.lock"
-        fd = _try_lock(lock_path) if lock_path.exists() else None
-        if lock_path.exists() and fd is None:
-            continue  # a live writer holds it
-        try:
-            if _legacy_owner_alive(p.name):
-                continue
-            shutil.rmtree(p, ignore_errors=True)
-            removed += 1
-        finally:
-            if fd is not None:
-                os.close(fd)
-                lock_path.unlink(missing_ok=True)
-    return removed
 
 
 def unit_key(phase: str, unit: Any) -> str:
@@ -152,28 +117,8 @@ def _write_marker(marker: Path, result: Any) -> None:
     os.replace(tmp, marker)
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    return fd
-
-
 def _lock_holder(path: Path) -> str:
     try:
         return path.read_text().strip()
     except OSError:
         return ""
-
-
-def _legacy_owner_alive(name: str) -> bool:
-    """Staging dirs named ``<fp>-<pid>-<uuid>`` (non-resumable writers) belong to that pid."""
-    parts = name.split("-")
-    if len(parts) != 3 or not parts[1].isdigit():
-        return False
-    return pid_alive(int(parts[1]))

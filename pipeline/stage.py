@@ -26,13 +26,14 @@ from .dataset import (
     REJECTS_VIEW,
     Dataset,
     ShardWriter,
+    clean_staging,
     is_published,
     manifest_header,
     version_dir,
 )
 from .errors import DataError
 from .hashing import fingerprint as make_fingerprint
-from .resume import ResumableStaging, clean_other_staging, run_unit_resumable
+from .resume import ResumableStaging, run_unit_resumable
 from .schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
 from .storage import local_path
 
@@ -280,7 +281,7 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
     stage, root = planned.stage, planned.root
     t0 = time.perf_counter()
     staging = ResumableStaging(root, stage.name, planned.fingerprint)
-    clean_other_staging(root, stage.name, keep=planned.fingerprint)
+    clean_staging(root, stage.name, keep=planned.fingerprint)
     if staging.resumed_units:
         log.info(
             "%s: resuming %s, %d units already done", stage.name, planned.fingerprint, staging.resumed_units
