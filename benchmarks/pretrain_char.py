@@ -15,16 +15,20 @@ packing instead: fixed windows, each seen at one alignment only.
 The peer, in the same run, is nanoGPT's own training loop re-typed around the same model:
 random windows at any offset of the in-memory train tokens (``torch.randint``), the batch for
 the next step drawn right after the forward pass, ``loss.item()`` every step (its CPU recipe
-logs every iteration), no metrics rows, no checkpoints. It runs half its iterations before the
-stage and half after, so a change of machine load between the two hits both sides. Speed on
-both sides is the median over blocks of ``LOG_EVERY`` steps (the stage's own measure).
+logs every iteration), no metrics rows, no checkpoints, no deterministic mode. It trains its
+own model (same seed, same init) for the same number of iterations, interleaved with the stage:
+every ``--peer-chunk`` stage steps, a reporter hook runs the next chunk of peer steps, so both
+sides meet the same machine, at the same point of training, throughout the run. Speed on both
+sides is the median over blocks of ``LOG_EVERY`` steps; the stage's blocks that contain a peer
+chunk are left out of its median.
 
 Validation losses of the trained model: ``val_loss``, what the stage reports, the mean over
 every token of its val rows (consecutive 64-token windows; with 1024-token rows the last 947
 tokens of the split fill no row); ``val_loss_full``, the same over every token of the val split,
 recomputed from the final checkpoint; and ``val_loss_est20``, nanoGPT's ``estimate_loss``: the
 mean of 20 random batches of 12 windows, an unbiased but noisy estimate of the same quantity.
-nanoGPT's 1.886 is one such estimate; the spread of ten of them on our model is printed.
+nanoGPT's 1.886 is one such estimate; the spread of ten of them on our model is printed. The
+peer's model gets the same full-split and estimated losses: the like-for-like reference.
 
     python benchmarks/pretrain_char.py [--input FILE.txt] [--iters N] [--threads N] [--seed N]
 """
@@ -50,6 +54,7 @@ from pipeline.dataset import Dataset, Staging, manifest_header
 from pipeline.hashing import fingerprint, sha256_bytes
 from pipeline.models import build_model
 from pipeline.models.checkpoint import load_model
+from pipeline.observe import add_reporter
 from pipeline.pretrain.config import PretrainConfig
 from pipeline.pretrain.optim import lr_at, make_optimizer
 from pipeline.pretrain.stage import PretrainStage
@@ -144,6 +149,8 @@ class NanoGPTPeer:
     def run(self, iters: int) -> list[float]:
         """Train ``iters`` more steps; the seconds of each ``LOG_EVERY``-step block."""
         blocks, t = [], time.perf_counter()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(False)  # nanoGPT runs without (the stage turns it on)
         for _ in range(iters):
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.it, LR, MIN_LR, WARMUP, DECAY)
@@ -159,7 +166,38 @@ class NanoGPTPeer:
                 now = time.perf_counter()
                 blocks.append(now - t)
                 t = now
-        return blocks[1:]  # the first block holds the warm-up
+        torch.use_deterministic_algorithms(deterministic)
+        return blocks
+
+
+class Interleave:
+    """A reporter that runs the peer's next chunk every ``chunk`` stage steps, inside the stage.
+
+    It also collects the stage's per-block speed, leaving out each block a peer chunk ran in.
+    """
+
+    def __init__(self, peer: NanoGPTPeer, chunk: int, total: int):
+        self.peer, self.chunk, self.total = peer, chunk, total
+        self.peer_blocks: list[float] = []
+        self.stage_ms: list[float] = []
+        self._polluted = False
+
+    def __call__(self, event: str, data: dict) -> None:
+        if data.get("stage") != "pretrain":
+            return
+        if event == "metrics" and data.get("split") == "train" and data.get("tokens_per_s"):
+            if not self._polluted and data["step"] > LOG_EVERY:  # the first block holds the warm-up
+                self.stage_ms.append(1000 * BATCH * BLOCK / data["tokens_per_s"])
+            self._polluted = False
+        elif event == "progress" and data["done"] % self.chunk == 0 and self.peer.it < self.total:
+            blocks = self.peer.run(min(self.chunk, self.total - self.peer.it))
+            self.peer_blocks += blocks[1:] if self.peer.it <= self.chunk else blocks
+            self._polluted = True
+
+    def finish(self) -> None:
+        """The peer's steps still owed when the stage ends (when iters is not a multiple of chunk)."""
+        if self.peer.it < self.total:
+            self.peer_blocks += self.peer.run(self.total - self.peer.it)
 
 
 @torch.no_grad()
@@ -192,7 +230,7 @@ def main() -> None:
     ap.add_argument("--input", type=Path, default=DEFAULT_INPUT)
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument(
-        "--bare-iters", type=int, default=200, help="peer iterations (half before the stage, half after)"
+        "--peer-chunk", type=int, default=100, help="stage steps between chunks of as many peer steps"
     )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--seed", type=int, default=1337, help="the stage's and the peer's seed")
@@ -209,10 +247,8 @@ def main() -> None:
     args = ap.parse_args()
     if not args.input.is_file():
         sys.exit(f"{args.input} not found: pass --input FILE.txt (the shared corpora are optional)")
-    if args.bare_iters < 4 * LOG_EVERY:
-        sys.exit(
-            f"--bare-iters must be at least {4 * LOG_EVERY} (two timed blocks on each side of the stage)"
-        )
+    if args.peer_chunk < 2 * LOG_EVERY or args.peer_chunk % LOG_EVERY:
+        sys.exit(f"--peer-chunk must be a multiple of {LOG_EVERY}, at least {2 * LOG_EVERY}")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
@@ -229,7 +265,8 @@ def main() -> None:
     )
 
     peer = NanoGPTPeer(ids["train"], totals["vocab_size"], args.seed)
-    peer_blocks = peer.run(args.bare_iters // 2)
+    interleave = Interleave(peer, args.peer_chunk, args.iters)
+    remove_reporter = add_reporter(interleave)
 
     val_rows = totals["sequences_val"]
     config = PretrainConfig(
@@ -258,34 +295,43 @@ def main() -> None:
     )
     t0 = time.perf_counter()
     result = run_stage(PretrainStage(), config, root, {"tokenize": dataset})
+    interleave.finish()
+    remove_reporter()
     wall = time.perf_counter() - t0
-    peer_blocks += peer.run(args.bare_iters - args.bare_iters // 2)
 
     s = result.stats
-    tok_s = s["tokens_per_s"]  # median over LOG_EVERY-step intervals, the first left out
-    ms = 1000 * BATCH * BLOCK / tok_s
-    bare_ms = 1000 * statistics.median(peer_blocks) / LOG_EVERY
+    ms = statistics.median(interleave.stage_ms)
+    tok_s = 1000 * BATCH * BLOCK / ms
+    peer_ms = 1000 * statistics.median(interleave.peer_blocks) / LOG_EVERY
     model, _ = load_model(result.path / "checkpoint")
     full = full_split_loss(model, ids["val"])
     est = nanogpt_estimates(model, ids["val"])
+    peer.model.eval()
+    peer_full = full_split_loss(peer.model, ids["val"])
+    peer_est = nanogpt_estimates(peer.model, ids["val"])
     for row in pq.read_table(result.data_path).to_pylist():
         if row["split"] == "val":
             print(f"step {row['step']:5d}  val loss {row['loss']:.4f}")
     print(
         f"tokenmill: {ms:.1f} ms/iter, {tok_s:,.0f} tokens/s, val loss {s['val_loss']:.4f} over the whole val split "
-        f"(recomputed from the checkpoint: {full:.4f}; unigram {s['unigram_entropy']:.3f}), stage wall {wall:.0f} s"
+        f"(recomputed from the checkpoint: {full:.4f}; unigram {s['unigram_entropy']:.3f})"
     )
     print(
         f"nanoGPT-style estimates (20 random batches) of the same model: first {est[0]:.4f}, "
         f"mean {statistics.fmean(est):.4f}, sd {statistics.stdev(est):.4f}, range {min(est):.4f}-{max(est):.4f}"
     )
-    print(f"peer (nanoGPT loop): {bare_ms:.1f} ms/iter over {args.bare_iters} steps; output {result.path}")
+    print(
+        f"peer (nanoGPT loop, interleaved): {peer_ms:.1f} ms/iter over {peer.it} steps, val loss {peer_full:.4f} "
+        f"over the whole val split (20-batch estimate: first {peer_est[0]:.4f}, mean {statistics.fmean(peer_est):.4f})"
+    )
+    print(f"stage wall {wall:.0f} s with the peer's chunks inside; output {result.path}")
     print(f"load after: {os.getloadavg()[0]:.2f}")
     print(
         f"ms_per_iter={ms:.1f} tokens_per_s={tok_s:.0f} val_loss={s['val_loss']:.4f} "
         f"val_loss_full={full:.4f} val_loss_est20={est[0]:.4f} val_loss_est20_sd={statistics.stdev(est):.4f} iters={s['steps']} "
-        f"bare_ms_per_iter={bare_ms:.1f} bare_tokens_per_s={1000 * BATCH * BLOCK / bare_ms:.0f} "
-        f"speed_vs_bare={bare_ms / ms:.3f} nanogpt_ms_per_iter={NANOGPT_MS_PER_ITER} "
+        f"peer_val_loss_full={peer_full:.4f} peer_val_loss_est20={peer_est[0]:.4f} "
+        f"peer_ms_per_iter={peer_ms:.1f} peer_tokens_per_s={1000 * BATCH * BLOCK / peer_ms:.0f} "
+        f"speed_vs_peer={peer_ms / ms:.3f} nanogpt_ms_per_iter={NANOGPT_MS_PER_ITER} "
         f"nanogpt_val_loss={NANOGPT_VAL_LOSS} row_len={args.row_len} "
         f"train_stride={args.train_stride or max(args.row_len - BLOCK, 1)} seed={args.seed}"
     )
