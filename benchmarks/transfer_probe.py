@@ -68,36 +68,39 @@ def layer_features(model: torch.nn.Module, batches: list[torch.Tensor]) -> dict[
     return {name: np.stack(rows) for name, rows in out.items()}
 
 
-def probe(x: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.linear_model import LogisticRegression
+def best_cv_accuracy(make_model, x, y: np.ndarray, strengths: tuple[float, ...]) -> float:
+    """5-fold stratified CV accuracy of ``make_model(C)``, the best over regularisation strengths."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    return max(cross_val_score(make_model(c), x, y, cv=cv).mean() for c in strengths)
+
+
+def probe(x: np.ndarray, y: np.ndarray) -> float:
+    """Logistic regression on standardised frozen features."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    return max(
-        cross_val_score(
-            make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000)), x, y, cv=cv
-        ).mean()
-        for c in (0.1, 1.0, 10.0)
+    return best_cv_accuracy(
+        lambda c: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000)),
+        x,
+        y,
+        (0.1, 1.0, 10.0),
     )
 
 
 def tfidf_baseline(texts: list[str], y: np.ndarray) -> float:
+    """The lexical reference: logistic regression on TF-IDF word 1-2-grams of the raw texts."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
 
-    cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    return max(
-        cross_val_score(
-            make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=c, max_iter=3000)),
-            texts,
-            y,
-            cv=cv,
-        ).mean()
-        for c in (1.0, 10.0)
+    return best_cv_accuracy(
+        lambda c: make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=c, max_iter=3000)),
+        texts,
+        y,
+        (1.0, 10.0),
     )
 
 
