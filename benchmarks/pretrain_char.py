@@ -147,7 +147,8 @@ class NanoGPTPeer:
         self.x, self.y = random_windows(self.data, self.gen)
 
     def run(self, iters: int) -> list[float]:
-        """Train ``iters`` more steps; the seconds of each ``LOG_EVERY``-step block."""
+        """Train ``iters`` more steps; the seconds of each ``LOG_EVERY``-step block (but the warm-up one)."""
+        fresh = self.it == 0
         blocks, t = [], time.perf_counter()
         deterministic = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(False)  # nanoGPT runs without (the stage turns it on)
@@ -167,7 +168,7 @@ class NanoGPTPeer:
                 blocks.append(now - t)
                 t = now
         torch.use_deterministic_algorithms(deterministic)
-        return blocks
+        return blocks[1:] if fresh else blocks  # a fresh model's first block holds the warm-up
 
 
 class Interleave:
@@ -190,8 +191,7 @@ class Interleave:
                 self.stage_ms.append(1000 * BATCH * BLOCK / data["tokens_per_s"])
             self._polluted = False
         elif event == "progress" and data["done"] % self.chunk == 0 and self.peer.it < self.total:
-            blocks = self.peer.run(min(self.chunk, self.total - self.peer.it))
-            self.peer_blocks += blocks[1:] if self.peer.it <= self.chunk else blocks
+            self.peer_blocks += self.peer.run(min(self.chunk, self.total - self.peer.it))
             self._polluted = True
 
     def finish(self) -> None:

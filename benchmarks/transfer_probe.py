@@ -17,7 +17,6 @@ accuracies, ``tfidf_lr=`` and ``n=``.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -29,23 +28,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from finetune_transfer import CORPORA, sniff_layout
 
+from pipeline.ingest.readers import Problem
+from pipeline.labeled.readers import read_source_file
 from pipeline.models import build_model
 from pipeline.models.checkpoint import load_model, read_model_config
 from pipeline.tokenize.tokenizer import load_tokenizer
 
 
 def read_labeled(paths: list[Path]) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
+    """Texts and labels through the labeled stage's reader; skipped records are counted aloud."""
+    texts, labels, skipped = [], [], 0
     for path in paths:
         layout = sniff_layout(path)
-        text_col, label_col = layout.columns.index("text"), layout.columns.index("label")
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            for i, row in enumerate(rows):
-                if (i == 0 and layout.header) or len(row) != 2 or not row[text_col].strip():
-                    continue
-                texts.append(row[text_col])
-                labels.append(row[label_col].strip())
+        for _, rec in read_source_file(path, "tsv", layout, "text"):
+            if isinstance(rec, Problem) or not str(rec.get("text") or "").strip() or rec.get("label") is None:
+                skipped += 1
+                continue
+            texts.append(rec["text"])
+            labels.append(str(rec["label"]).strip())
+    if skipped:
+        print(f"skipped {skipped} records without a text or a label", file=sys.stderr)
     return texts, labels
 
 
