@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from finetune_transfer import CORPORA, sniff_layout
 
-from pipeline.ingest.readers import Problem
 from pipeline.labeled.readers import read_source_file
 from pipeline.models import build_model
 from pipeline.models.checkpoint import load_model, read_model_config
+from pipeline.sources import Problem
 from pipeline.tokenize.tokenizer import load_tokenizer
 
 

@@ -13,17 +13,15 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import unmapped
 
 from pipeline import observe
-from pipeline.errors import TokenmillError
+from pipeline.errors import is_transient
 
 
 def retry_on_io(task_, task_run, state) -> bool:
-    """Retry transient failures (I/O, network); a data or config error fails at once."""
+    """Retry transient failures (I/O, network, object store) only; see `pipeline.errors.is_transient`."""
     try:
         state.result()
-    except TokenmillError:
-        return False
-    except Exception:
-        return True
+    except Exception as e:
+        return is_transient(e)
     return False
 
 

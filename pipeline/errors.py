@@ -1,7 +1,17 @@
 """The two kinds of failure a stage can raise: bad input data, and bad configuration.
 
-Flows use the distinction for retries: a DataError never succeeds on retry, an OSError may.
+Flows use the distinction for retries (:func:`is_transient`): a DataError never succeeds on
+retry, an OSError may; a programming error or a crashed interpreter must not be retried at all.
 """
+
+from __future__ import annotations
+
+import errno
+
+# Store clients raise their own transient errors; matched by module so that none is imported.
+_STORE_ERROR_MODULES = ("botocore.", "aiohttp.", "httpx.", "s3fs.", "gcsfs.", "adlfs.", "requests.")
+# OSErrors that a retry cannot fix: the machine is out of space or quota.
+_PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 class TokenmillError(Exception):
@@ -29,3 +39,20 @@ class DataError(TokenmillError):
 
 class ValidationFailed(DataError):
     """A dataset failed its expectation suite and was not published."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the work that raised ``exc`` may succeed: I/O, timeouts, store errors.
+
+    Not our own errors (bad data or config), not SystemError, MemoryError, RecursionError or
+    programming errors (TypeError, KeyError, ...): those fail the same way every time or mean
+    the process is in a bad state.
+    """
+    if isinstance(exc, TokenmillError):
+        return False
+    if isinstance(exc, OSError):  # includes ConnectionError and TimeoutError
+        return exc.errno not in _PERMANENT_ERRNOS
+    return any(
+        cls.__module__.startswith(_STORE_ERROR_MODULES) and issubclass(cls, Exception)
+        for cls in type(exc).__mro__
+    )

@@ -26,14 +26,16 @@ from .dataset import (
     REJECTS_VIEW,
     Dataset,
     ShardWriter,
+    Staging,
     clean_staging,
+    describe_shards,
     is_published,
     manifest_header,
+    run_unit_resumable,
     version_dir,
 )
 from .errors import DataError
 from .hashing import fingerprint as make_fingerprint
-from .resume import ResumableStaging, run_unit_resumable
 from .schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
 from .storage import local_path
 
@@ -59,7 +61,7 @@ class StageContext:
     parent: Path | None  # previous version of this stage's own series (incremental runs)
     identity: dict[str, Any] = field(default_factory=dict)  # what the fingerprint hashed
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific plan state
-    units_dir: Path | None = None  # where finished units leave markers (see pipeline.resume)
+    units_dir: Path | None = None  # where finished units leave markers (see pipeline.dataset.staging)
 
     def input(self, name: str | None = None) -> Dataset:
         if name is None:
@@ -280,7 +282,7 @@ def execute(planned: Planned, mapper: Mapper = serial_map) -> StageResult:
         return planned.cached_result()
     stage, root = planned.stage, planned.root
     t0 = time.perf_counter()
-    staging = ResumableStaging(root, stage.name, planned.fingerprint)
+    staging = Staging(root, stage.name, planned.fingerprint)
     clean_staging(root, stage.name, keep=planned.fingerprint)
     if staging.resumed_units:
         log.info(
@@ -354,11 +356,9 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _check_counts(
-    stage: Stage, staging: ResumableStaging, counts: dict[str, Any], views: dict[str, pa.Schema]
+    stage: Stage, staging: Staging, counts: dict[str, Any], views: dict[str, pa.Schema]
 ) -> None:
     """Refuse to publish a dataset whose counts do not add up: nothing is lost silently."""
-    from .dataset import describe_shards
-
     rin, rout, rrej = counts["rows_in"], counts["rows_out"], counts["rows_rejected"]
     if rin != rout + rrej:
         raise DataError(f"{stage.name}: rows_in {rin} != rows_out {rout} + rows_rejected {rrej}")

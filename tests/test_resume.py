@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dataset import Dataset, is_published
+from pipeline.dataset import Dataset, VersionBusy, is_published
+from pipeline.dataset import Staging as ResumableStaging
 from pipeline.hashing import sha256_file
-from pipeline.resume import ResumableStaging, VersionBusy
 from pipeline.stage import run_stage
 
 REPO = Path(__file__).resolve().parents[1]

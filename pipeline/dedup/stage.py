@@ -34,8 +34,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..dataset import DATA_VIEW, REJECTS_VIEW, reject_rows_table
+from ..dataset import DATA_VIEW, REJECTS_VIEW
 from ..observe import report
+from ..rejects import reject_rows_table
 from ..schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
 from . import spans as span_rules

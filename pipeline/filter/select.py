@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..dataset import Dataset, reject_rows_table
+from ..dataset import Dataset
 from ..observe import report as progress
+from ..rejects import reject_rows_table
 from ..schema import DOCUMENT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
 from . import c4, fineweb, pii, report

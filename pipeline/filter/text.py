@@ -34,9 +34,9 @@ TERMINAL_PUNCT_CLASS = "[" + regex.escape(TERMINAL_PUNCT) + "]"  # for the `rege
 TERMINAL_PUNCT_RE2 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in TERMINAL_PUNCT) + "]"  # for Arrow
 
 
-def _char_ranges(category: str) -> str:
-    """A regex character-class body for one Unicode general category (Python's own tables)."""
-    codes = [ord(c) for c in _ALL_CHARS if unicodedata.category(c) == category]
+def _char_ranges(chars: str, category: str) -> str:
+    """A regex character-class body for the ``chars`` of one Unicode general category."""
+    codes = [ord(c) for c in chars if unicodedata.category(c) == category]
     out, i = [], 0
     while i < len(codes):
         j = i
@@ -48,7 +48,7 @@ def _char_ranges(category: str) -> str:
     return "".join(out)
 
 
-_FORMAT = _char_ranges("Cf")
+_FORMAT = _char_ranges(_ALL_CHARS, "Cf")
 del _ALL_CHARS
 # Characters that cannot end a word: whitespace, dashes, ASCII and general punctuation.
 _NOT_LAST = r"\s\u0964\u0965!-/:-@\[-`{-~\u00a1-\u00bf\u2010-\u205e\u3000-\u303f\uff01-\uff0f\uff1a-\uff20"

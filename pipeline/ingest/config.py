@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..sources import LocatedSource, ReadOptions
+from ..sources.builtin import DefaultCorpusConfig
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "tsv", "text", "hf", "hf_disk", "default"]
-
-
-class LocatedSource(BaseModel):
-    """What every source config shares: a location checked for its format, and a label.
-
-    Subclasses declare ``path``, ``format``, ``name`` and ``hf_name``.
-    """
-
-    default_label: ClassVar[str] = "default"
-
-    @model_validator(mode="after")
-    def _needs_location(self) -> LocatedSource:
-        if self.format == "default":
-            return self
-        if self.format == "hf":
-            if not self.hf_name:
-                raise ValueError("a source with format 'hf' needs hf_name")
-            return self
-        if not self.path:
-            raise ValueError(f"a source with format {self.format!r} needs a path")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return self.name
-        if self.format == "default":
-            return self.default_label
-        if self.format == "hf":
-            return f"hf:{self.hf_name}"
-        return Path(self.path or "source").stem or "source"
 
 
 class SourceConfig(LocatedSource):
@@ -72,16 +43,14 @@ class SourceConfig(LocatedSource):
     revision: str | None = None
     streaming: bool = True
 
-
-class DefaultCorpusConfig(BaseModel):
-    """The built-in offline corpus, harvested from this Python installation at run time."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    stdlib_docstrings: bool = True
-    distribution_descriptions: bool = True
-    licence_files: bool = True
-    min_chars: int = Field(40, description="Shorter docstrings are not worth a document")
+    def read_options(self) -> ReadOptions:
+        return ReadOptions(
+            text_field=self.text_field,
+            text_mode=self.text_mode,
+            header=self.header,
+            columns=tuple(self.columns) if self.columns is not None else None,
+            quoting=self.quoting,
+        )
 
 
 class IngestConfig(BaseModel):

@@ -8,9 +8,7 @@ append a new version whose parent is the previous one.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,23 @@ from pydantic import BaseModel
 
 from ..dataset import Dataset, is_published
 from ..errors import ConfigError
-from ..hashing import canonical_json, sha256_bytes, sha256_file, text_id
+from ..hashing import canonical_json, sha256_bytes, text_id
+from ..rejects import RejectSink
 from ..schema import DOCUMENT_SCHEMA
+from ..sources import (
+    Problem,
+    detect_format,
+    file_units,
+    hf_digest,
+    read_file,
+    read_hf,
+    take_repairs,
+    tree_digest,
+)
+from ..sources import builtin as default_corpus
+from ..sources.normalize import normalize_text
 from ..stage import Mapper, Phase, Planned, Stage, StageContext, StageResult, sum_counts
-from . import default_corpus
 from .config import IngestConfig, SourceConfig
-from .normalize import normalize_text
-from .readers import Problem, detect_format, read_file, read_hf, take_repairs
 
 REJECT_PREFIX = "ingest."
 
@@ -108,64 +116,20 @@ def list_units(config: IngestConfig, known: dict[str, dict[str, Any]]) -> list[d
                 units.append({"source": i, "kind": "default", "key": key, "sha256": digest, **u})
         elif src.format == "hf":
             key = f"hf:{src.hf_name}:{src.hf_config}:{src.split}:{src.revision}:{src.data_files}"
-            units.append({"source": i, "kind": "hf", "key": key, "sha256": _hf_digest(src)})
+            digest = hf_digest(src.model_dump(mode="json"), src.data_files)
+            units.append({"source": i, "kind": "hf", "key": key, "sha256": digest})
         elif src.format == "hf_disk":
-            path = Path(src.path).resolve()
+            path = Path(src.path or "").resolve()
             if not path.is_dir():
                 raise ConfigError(f"source {i}: {src.path} is not a `save_to_disk` directory")
-            units.append({"source": i, "kind": "hf", "key": f"hf_disk:{path}", "sha256": _tree_digest(path)})
+            units.append({"source": i, "kind": "hf", "key": f"hf_disk:{path}", "sha256": tree_digest(path)})
         else:
-            files = expand_path(src.path or "")
-            if not files:
-                raise ConfigError(f"source {i}: {src.path!r} matches no files")
-            for f in files:
-                key = f"file:{f}"
-                st = f.stat()
-                prev = known.get(key)
-                if prev and prev.get("size") == st.st_size and prev.get("mtime_ns") == st.st_mtime_ns:
-                    digest = prev["sha256"]
-                else:
-                    digest = sha256_file(f)
-                fmt = detect_format(f) if src.format == "auto" else src.format
-                units.append(
-                    {
-                        "source": i,
-                        "kind": "file",
-                        "key": key,
-                        "path": str(f),
-                        "format": fmt,
-                        "sha256": digest,
-                        "size": st.st_size,
-                        "mtime_ns": st.st_mtime_ns,
-                    }
-                )
+            units += file_units(i, src.path or "", lambda f, s=src: _file_format(f, s), known)
     return units
 
 
-def expand_path(spec: str) -> list[Path]:
-    """A file, a directory (recursively, hidden files skipped) or a glob, as sorted absolute paths."""
-    p = Path(spec).expanduser()
-    if p.is_file():
-        return [p.resolve()]
-    if p.is_dir():
-        out = []
-        for d, dirs, files in os.walk(p):
-            dirs[:] = sorted(x for x in dirs if not x.startswith((".", "_")))
-            out += [Path(d, f).resolve() for f in files if not f.startswith((".", "_"))]
-        return sorted(out)
-    return sorted(Path(x).resolve() for x in glob.glob(spec, recursive=True) if Path(x).is_file())
-
-
-def _tree_digest(path: Path) -> str:
-    parts = [f"{f.relative_to(path)}:{sha256_file(f)}" for f in sorted(path.rglob("*")) if f.is_file()]
-    return sha256_bytes("\n".join(parts).encode())
-
-
-def _hf_digest(src: SourceConfig) -> str:
-    files = []
-    for spec in src.data_files or []:
-        files += [f"{f}:{sha256_file(f)}" for f in expand_path(spec)]
-    return sha256_bytes(canonical_json([src.model_dump(mode="json"), files]).encode())
+def _file_format(path: Path, src: SourceConfig) -> str:
+    return detect_format(path) if src.format == "auto" else src.format
 
 
 def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[str, Any]:
@@ -176,42 +140,25 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     label = unit["part"] if unit["kind"] == "default" else src.label
     prefix = f"part-{index:05d}"
     docs = ctx.writer("data", DOCUMENT_SCHEMA, prefix, max_rows=cfg.shard_rows)
-    rejects = ctx.rejects_writer(prefix)
     origin = unit.get("path") or unit["key"]
     rows_in = rows_out = chars = repaired_docs = replacements = 0
-    rejected: dict[str, int] = {}
+    rejects = RejectSink(ctx.rejects_writer(prefix), REJECT_PREFIX, label, origin)
     take_repairs()
-
-    def reject(
-        n: int | None, reason: str, detail: str, raw: Any = None, doc_id: str | None = None, value=None
-    ):
-        reason = REJECT_PREFIX + reason
-        rejected[reason] = rejected.get(reason, 0) + 1
-        rejects.write_rows(
-            [
-                {
-                    "id": doc_id,
-                    "reason": reason,
-                    "value": None if value is None else str(value),
-                    "threshold": None,
-                    "duplicate_of": None,
-                    "detail": json.dumps({"error": detail}, ensure_ascii=False),
-                    "source": label,
-                    "source_file": origin,
-                    "source_record": n,
-                    "text": raw
-                    if isinstance(raw, str)
-                    else (None if raw is None else canonical_json(raw)[:4096]),
-                }
-            ]
-        )
 
     if unit["kind"] == "default":
         items = default_corpus.read_unit(unit, cfg.default_corpus)
     elif unit["kind"] == "hf":
-        items = read_hf(src)
+        items = read_hf(
+            disk_path=src.path if src.format == "hf_disk" else None,
+            name=src.hf_name,
+            config=src.hf_config,
+            data_files=src.data_files,
+            split=src.split,
+            revision=src.revision,
+            streaming=src.streaming,
+        )
     else:
-        items = read_file(Path(unit["path"]), unit["format"], src)
+        items = read_file(Path(unit["path"]), unit["format"], src.read_options())
 
     batch: list[dict[str, Any]] = []
     for n, item in items:
@@ -221,11 +168,11 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
             repaired_docs += 1
             replacements += fixed
         if isinstance(item, Problem):
-            reject(n, item.reason, item.detail, item.raw)
+            rejects.add(item.reason, item.detail, record=n, raw=item.raw)
             continue
         doc = to_document(item, src, cfg.max_doc_chars)
         if isinstance(doc, Problem):
-            reject(n, doc.reason, doc.detail, item, value=doc.raw)
+            rejects.add(doc.reason, doc.detail, record=n, raw=item, value=doc.raw)
             continue
         doc.update(source=label, source_file=origin, source_record=n)
         batch.append(doc)
@@ -237,6 +184,7 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     docs.write_rows(batch)
     docs.close()
     rejects.close()
+    rejected = rejects.counts
     out_unit = {k: unit[k] for k in ("key", "sha256", "size", "mtime_ns") if k in unit}
     return {
         "unit": out_unit,

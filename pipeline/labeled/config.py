@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..ingest.config import LocatedSource
+from ..sources import LocatedSource, ReadOptions
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "tsv", "hf", "hf_disk", "default"]
 Split = Literal["train", "validation", "test"]
@@ -48,6 +48,15 @@ class LabeledSourceConfig(LocatedSource):
     hf_config: str | None = None
     data_files: list[str] | None = None
     hf_split: str = "train"
+
+    def read_options(self, text_field: str) -> ReadOptions:
+        """Reader settings; ``text_field`` is the text (classify) or prompt (instruct) field."""
+        return ReadOptions(
+            text_field=text_field,
+            header=self.header,
+            columns=tuple(self.columns) if self.columns is not None else None,
+            quoting=self.quoting,
+        )
 
 
 class DefaultTaskConfig(BaseModel):

@@ -10,7 +10,6 @@ whose source gave none: within each label, rows are ordered by a seeded hash and
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from ..dataset import ShardWriter, reject_rows_table
-from ..errors import ConfigError
-from ..hashing import canonical_json, sha256_bytes, sha256_file, text_id
-from ..ingest.normalize import normalize_text
-from ..ingest.readers import Problem, take_repairs
-from ..ingest.stage import expand_path
+from ..dataset import ShardWriter
+from ..hashing import canonical_json, sha256_bytes, text_id
+from ..rejects import RejectSink, reject_row, reject_rows_table
 from ..schema import DOCUMENT_SCHEMA
+from ..sources import Problem, file_units, hf_digest, take_repairs, tree_digest
+from ..sources import builtin as default_corpus
+from ..sources.normalize import normalize_text
 from ..stage import Phase, Stage, StageContext, sum_counts
 from .config import LabeledConfig, LabeledSourceConfig
 from .readers import file_format, read_default, read_hf_source, read_source_file
@@ -121,43 +120,16 @@ def list_units(config: LabeledConfig) -> list[dict[str, Any]]:
     units: list[dict[str, Any]] = []
     for i, src in enumerate(config.sources):
         if src.format == "default":
-            from ..ingest import default_corpus
-
-            units.append(
-                {
-                    "source": i,
-                    "kind": "default",
-                    "key": "default",
-                    "sha256": sha256_bytes(canonical_json(default_corpus.identity()).encode()),
-                }
-            )
+            digest = sha256_bytes(canonical_json(default_corpus.identity()).encode())
+            units.append({"source": i, "kind": "default", "key": "default", "sha256": digest})
         elif src.format in ("hf", "hf_disk"):
-            units.append(
-                {"source": i, "kind": "hf", "key": f"hf:{src.hf_name or src.path}", "sha256": _hf_digest(src)}
-            )
+            digest = hf_digest(src.model_dump(mode="json"), src.data_files)
+            if src.format == "hf_disk" and src.path:
+                digest = sha256_bytes(f"{digest}:{tree_digest(Path(src.path))}".encode())
+            units.append({"source": i, "kind": "hf", "key": f"hf:{src.hf_name or src.path}", "sha256": digest})
         else:
-            files = expand_path(src.path or "")
-            if not files:
-                raise ConfigError(f"labeled source {i}: {src.path!r} matches no files")
-            for f in files:
-                units.append(
-                    {
-                        "source": i,
-                        "kind": "file",
-                        "key": f"file:{f}",
-                        "path": str(f),
-                        "format": file_format(f, src),
-                        "sha256": sha256_file(f),
-                    }
-                )
+            units += file_units(i, src.path or "", lambda f, s=src: file_format(f, s), what="labeled source")
     return units
-
-
-def _hf_digest(src: LabeledSourceConfig) -> str:
-    paths = [Path(p) for p in (src.data_files or [])]
-    if src.format == "hf_disk" and src.path:
-        paths += sorted(p for p in Path(src.path).rglob("*") if p.is_file())
-    return canonical_json([(str(p), sha256_file(p)) for p in paths if p.is_file()])
 
 
 def read_unit(ctx: StageContext, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
@@ -169,28 +141,17 @@ def read_unit(ctx: StageContext, item: tuple[int, dict[str, Any]]) -> dict[str, 
     origin = unit.get("path") or unit["key"]
     prefix = f"part-{index:05d}"
     pending = ShardWriter(ctx.view(_PENDING), _PENDING_SCHEMA, prefix=prefix, max_rows=cfg.shard_rows)
-    rejects = ctx.rejects_writer(f"read-{index:05d}")
+    rejects = RejectSink(ctx.rejects_writer(f"read-{index:05d}"), PREFIX, label, origin)
     rows_in = 0
-    rejected: dict[str, int] = {}
     labels: dict[str, int] = {}
     first_field = src.text_field if cfg.task == "classify" else src.prompt_field
     take_repairs()
-
-    def reject(
-        n: int | None, reason: str, detail: str, raw: Any = None, value: Any = None, doc_id: str | None = None
-    ):
-        reason = PREFIX + reason
-        rejected[reason] = rejected.get(reason, 0) + 1
-        text = raw if isinstance(raw, str) or raw is None else canonical_json(raw)
-        rejects.write(
-            reject_rows_table([_reject_row(doc_id, reason, value, None, detail, label, origin, n, text)])
-        )
 
     if unit["kind"] == "default":
         items = read_default(cfg.default_task)
         fields = {"text_field": "text", "label_field": "package"}
     elif unit["kind"] == "hf":
-        items = read_hf_source(src, first_field)
+        items = read_hf_source(src)
         fields = {}
     else:
         items = read_source_file(Path(unit["path"]), unit["format"], src, first_field)
@@ -200,11 +161,11 @@ def read_unit(ctx: StageContext, item: tuple[int, dict[str, Any]]) -> dict[str, 
     for n, rec in items:
         rows_in += 1
         if isinstance(rec, Problem):
-            reject(n, rec.reason, rec.detail, rec.raw)
+            rejects.add(rec.reason, rec.detail, record=n, raw=rec.raw)
             continue
         row = to_example(rec, view, cfg)
         if isinstance(row, Problem):
-            reject(n, row.reason, row.detail, rec, row.raw)
+            rejects.add(row.reason, row.detail, record=n, raw=rec, value=row.raw)
             continue
         row.update(source=label, url=None, source_file=origin, source_record=n)
         row["key"] = xxhash.xxh3_64_intdigest(f"{cfg.seed}:{row['id']}".encode())
@@ -222,7 +183,7 @@ def read_unit(ctx: StageContext, item: tuple[int, dict[str, Any]]) -> dict[str, 
         "source": label,
         "rows_in": rows_in,
         "rows_out": 0,
-        "rejected": rejected,
+        "rejected": rejects.counts,
         "labels": labels,
         "repaired": take_repairs(),
     }
@@ -385,38 +346,32 @@ def split_unit(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
     for i, r in enumerate(table.to_pylist()):
         f = int(fate[i])
         if f == DUPLICATE:
-            reason, value, detail = (
-                PREFIX + "duplicate",
-                r["label"],
-                {"error": "an earlier row has the same id"},
-            )
+            reason = PREFIX + "duplicate"
             bad.append(
-                _reject_row(
-                    r["id"],
+                reject_row(
                     reason,
-                    value,
-                    None,
-                    json.dumps(detail),
-                    r["source"],
-                    r["source_file"],
-                    r["source_record"],
-                    r["text"],
+                    doc_id=r["id"],
+                    value=r["label"],
+                    detail="an earlier row has the same id",
                     duplicate_of=unit["dup_of"][i],
+                    source=r["source"],
+                    source_file=r["source_file"],
+                    record=r["source_record"],
+                    text=r["text"],
                 )
             )
         elif f == OVER_CAP:
             reason = PREFIX + "over_max_per_label"
             bad.append(
-                _reject_row(
-                    r["id"],
+                reject_row(
                     reason,
-                    r["label"],
-                    str(cfg.max_per_label),
-                    None,
-                    r["source"],
-                    r["source_file"],
-                    r["source_record"],
-                    r["text"],
+                    doc_id=r["id"],
+                    value=r["label"],
+                    threshold=str(cfg.max_per_label),
+                    source=r["source"],
+                    source_file=r["source_file"],
+                    record=r["source_record"],
+                    text=r["text"],
                 )
             )
         else:
@@ -434,25 +389,6 @@ def split_unit(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
         rejects.write(reject_rows_table(bad))
     rejects.close()
     return {"rows_in": 0, "rows_out": len(rows), "rejected": rejected, "by_label": by_label}
-
-
-def _reject_row(
-    doc_id, reason, value, threshold, detail, source, source_file, record, text, duplicate_of=None
-):
-    if detail is not None and not detail.startswith("{"):
-        detail = json.dumps({"error": detail}, ensure_ascii=False)
-    return {
-        "id": doc_id,
-        "reason": reason,
-        "value": None if value is None else str(value),
-        "threshold": threshold,
-        "duplicate_of": duplicate_of,
-        "detail": detail,
-        "source": source,
-        "source_file": source_file,
-        "source_record": record,
-        "text": text,
-    }
 
 
 def _by_source(read: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

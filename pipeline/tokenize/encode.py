@@ -22,8 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Encoding
 
-from ..dataset import REJECT_TEXT_LIMIT, Dataset, ShardWriter
+from ..dataset import Dataset, ShardWriter
 from ..observe import report
+from ..rejects import REJECT_TEXT_LIMIT
 from ..stage import StageContext
 from .config import TokenizeConfig
 from .formats import DOCS_VIEW, SPLITS, TOKENIZER_DIR, docs_schema, docs_table, is_val, stream_file, unit_hash

@@ -1,8 +1,10 @@
-"""Readers for every source format. Each yields raw records or problems, never raises on bad data.
+"""Readers for every file format. Each yields raw records or problems, never raises on bad data.
 
 A reader yields ``(record_no, item)`` where item is a ``dict`` (a raw record whose fields are
 mapped later) or a :class:`Problem` (the record, or the whole file, cannot be read). Record numbers
 are 1-based lines for line formats and 1-based rows otherwise; ``None`` means the whole file.
+What a reader needs of its source's config is a :class:`ReadOptions`, so that ingest, labeled
+and any other stage read a format the same way.
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import orjson
 import pyarrow.parquet as pq
 import zstandard
-
-from .config import SourceConfig
 
 SNIFF_BYTES = 8_192
 _repairs = threading.local()
@@ -47,6 +47,17 @@ def take_repairs() -> int:
 
 def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="tokenmill_repair")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read one source's files: the fields the readers look at."""
+
+    text_field: str = "text"  # Parquet: the column that must exist
+    text_mode: Literal["file", "paragraphs"] = "file"  # plain text: one record per file or per block
+    header: bool = True  # CSV/TSV: the first row names the columns
+    columns: tuple[str, ...] | None = None  # CSV/TSV without a header
+    quoting: Literal["auto", "csv", "none"] = "auto"  # auto: csv quoting for .csv, none for .tsv
 
 
 @dataclass
@@ -94,7 +105,7 @@ def looks_binary(head: bytes) -> bool:
     return b"\x00" in head
 
 
-def read_file(path: Path, fmt: str, source: SourceConfig) -> Iterator[Item]:
+def read_file(path: Path, fmt: str, opts: ReadOptions) -> Iterator[Item]:
     reader = {
         "jsonl": read_jsonl,
         "parquet": read_parquet,
@@ -106,7 +117,7 @@ def read_file(path: Path, fmt: str, source: SourceConfig) -> Iterator[Item]:
         if path.stat().st_size == 0:
             yield None, Problem("empty_file", "the file is empty")
             return
-        yield from reader[fmt](path, source, fmt)
+        yield from reader[fmt](path, opts, fmt)
     except PermissionError as e:
         yield None, Problem("unreadable_file", str(e))
 
@@ -124,7 +135,7 @@ def _sniff(path: Path) -> bytes | Problem:
     return head
 
 
-def read_jsonl(path: Path, source: SourceConfig, fmt: str = "jsonl") -> Iterator[Item]:
+def read_jsonl(path: Path, opts: ReadOptions, fmt: str = "jsonl") -> Iterator[Item]:
     head = _sniff(path)
     if isinstance(head, Problem):
         yield None, head
@@ -158,7 +169,7 @@ def read_jsonl(path: Path, source: SourceConfig, fmt: str = "jsonl") -> Iterator
             )
 
 
-def read_text(path: Path, source: SourceConfig, fmt: str = "text") -> Iterator[Item]:
+def read_text(path: Path, opts: ReadOptions, fmt: str = "text") -> Iterator[Item]:
     head = _sniff(path)
     if isinstance(head, Problem):
         yield None, head
@@ -170,7 +181,7 @@ def read_text(path: Path, source: SourceConfig, fmt: str = "text") -> Iterator[I
         yield 1, Problem("truncated_file", f"{type(e).__name__}: {e}")
         return
     text = decode(data)
-    if source.text_mode == "file":
+    if opts.text_mode == "file":
         yield 1, {"text": text}
         return
     for n, block in enumerate(re.split(r"\n\s*\n", text.replace("\r\n", "\n")), 1):
@@ -178,7 +189,7 @@ def read_text(path: Path, source: SourceConfig, fmt: str = "text") -> Iterator[I
             yield n, {"text": block.strip("\n")}
 
 
-def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Item]:
+def read_csv(path: Path, opts: ReadOptions, fmt: str = "csv") -> Iterator[Item]:
     head = _sniff(path)
     if isinstance(head, Problem):
         yield None, head
@@ -189,11 +200,11 @@ def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Ite
     with open_binary(path) as fb:
         f = io.TextIOWrapper(fb, encoding="utf-8", errors="tokenmill_repair", newline="")
         # In TSV exports a stray double quote is text; CSV quoting would silently merge lines.
-        plain = source.quoting == "none" or (source.quoting == "auto" and fmt == "tsv")
+        plain = opts.quoting == "none" or (opts.quoting == "auto" and fmt == "tsv")
         rows = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if plain else csv.QUOTE_MINIMAL)
         try:
-            names = source.columns
-            if source.header:
+            names = opts.columns
+            if opts.header:
                 header = next(rows, None)
                 n += 1
                 names = names or [h.strip() for h in header or []]
@@ -221,15 +232,15 @@ def read_csv(path: Path, source: SourceConfig, fmt: str = "csv") -> Iterator[Ite
             yield n + 1, Problem("truncated_file", f"stream ended early: {type(e).__name__}: {e}")
 
 
-def read_parquet(path: Path, source: SourceConfig, fmt: str = "parquet") -> Iterator[Item]:
+def read_parquet(path: Path, opts: ReadOptions, fmt: str = "parquet") -> Iterator[Item]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError subclasses for non-Parquet bytes
         yield None, Problem("unreadable_parquet", f"{type(e).__name__}: {e}")
         return
     names = pf.schema_arrow.names
-    if source.text_field not in names:
-        detail = f"no column {source.text_field!r}; columns are {names}"
+    if opts.text_field not in names:
+        detail = f"no column {opts.text_field!r}; columns are {names}"
         for i in range(pf.metadata.num_rows):
             yield i + 1, Problem("missing_text_field", detail)
         return
@@ -245,22 +256,26 @@ def read_parquet(path: Path, source: SourceConfig, fmt: str = "parquet") -> Iter
             yield n + i + 1, Problem("corrupt_parquet", f"{type(e).__name__}: {e}")
 
 
-def read_hf(source: SourceConfig) -> Iterator[Item]:
-    """A Hugging Face dataset by name (streaming) or a `save_to_disk` directory."""
+def read_hf(
+    *,
+    disk_path: str | None = None,
+    name: str | None = None,
+    config: str | None = None,
+    data_files: list[str] | None = None,
+    split: str = "train",
+    revision: str | None = None,
+    streaming: bool = True,
+) -> Iterator[Item]:
+    """A Hugging Face dataset by builder/name (local files; no remote code) or a `save_to_disk` dir."""
     import datasets
 
-    if source.format == "hf_disk":
-        ds = datasets.load_from_disk(source.path)
+    if disk_path is not None:
+        ds = datasets.load_from_disk(disk_path)
         if isinstance(ds, datasets.DatasetDict):
-            ds = ds[source.split]
+            ds = ds[split]
     else:
         ds = datasets.load_dataset(
-            source.hf_name,
-            source.hf_config,
-            data_files=source.data_files,
-            split=source.split,
-            revision=source.revision,
-            streaming=source.streaming,
+            name, config, data_files=data_files, split=split, revision=revision, streaming=streaming
         )
     for n, rec in enumerate(ds, 1):
         yield n, dict(rec)

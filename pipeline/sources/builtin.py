@@ -1,5 +1,8 @@
 """The built-in offline corpus: real English prose found in every Python installation.
 
+It feeds ingest (``format: default``) and the labeled stage's default task (docstrings labeled
+by their standard-library package).
+
 Three kinds of document, harvested at run time (nothing is shipped in the repository):
 
 * ``stdlib``: docstrings of the standard library's modules, classes and functions, read with
@@ -18,12 +21,25 @@ import os
 import re
 import sys
 import sysconfig
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import DefaultCorpusConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DefaultCorpusConfig(BaseModel):
+    """The built-in offline corpus, harvested from this Python installation at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stdlib_docstrings: bool = True
+    distribution_descriptions: bool = True
+    licence_files: bool = True
+    min_chars: int = Field(40, description="Shorter docstrings are not worth a document")
+
 
 STDLIB_CHUNK = 64  # stdlib files per unit of work
 _SKIP_DIRS = {
@@ -37,6 +53,10 @@ _SKIP_DIRS = {
     "turtledemo",
 }
 _LICENCE_FILE = re.compile(r"(^|/)(LICEN[CS]E|COPYING|NOTICE)[^/]*$", re.IGNORECASE)
+# Units run in threads. CPython 3.11's ast.parse is not thread-safe (concurrent calls fail with
+# "SystemError: AST constructor recursion depth mismatch"), and warnings.catch_warnings swaps
+# process-global filters: both happen under this lock.
+_PARSE_LOCK = threading.Lock()
 
 
 def stdlib_files() -> list[Path]:
@@ -86,7 +106,7 @@ def read_unit(unit: dict[str, Any], cfg: DefaultCorpusConfig) -> Iterator[tuple[
     part = unit["part"]
     if part == "stdlib":
         files = stdlib_files()[unit["start"] : unit["stop"]]
-        gen = _docstrings(files, cfg.min_chars)
+        gen = docstrings(files, cfg.min_chars)
     elif part == "distributions":
         gen = _descriptions(cfg.min_chars)
     else:
@@ -94,7 +114,7 @@ def read_unit(unit: dict[str, Any], cfg: DefaultCorpusConfig) -> Iterator[tuple[
     yield from enumerate(gen, 1)
 
 
-def _module_name(path: Path) -> str:
+def module_name(path: Path) -> str:
     root = Path(sysconfig.get_paths()["stdlib"])
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -102,13 +122,12 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _docstrings(files: list[Path], min_chars: int) -> Iterator[dict[str, Any]]:
+def docstrings(files: list[Path], min_chars: int) -> Iterator[dict[str, Any]]:
     for path in files:
-        module = _module_name(path)
+        module = module_name(path)
+        source = path.read_bytes()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(path.read_bytes(), filename=str(path))
+            tree = parse_quietly(source, str(path))
         except (SyntaxError, ValueError):
             continue  # a few stdlib files are deliberately invalid (bad-syntax samples)
         package = module.split(".")[0]
@@ -125,6 +144,13 @@ def _docstrings(files: list[Path], min_chars: int) -> Iterator[dict[str, Any]]:
                 "object": qualname,
                 "kind": kind,
             }
+
+
+def parse_quietly(source: bytes, filename: str) -> ast.Module:
+    """``ast.parse`` without SyntaxWarnings (old escape sequences in docstrings), thread-safely."""
+    with _PARSE_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(source, filename=filename)
 
 
 def _walk(tree: ast.Module) -> Iterator[tuple[str, str, ast.AST]]:

@@ -1,0 +1,132 @@
+"""Writing shards: Arrow tables in, zstd Parquet files with their sizes and hashes out."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..hashing import sha256_file
+from .layout import COMPRESSION, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS, MANIFEST
+
+
+@dataclass
+class ShardInfo:
+    file: str
+    rows: int
+    bytes: int
+    sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256}
+
+
+class ShardWriter:
+    """Streams Arrow tables into ``<prefix>-NNNN.parquet`` shards, rolling over at ``max_rows``.
+
+    No file is created until the first row arrives, so a unit of work that yields nothing leaves
+    nothing behind. Output bytes depend only on the rows written, which keeps runs byte-identical.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        schema: pa.Schema,
+        prefix: str = "part",
+        max_rows: int = DEFAULT_SHARD_ROWS,
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    ):
+        self.directory = Path(directory)
+        self.schema = schema
+        self.prefix = prefix
+        self.max_rows = max_rows
+        self.row_group_rows = row_group_rows
+        self.shards: list[ShardInfo] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._path: Path | None = None
+        self._rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards) + self._rows + self._pending_rows
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if table.num_rows == 0:
+            return
+        table = table.select(self.schema.names).cast(self.schema)
+        offset = 0
+        while offset < table.num_rows:
+            room = self.max_rows - self._rows - self._pending_rows
+            piece = table.slice(offset, room)
+            self._pending.append(piece)
+            self._pending_rows += piece.num_rows
+            offset += piece.num_rows
+            if self._pending_rows >= self.row_group_rows:
+                self._flush()
+            if self._rows + self._pending_rows >= self.max_rows:
+                self._roll()
+
+    def write_rows(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.write(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def _flush(self) -> None:
+        if not self._pending_rows:
+            return
+        if self._writer is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._path = self.directory / f"{self.prefix}-{len(self.shards):04d}.parquet"
+            self._writer = pq.ParquetWriter(
+                self._path, self.schema, compression=COMPRESSION, write_statistics=True
+            )
+        table = pa.concat_tables(self._pending)
+        self._writer.write_table(table, row_group_size=self.row_group_rows)
+        self._rows += table.num_rows
+        self._pending, self._pending_rows = [], 0
+
+    def _roll(self) -> None:
+        self._flush()
+        if self._writer is None:
+            return
+        self._writer.close()
+        assert self._path is not None
+        self.shards.append(
+            ShardInfo(self._path.name, self._rows, self._path.stat().st_size, sha256_file(self._path))
+        )
+        self._writer, self._path, self._rows = None, None, 0
+
+    def close(self) -> list[ShardInfo]:
+        self._roll()
+        return self.shards
+
+
+def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
+    path = Path(directory) / MANIFEST
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def describe_shards(directory: str | Path) -> list[ShardInfo]:
+    """Shard entries for every Parquet file in a view directory, sorted by name."""
+    out = []
+    for p in sorted(Path(directory).glob("*.parquet")):
+        out.append(ShardInfo(p.name, pq.ParquetFile(p).metadata.num_rows, p.stat().st_size, sha256_file(p)))
+    return out
+
+
+def ensure_nonempty(directory: str | Path, schema: pa.Schema) -> None:
+    """An empty view still holds one empty shard, so `read_parquet('view/*.parquet')` works."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not any(directory.glob("*.parquet")):
+        pq.write_table(schema.empty_table(), directory / "part-empty.parquet", compression=COMPRESSION)
