@@ -1,9 +1,10 @@
 """Running tokenmill like production: a Prefect server, deployments, a worker, triggers.
 
 Plain functions behind `tokenmill server | deploy | worker | trigger`. The deployments are
-declared once, here (`deployment_specs`), from `flows.stages.STAGE_FLOWS`; `deployments/prefect.yaml`
-is generated from them (`tokenmill deploy --write-yaml`), checked in, and registered with
-`prefect deploy --all`, so the file, the CLI and the tests can never disagree.
+derived, here (`deployment_specs`), from the stage registry (`pipeline.stages`) through the flows
+generated from it (`flows.stages.STAGE_FLOWS`); `deployments/prefect.yaml` is generated from
+them (`tokenmill deploy --write-yaml`), checked in, and registered with `prefect deploy --all`,
+so the file, the CLI and the tests can never disagree.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from typing import Any
 import yaml
 
 from pipeline import storage
+from pipeline.stages import scheduled
+
+from .events import COMPLETED_EVENT
+from .failures import record_failure as record_failure  # the stage flows' on_failure hook
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
@@ -31,16 +36,14 @@ DEPLOYMENT = "tokenmill"  # each stage flow's deployment: `prefect deployment ru
 DEFAULT_PORT = 4200
 DATA_DIR_ENV = "TOKENMILL_DATA_DIR"  # what prefect.yaml's `{{ $TOKENMILL_DATA_DIR }}` reads at deploy time
 
-# The incremental data path runs nightly; training weekly. Each list is in pipeline order, and
-# a schedule asks end_to_end for the last stage present (it runs everything upstream, cached).
-DATA_PATH = ("ingest", "dedup", "annotate", "filter", "tokenize")
-TRAINING = ("pretrain", "labeled", "finetune", "evaluate")
+# The incremental data path runs nightly; training weekly (each stage declares its `schedule`).
+# Each list is in pipeline order, and a schedule asks end_to_end for the last stage (it runs
+# everything upstream, cached).
+DATA_PATH = tuple(scheduled("data"))
+TRAINING = tuple(scheduled("training"))
 NIGHTLY_CRON = "0 2 * * *"
 WEEKLY_CRON = "0 4 * * 6"
 TIMEZONE = "UTC"
-
-COMPLETED_EVENT = "tokenmill.stage.completed"  # emitted by flows.stages.run_stage_flow
-
 
 # ---------------------------------------------------------------------------------------------
 # Deployments, declared once
@@ -346,62 +349,3 @@ def ui_url(flow_run_id: Any, url: str | None = None) -> str:
     base = (url or api_url()).rstrip("/")
     base = base.removesuffix("/api")
     return f"{base}/runs/flow-run/{flow_run_id}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Failure hook (on_failure of every stage flow)
-
-
-def failure_markdown(flow_name: str, flow_run: Any, state: Any) -> str:
-    params = dict(getattr(flow_run, "parameters", None) or {})
-    when = getattr(state, "timestamp", None)
-    lines = [
-        f"## {flow_name} failed: run `{flow_run.name}` ({flow_run.id})",
-        "",
-        f"- when: {when.isoformat() if when else 'unknown'}",
-        f"- state: {state.name}",
-        f"- data_dir: `{params.get('data_dir', 'data')}`",
-        f"- inputs: `{params.get('inputs') or 'latest published'}`",
-        "",
-        "**Reason**",
-        "",
-        "```",
-        (state.message or "no message").strip(),
-        "```",
-        "",
-        (
-            "Nothing was published: a stage publishes its dataset atomically or not at all. "
-            "Data errors (bad input, failed validation) were not retried; I/O errors were retried "
-            "with exponential backoff before failing. Fix the cause and re-run the same deployment."
-        ),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def record_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """on_failure hook: the reason goes to a Prefect markdown artifact and to
-    `<data root>/reports/failures.md` (newest last). Must never raise."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import ArtifactCreate
-
-    md = failure_markdown(flow.name, flow_run, state)
-    params = dict(getattr(flow_run, "parameters", None) or {})
-    try:
-        report = storage.resolve_root(str(params.get("data_dir") or "data")) / "reports" / "failures.md"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        new = not report.exists()
-        with report.open("a", encoding="utf-8") as f:
-            f.write(("# tokenmill failures\n\n" if new else "") + md + "\n")
-    except OSError:
-        pass  # the artifact below still carries the reason
-    with get_client(sync_client=True) as client:
-        client.create_artifact(
-            ArtifactCreate(
-                type="markdown",
-                key=f"{flow.name}-failure".lower().replace("_", "-"),
-                description=f"{flow.name}: why the run failed",
-                data=md,
-                flow_run_id=flow_run.id,
-            )
-        )

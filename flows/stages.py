@@ -1,17 +1,21 @@
-"""One Prefect flow per stage, and the end-to-end flow that chains them as subflows.
+"""One Prefect flow per registered stage, and the end-to-end flow that chains them as subflows.
 
-Each stage flow only wires: it resolves its input datasets, runs the stage with a mapper that
-turns every unit of work into a Prefect task, records the result in the catalog, publishes
-artifacts and emits a completion event. All logic lives in `pipeline/`.
+The stage flows are generated from the stage registry (`pipeline.stages`): ``<name>_flow`` is a
+flow named after the stage, documented by its description, whose ``config`` parameter is typed by
+the stage's config model (so the Prefect UI renders that form). Each only wires: it resolves its
+input datasets, runs the stage with a mapper that turns every unit of work into a Prefect task,
+records the result in the catalog, publishes artifacts and emits a completion event. All logic
+lives in `pipeline/`.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -20,25 +24,16 @@ from prefect.states import Completed
 from pipeline import catalog, observe, storage
 from pipeline.config import PipelineConfig
 from pipeline.dataset import Dataset, is_published, version_dir
-from pipeline.dedup.config import DedupConfig
 from pipeline.errors import ConfigError, DataError
-from pipeline.evaluate.config import EvaluateConfig
-from pipeline.filter.config import AnnotateConfig, FilterConfig
-from pipeline.finetune.config import FinetuneConfig
-from pipeline.ingest.config import IngestConfig
-from pipeline.labeled.config import LabeledConfig
-from pipeline.pretrain.config import PretrainConfig
 from pipeline.report import build_run_report
-from pipeline.stage import StageResult, run_stage
-from pipeline.stages import BY_NAME, ORDER, upstream
-from pipeline.tokenize.config import TokenizeConfig
+from pipeline.stage import Stage, StageResult, run_stage
+from pipeline.stages import BY_NAME, ORDER, STAGES, upstream
 
 from .artifacts import publish_stage_artifacts
 from .engines import shared_cluster, task_runner
-from .ops import record_failure
+from .events import COMPLETED_EVENT
+from .failures import record_failure
 from .runtime import ProgressReporter, prefect_mapper
-
-COMPLETED_EVENT = "tokenmill.stage.completed"
 
 
 def resolve_inputs(stage_name: str, root: Path, given: dict[str, str] | None) -> dict[str, Dataset]:
@@ -114,94 +109,39 @@ def run_stage_flow(
     return summary
 
 
-@flow(name="ingest", log_prints=True, on_failure=[record_failure])
-def ingest_flow(
-    config: IngestConfig = IngestConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Read the configured sources into canonical documents (incremental by content hash)."""
-    return run_stage_flow("ingest", config, data_dir, inputs)
+def stage_flow(stage: Stage) -> Flow:
+    """The Prefect flow of one stage: ``(config, data_dir, inputs) -> summary``."""
+
+    def run(config: Any, data_dir: str = "data", inputs: dict[str, str] | None = None) -> dict:
+        return run_stage_flow(stage.name, config, data_dir, inputs)
+
+    model = stage.config_model
+    run.__name__ = run.__qualname__ = f"{stage.name}_flow"
+    run.__module__ = __name__
+    run.__doc__ = stage.description
+    # The signature Prefect reads for the parameter schema (the UI's form) and for validation.
+    params = [
+        inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=model(), annotation=model),
+        inspect.Parameter("data_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="data", annotation=str),
+        inspect.Parameter(
+            "inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=dict[str, str] | None
+        ),
+    ]
+    run.__signature__ = inspect.Signature(params, return_annotation=dict)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in params} | {"return": dict}
+    return flow(name=stage.name, log_prints=True, on_failure=[record_failure])(run)
 
 
-@flow(name="dedup", log_prints=True, on_failure=[record_failure])
-def dedup_flow(
-    config: DedupConfig = DedupConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Remove exact and near duplicates (MinHash LSH) against everything accepted before."""
-    return run_stage_flow("dedup", config, data_dir, inputs)
-
-
-@flow(name="annotate", log_prints=True, on_failure=[record_failure])
-def annotate_flow(
-    config: AnnotateConfig = AnnotateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Compute every quality, language, toxicity, PII, bias and domain signal once, as columns."""
-    return run_stage_flow("annotate", config, data_dir, inputs)
-
-
-@flow(name="filter", log_prints=True, on_failure=[record_failure])
-def filter_flow(
-    config: FilterConfig = FilterConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Apply thresholds to the stored signals; rejects keep rule, value and threshold."""
-    return run_stage_flow("filter", config, data_dir, inputs)
-
-
-@flow(name="tokenize", log_prints=True, on_failure=[record_failure])
-def tokenize_flow(
-    config: TokenizeConfig = TokenizeConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Train (or load) the tokenizer, write per-document and packed token shards, validate with GX."""
-    return run_stage_flow("tokenize", config, data_dir, inputs)
-
-
-@flow(name="pretrain", log_prints=True, on_failure=[record_failure])
-def pretrain_flow(
-    config: PretrainConfig = PretrainConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Train a GPT or LSTM language model by maximum likelihood; resumes from its last checkpoint."""
-    return run_stage_flow("pretrain", config, data_dir, inputs)
-
-
-@flow(name="labeled", log_prints=True, on_failure=[record_failure])
-def labeled_flow(
-    config: LabeledConfig = LabeledConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Read labeled examples, map labels to ids, split train/validation/test (stratified)."""
-    return run_stage_flow("labeled", config, data_dir, inputs)
-
-
-@flow(name="finetune", log_prints=True, on_failure=[record_failure])
-def finetune_flow(
-    config: FinetuneConfig = FinetuneConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Fine-tune the pretrained checkpoint on the labeled task, and a from-scratch baseline."""
-    return run_stage_flow("finetune", config, data_dir, inputs)
-
-
-@flow(name="evaluate", log_prints=True, on_failure=[record_failure])
-def evaluate_flow(
-    config: EvaluateConfig = EvaluateConfig(), data_dir: str = "data", inputs: dict[str, str] | None = None
-) -> dict:
-    """Score fine-tuned vs from-scratch vs majority class on the test split; LM perplexity and samples."""
-    return run_stage_flow("evaluate", config, data_dir, inputs)
-
-
-STAGE_FLOWS = {
-    "ingest": ingest_flow,
-    "dedup": dedup_flow,
-    "annotate": annotate_flow,
-    "filter": filter_flow,
-    "tokenize": tokenize_flow,
-    "pretrain": pretrain_flow,
-    "labeled": labeled_flow,
-    "finetune": finetune_flow,
-    "evaluate": evaluate_flow,
-}
+STAGE_FLOWS: dict[str, Flow] = {s.name: stage_flow(s) for s in STAGES}
+# Module attributes `<stage>_flow`: the deployments' entrypoints (flows.stages.<stage>_flow).
+globals().update({f.fn.__name__: f for f in STAGE_FLOWS.values()})
 
 
 @flow(name="end_to_end", log_prints=True, on_failure=[record_failure])
 def end_to_end(
-    config: PipelineConfig = PipelineConfig(), data_dir: str = "data", stages: list[str] | None = None
+    config: PipelineConfig = PipelineConfig(),  # type: ignore[valid-type]
+    data_dir: str = "data",
+    stages: list[str] | None = None,
 ) -> list[dict]:
     """Run the named stages (default: all) and everything they depend on, in pipeline order."""
     root = storage.resolve_root(data_dir)
@@ -217,8 +157,10 @@ def end_to_end(
         with shared_cluster(config.engine) as engine:
             for name in todo:
                 inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
-                stage_flow = STAGE_FLOWS[name].with_options(task_runner=task_runner(engine))
-                summaries[name] = stage_flow(config=getattr(config, name), data_dir=str(root), inputs=inputs)
+                sub = STAGE_FLOWS[name].with_options(task_runner=task_runner(engine))
+                summaries[name] = sub(
+                    config=config.stage_config(name), data_dir=str(root), inputs=inputs
+                )
     except Exception as e:
         catalog.finish_run(root, run_id, "failed", str(e))
         raise

@@ -1,8 +1,10 @@
-"""The whole pipeline's configuration: one pydantic model per stage, gathered here.
+"""The whole pipeline's configuration: one section per registered stage, plus the engine.
 
-The same model is the YAML file format (`--config`), the target of `--set dotted.key=value`,
-and the Prefect flow parameter (so the UI renders a form). Defaults live in each stage's config
-module; a run records its resolved config in every manifest.
+``PipelineConfig`` is built from the stage registry (`pipeline.stages`): a section per stage,
+named after it and typed by its ``config_model``, in pipeline order. The same model is the YAML
+file format (`--config`), the target of `--set dotted.key=value`, and the Prefect flow parameter
+(so the UI renders a form). Defaults live in each stage's config module; a run records its
+resolved config in every manifest.
 """
 
 from __future__ import annotations
@@ -12,17 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from .dedup.config import DedupConfig
 from .errors import ConfigError
-from .evaluate.config import EvaluateConfig
-from .filter.config import AnnotateConfig, FilterConfig
-from .finetune.config import FinetuneConfig
-from .ingest.config import IngestConfig
-from .labeled.config import LabeledConfig
-from .pretrain.config import PretrainConfig
-from .tokenize.config import TokenizeConfig
+from .stages import STAGES
 
 
 class EngineConfig(BaseModel):
@@ -35,19 +30,24 @@ class EngineConfig(BaseModel):
     address: str | None = Field(None, description="Existing Dask scheduler or Ray cluster address")
 
 
-class PipelineConfig(BaseModel):
+class PipelineBase(BaseModel):
+    """What the pipeline config holds besides the stages' sections."""
+
     model_config = ConfigDict(extra="forbid")
 
     engine: EngineConfig = Field(default_factory=EngineConfig)
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
-    filter: FilterConfig = Field(default_factory=FilterConfig)
-    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
-    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
-    labeled: LabeledConfig = Field(default_factory=LabeledConfig)
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    def stage_config(self, name: str) -> BaseModel:
+        """The config section of stage ``name``."""
+        return getattr(self, name)
+
+
+PipelineConfig: type[PipelineBase] = create_model(  # type: ignore[call-overload]
+    "PipelineConfig",
+    __base__=PipelineBase,
+    __doc__="Every stage's configuration, one section per stage in pipeline order.",
+    **{s.name: (s.config_model, Field(default_factory=s.config_model, description=s.description)) for s in STAGES},
+)
 
 
 def parse_value(text: str) -> Any:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel
@@ -38,6 +38,7 @@ from .errors import DataError
 from .hashing import fingerprint as make_fingerprint
 from .schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
 from .storage import local_path
+from .validation import Suite, documents_suite, validate_stage_output
 
 log = logging.getLogger("tokenmill")
 
@@ -139,11 +140,20 @@ class StageResult:
 
 
 class Stage:
-    """Base class: subclasses set ``name``, ``inputs`` and ``config_model`` and define phases."""
+    """One stage, declared once: everything else (the pipeline config, the Prefect flows, the
+    CLI's stage list, the deployments) is derived from the registry of these in `pipeline.stages`.
+
+    Subclasses set ``name``, ``inputs``, ``config_model``, ``description`` and ``schedule`` and
+    define :meth:`phases`; :meth:`validation_suites` is the gate before publishing.
+    """
 
     name: str = ""
     inputs: tuple[str, ...] = ()  # upstream stages, in order; the first is the main input
     config_model: type[BaseModel]
+    description: str = ""  # one line: the stage flow's docstring and the deployment's description
+    # Which scheduled end_to_end deployment runs it: the nightly data path (whose stage
+    # deployments also chain on their upstream's completion event) or the weekly training.
+    schedule: Literal["data", "training"] | None = None
     version: str = "1"  # bump when the same config would now produce different bytes
     data_schema: pa.Schema = DOCUMENT_SCHEMA
     # Whether the data view's rows are the records counted in rows_out (not so for packed tokens).
@@ -207,10 +217,17 @@ class Stage:
         """A stage-specific markdown report of a published version (a Prefect artifact)."""
         return None
 
+    def validation_suites(self, staging_dir: Path, manifest: dict[str, Any]) -> list[Suite] | None:
+        """The expectations the staged output must meet before it is published (None: no gate).
+
+        Default: the document suite for stages whose data view holds documents.
+        """
+        if set(DOCUMENT_SCHEMA.names) <= set(self.data_schema.names):
+            return documents_suite(self, staging_dir, manifest)
+        return None
+
     def validate(self, ctx: StageContext, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Check the staged output before it is published; raise ValidationFailed to refuse."""
-        from .validation import validate_stage_output
-
         return validate_stage_output(self, ctx, manifest)
 
 

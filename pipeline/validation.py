@@ -61,14 +61,11 @@ class Suite:
 
 
 def validate_stage_output(stage: Stage, ctx: StageContext, manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """Run the stage's suite on its staged output; raise ValidationFailed if an expectation fails."""
-    kind = getattr(stage, "validation_suite", None)
-    if kind is None and set(DOCUMENT_SCHEMA.names) <= set(stage.data_schema.names):
-        kind = "documents"
-    if kind is None:
+    """Run the stage's suites on its staged output; raise ValidationFailed if an expectation fails."""
+    suites = stage.validation_suites(ctx.staging_dir, manifest)
+    if suites is None:
         return None
     t0 = time.perf_counter()
-    suites = SUITES[kind](stage, ctx.staging_dir, manifest)
     report = run_suites(suites)
     # Timing goes to the progress hook, not the manifest: outputs carry no wall-clock values.
     observe.report(
@@ -101,7 +98,7 @@ def documents_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -
         "id, source, length(trim(text, chr(32) || chr(9) || chr(10) || chr(13))) AS text_chars",
         {"id": "VARCHAR", "source": "VARCHAR", "text_chars": "BIGINT"},
     )
-    unique = getattr(stage, "unique_ids", True)
+    unique = stage.unique_ids
     # The column set is checked on the shards' schema, the rest on per-row properties.
     schema = Suite(
         f"{stage.name}.schema",
@@ -130,9 +127,8 @@ def documents_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -
     return suites
 
 
-def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -> list[Suite]:
-    from .tokenize.formats import DOCS_VIEW  # here, not at the top: tokenize imports this module
-
+def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any], docs_view: str) -> list[Suite]:
+    """Packed sequences in the data view, and per-document token lists in ``docs_view``."""
     gxe = _expectations()
     totals = manifest["totals"]
     width, top = totals["seq_len"] + 1, totals["vocab_size"] - 1
@@ -163,7 +159,7 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -> l
             gxe.ExpectColumnSumToBeBetween(column="is_val", min_value=n_val, max_value=n_val),
         ]
 
-    docs_files = _files(staging_dir / DOCS_VIEW)
+    docs_files = _files(staging_dir / docs_view)
     docs, docs_sampled = _frame(
         docs_files,
         f"id, split, n_tokens, len(input_ids) AS list_len, {ids}, (split = 'val')::INTEGER AS is_val",
@@ -190,14 +186,11 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -> l
         doc.append(gxe.ExpectColumnMeanToBeBetween(column="is_val", min_value=lo, max_value=hi))
     suites = [
         Suite(f"{stage.name}.{DATA_VIEW}", data, seq, sampled=data_sampled),
-        Suite(f"{stage.name}.{DOCS_VIEW}", docs, doc, sampled=docs_sampled),
+        Suite(f"{stage.name}.{docs_view}", docs, doc, sampled=docs_sampled),
     ]
     if docs_sampled:
-        suites.append(_exact_unique_ids(stage.name, DOCS_VIEW, docs_files))
+        suites.append(_exact_unique_ids(stage.name, docs_view, docs_files))
     return suites
-
-
-SUITES = {"documents": documents_suite, "tokens": tokens_suite}
 
 
 def val_fraction_bounds(p: float, n: int) -> tuple[float, float]:

@@ -68,6 +68,8 @@ class DedupStage(Stage):
     name = "dedup"
     inputs = ("ingest",)
     config_model = DedupConfig
+    description = "Remove exact and near duplicates (MinHash LSH) against everything accepted before."
+    schedule = "data"
     version = "2"  # 2: words hashed from 8-byte chunks, exact keys from word hashes
 
     def identity(self, config: DedupConfig, inputs, parent) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class EvaluateStage(Stage):
     name = "evaluate"
     inputs = ("finetune", "labeled")
     config_model = EvaluateConfig
+    description = "Score fine-tuned vs from-scratch vs majority class on the test split; LM perplexity and samples."
+    schedule = "training"
     version = "1"
     data_schema = RESULTS_SCHEMA
     rows_out_is_data_rows = False  # the data view holds metric rows; rows count test examples

@@ -95,6 +95,8 @@ class AnnotateStage(Stage):
     name = "annotate"
     inputs = ("dedup",)
     config_model = AnnotateConfig
+    description = "Compute every quality, language, toxicity, PII, bias and domain signal once, as columns."
+    schedule = "data"
     version = "2"  # 2: language-ID backends, c4_lines_ending_punct_frac over non-blank lines only
     unique_ids = False  # ids pass through unchanged; their uniqueness is dedup's promise
 

@@ -46,6 +46,8 @@ class FilterStage(Stage):
     name = "filter"
     inputs = ("annotate",)
     config_model = FilterConfig
+    description = "Apply thresholds to the stored signals; rejects keep rule, value and threshold."
+    schedule = "data"
     version = "2"  # 2: C4 line removal, FineWeb rules on the cleaned text
     unique_ids = False  # ids pass through unchanged; their uniqueness is dedup's promise
 

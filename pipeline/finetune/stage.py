@@ -60,6 +60,8 @@ class FinetuneStage(Stage):
     name = "finetune"
     inputs = ("pretrain", "labeled")
     config_model = FinetuneConfig
+    description = "Fine-tune the pretrained checkpoint on the labeled task, and a from-scratch baseline."
+    schedule = "training"
     version = "1"
     data_schema = METRICS_SCHEMA
     rows_out_is_data_rows = False  # the data view holds learning curves; rows count examples

@@ -41,6 +41,8 @@ class IngestStage(Stage):
     name = "ingest"
     inputs = ()
     config_model = IngestConfig
+    description = "Read the configured sources into canonical documents (incremental by content hash)."
+    schedule = "data"
     version = "1"
     unique_ids = False  # exact copies keep their content id; dedup resolves them
 

@@ -66,6 +66,8 @@ class LabeledStage(Stage):
     name = "labeled"
     inputs = ()
     config_model = LabeledConfig
+    description = "Read labeled examples, map labels to ids, split train/validation/test (stratified)."
+    schedule = "training"
     version = "1"
     data_schema = LABELED_SCHEMA
 

@@ -57,6 +57,8 @@ class PretrainStage(Stage):
     name = "pretrain"
     inputs = ("tokenize",)
     config_model = PretrainConfig
+    description = "Train a GPT or LSTM language model by maximum likelihood; resumes from its last checkpoint."
+    schedule = "training"
     version = "1"
     data_schema = METRICS_SCHEMA
     rows_out_is_data_rows = False  # rows_in = rows_out = training sequences; data rows are metrics

@@ -11,6 +11,7 @@ gather   per bucket: permute and write one shard of the packed view (packing.py)
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,11 @@ class TokenizeStage(Stage):
     name = "tokenize"
     inputs = ("filter",)
     config_model = TokenizeConfig
+    description = "Train (or load) the tokenizer, write per-document and packed token shards, validate them."
+    schedule = "data"
     version = "1"
     data_schema = packed_schema(np.uint16)  # uint32 ids when the vocabulary needs them, see views()
     rows_out_is_data_rows = False
-    validation_suite = "tokens"
 
     def identity(self, config: TokenizeConfig, inputs: dict[str, Dataset], parent: Dataset | None) -> dict:  # type: ignore[override]
         ident = super().identity(config, inputs, parent)
@@ -42,6 +44,9 @@ class TokenizeStage(Stage):
             # The file's bytes, not its path, decide the ids.
             ident["tokenizer_sha256"] = source_digest(config.tokenizer_path or "")
         return ident
+
+    def validation_suites(self, staging_dir: Path, manifest: dict[str, Any]) -> list[validation.Suite]:
+        return validation.tokens_suite(self, staging_dir, manifest, docs_view=DOCS_VIEW)
 
     def prepare(self, ctx: StageContext) -> None:
         validation.preload()  # GX takes seconds to import: overlap it with the encoding
