@@ -10,13 +10,16 @@ Both are Arrow map columns keyed ``category/group``, so SQL can read them
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from .batch import TextBatch, per_doc, term_hits
 from .columns import Column, i32
-from .lexicon import identity_groups, negative_words, toxic_words
+from .lexicon import identity_groups, lexicon_digests, negative_words, toxic_words
+from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 
 MAP = pa.map_(pa.string(), pa.int32())
 COLUMNS = [
@@ -81,3 +84,43 @@ def signals(b: TextBatch, window: int) -> dict[str, object]:
         "bias_negative_mentions": _map_column(doc[near], group[near], b.n, keys),
         "bias_identity_negative_mentions": per_doc(doc[near & identity], None, b.n),
     }
+
+
+# -- declaration ---------------------------------------------------------------------------------------
+class BiasRules(RuleSetConfig):
+    max_identity_negative_mentions: int | None = Field(
+        None, description="Drop documents with more identity-term mentions next to toxic/negative words (off)"
+    )
+
+
+def rules(c: BiasRules, facts: dict[str, Any]) -> list[Rule]:
+    return (
+        Rules("bias")
+        .add(
+            "max_identity_negative_mentions",
+            "bias_identity_negative_mentions",
+            "max",
+            c.max_identity_negative_mentions,
+        )
+        .rules
+    )
+
+
+SIGNAL = Signal(
+    name="bias",
+    version="1",
+    columns=COLUMNS,
+    compute=lambda b, cfg, state: signals(b, cfg.bias_window),
+    settings={
+        "bias": (
+            bool,
+            Field(True, description="Identity-term counts and their toxic/negative co-occurrence (bias_*)"),
+        ),
+        "bias_window": (
+            int,
+            Field(10, description="Tokens either side of an identity term searched for negative words"),
+        ),
+    },
+    rule_sets=(RuleSet("bias", BiasRules, rules),),
+    identity=lambda cfg: lexicon_digests("identity_terms.json", "toxic_words.txt", "negative_words.txt"),
+)

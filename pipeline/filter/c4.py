@@ -15,12 +15,16 @@ is recoverable. Unlike C4 it leaves kept lines as they are (no stripping, citati
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from .batch import NOT_SPACE, TextBatch, per_doc, ratio
 from .columns import f32, i32
+from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 from .text import TERMINAL_PUNCT_RE2
 
 MIN_WORDS_PER_LINE = 3
@@ -187,3 +191,39 @@ def removed_counts(removed: pa.Array) -> dict[str, dict[str, int]]:
             counts["lines"][name] = int(mine.sum())
             counts["chars"][name] = int(chars[mine].sum())
     return counts
+
+
+# -- rules: C4's published choices (Raffel et al. 2020, section 2.2) ----------------------------------
+class C4Rules(RuleSetConfig):
+    min_sentences: int | None = 5
+    terminal_punct_lines_only: bool = Field(
+        True,
+        description="As C4: lines not ending in terminal punctuation count no sentences and are "
+        "removed (datatrove's filter_no_terminal_punct)",
+    )
+    remove_lines: bool = Field(
+        True,
+        description="As C4: delete offending lines (too long word, no terminal punctuation, under 3 "
+        "words, javascript, policy) from kept documents; each is listed in c4_removed_lines",
+    )
+    drop_lorem_ipsum: bool = True
+    drop_curly_bracket: bool = True
+
+
+def rules(c: C4Rules, facts: dict[str, Any]) -> list[Rule]:
+    r = Rules("c4")
+    r.add("drop_lorem_ipsum", "c4_lorem_ipsum_lines", "max", 0 if c.drop_lorem_ipsum else None)
+    r.add("drop_curly_bracket", "c4_curly_bracket_lines", "max", 0 if c.drop_curly_bracket else None)
+    column = "c4_sentence_count_punct_lines" if c.terminal_punct_lines_only else "c4_sentence_count"
+    r.add("min_sentences", column, "min", c.min_sentences)
+    return r.rules
+
+
+SIGNAL = Signal(
+    name="c4",
+    version="1",
+    columns=COLUMNS,
+    compute=lambda b, cfg, state: signals(b),
+    settings={"c4": (bool, Field(True, description="C4 signals (c4_*)"))},
+    rule_sets=(RuleSet("c4", C4Rules, rules, judged_on="original"),),
+)

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
+from pydantic import Field
 
+from ..dataset import Dataset
 from ..errors import ConfigError
+from ..hashing import sha256_bytes, sha256_file
 from .batch import TextBatch, per_doc, ratio
 from .columns import f32
+from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 
 COLUMNS = [
     f32("domain_score", "mean log importance weight of the document's word n-grams, target vs corpus (DSIR)")
@@ -91,3 +96,105 @@ def read_texts(spec: str, limit: int = 100_000) -> list[str]:
                     break
         return out
     return [p for p in path.read_text(encoding="utf-8").split("\n\n") if p.strip()][:limit]
+
+
+def target_digest(spec: str) -> str:
+    """What the target sample holds: a dataset's fingerprint, else the sha256 of its file(s)."""
+    p = Path(spec)
+    if p.is_dir():
+        try:
+            return Dataset(p).fingerprint
+        except FileNotFoundError:
+            return sha256_bytes("\n".join(sha256_file(f) for f in sorted(p.glob("*.parquet"))).encode())
+    if p.is_file():
+        return sha256_file(p)
+    raise ConfigError(f"annotate.domain_target {spec!r} does not exist")
+
+
+def fit(cfg: Any, corpus: Dataset) -> np.ndarray:
+    """Log importance weights per hashed n-gram bucket: target sample vs the input corpus."""
+    target = np.zeros(cfg.domain_buckets)
+    texts = read_texts(cfg.domain_target or "")
+    for start in range(0, len(texts), cfg.batch_rows):
+        target += counts(TextBatch(texts[start : start + cfg.batch_rows]), cfg.domain_buckets)
+    general = np.zeros(cfg.domain_buckets)
+    paths = corpus.shard_paths()
+    per_shard = max(1, cfg.domain_background_docs // max(1, len(paths)))
+    for p in paths:  # the first rows of every shard: a deterministic, spread-out sample
+        seen = 0
+        for batch in pq.ParquetFile(p).iter_batches(batch_size=cfg.batch_rows, columns=["text"]):
+            batch = batch.slice(0, per_shard - seen)
+            general += counts(TextBatch(batch.column(0)), cfg.domain_buckets)
+            seen += batch.num_rows
+            if seen >= per_shard:
+                break
+    return log_weights(target, general)
+
+
+# -- rules -----------------------------------------------------------------------------------------------
+class DomainRules(RuleSetConfig):
+    keep_top_fraction: float | None = Field(
+        None, description="Keep this fraction of documents with the best domain_score"
+    )
+    min_score: float | None = Field(None, description="Minimum domain_score (mean log importance weight)")
+
+
+def top_fraction_cutoff(scores: np.ndarray, fraction: float) -> float:
+    """The lowest score among the best ``fraction`` of documents (ties are all kept)."""
+    valid = np.sort(scores[~np.isnan(scores)])[::-1]
+    if len(valid) == 0 or fraction >= 1:
+        return float("-inf")
+    k = max(1, int(np.ceil(fraction * len(valid))))
+    return float(valid[k - 1])
+
+
+def scores(data: Dataset) -> np.ndarray | None:
+    """Every document's domain_score in the annotated dataset (None when it has none)."""
+    if "domain_score" not in data.schema.names:
+        return None
+    parts = [
+        pq.read_table(p, columns=["domain_score"]).column(0).to_numpy(zero_copy_only=False)
+        for p in data.shard_paths()
+    ]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
+
+def prepare_rules(c: DomainRules, data: Dataset) -> dict[str, Any]:
+    if c.keep_top_fraction is None:
+        return {}
+    s = scores(data)
+    return {} if s is None else {"domain_cutoff": top_fraction_cutoff(s, c.keep_top_fraction)}
+
+
+def rules(c: DomainRules, facts: dict[str, Any]) -> list[Rule]:
+    r = Rules("domain")
+    r.add("keep_top_fraction", "domain_score", "min", facts.get("domain_cutoff"))
+    r.add("min_score", "domain_score", "min", c.min_score)
+    return r.rules
+
+
+SIGNAL = Signal(
+    name="domain",
+    version="1",
+    columns=COLUMNS,
+    compute=lambda b, cfg, weights: signals(b, weights),
+    settings={
+        "domain_target": (
+            str | None,
+            Field(
+                None,
+                description="Target-domain sample: a JSONL/text/Parquet file or a dataset directory; "
+                "enables domain_score",
+            ),
+        ),
+        "domain_buckets": (int, Field(1 << 16, description="Hashed n-gram buckets of the domain-fit model")),
+        "domain_background_docs": (
+            int,
+            Field(20_000, description="Input documents sampled as the general-corpus model"),
+        ),
+    },
+    enabled=lambda cfg: bool(cfg.domain_target),
+    rule_sets=(RuleSet("domain", DomainRules, rules, prepare=prepare_rules),),
+    prepare=fit,
+    identity=lambda cfg: {"domain_target": target_digest(cfg.domain_target)},
+)

@@ -2,15 +2,19 @@
 
 Lines are ``text.split("\\n")`` without the blank ones; a line "ends in punctuation" when its
 last character is a Unicode sentence terminal. Same definitions as datatrove's
-FineWebQualityFilter; thresholds live in :mod:`pipeline.filter.config`.
+FineWebQualityFilter; the rules and their published thresholds are at the end.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from pydantic import Field
 
 from .batch import TextBatch, per_doc, ratio
 from .columns import f32
+from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 from .text import TERMINAL_PUNCT_RE2
 
 SHORT_LINE_CHARS = 30
@@ -40,3 +44,31 @@ def signals(b: TextBatch) -> dict[str, np.ndarray]:
         ),
         "fineweb_newline_to_word_ratio": ratio(newlines, b.words.count),
     }
+
+
+# -- rules: FineWeb's custom filters (Penedo et al. 2024, section 3.3) ---------------------------------
+class FineWebRules(RuleSetConfig):
+    min_line_punct_ratio: float | None = 0.12
+    max_short_line_ratio: float | None = 0.67
+    max_dup_line_char_ratio: float | None = 0.01
+    max_newline_to_word_ratio: float | None = 0.3
+
+
+def rules(c: FineWebRules, facts: dict[str, Any]) -> list[Rule]:
+    r = Rules("fineweb")
+    r.add("min_line_punct_ratio", "fineweb_line_punct_ratio", "min", c.min_line_punct_ratio)
+    r.add("max_short_line_ratio", "fineweb_short_line_ratio", "max", c.max_short_line_ratio)
+    r.add("max_dup_line_char_ratio", "fineweb_dup_line_char_ratio", "max", c.max_dup_line_char_ratio)
+    r.add("max_newline_to_word_ratio", "fineweb_newline_to_word_ratio", "max", c.max_newline_to_word_ratio)
+    return r.rules
+
+
+SIGNAL = Signal(
+    name="fineweb",
+    version="1",
+    columns=COLUMNS,
+    compute=lambda b, cfg, state: signals(b),
+    settings={"fineweb": (bool, Field(True, description="FineWeb signals (fineweb_*)"))},
+    # Judged after C4's line removal, on signals recomputed from the cleaned text (filter stage).
+    rule_sets=(RuleSet("fineweb", FineWebRules, rules, judged_on="cleaned"),),
+)

@@ -1,17 +1,21 @@
 """Gopher quality and repetition signals (Rae et al. 2021, "Scaling Language Models", App. A).
 
 Definitions follow datatrove's GopherQualityFilter and GopherRepetitionFilter so that the same
-thresholds decide the same documents; thresholds live in :mod:`pipeline.filter.config`.
+thresholds decide the same documents; the rules and their published thresholds are at the end.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from .batch import TextBatch, per_doc, ratio
 from .columns import f32, i32
+from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 
 # Gopher's stop words: a document of natural English holds at least two of them (case-sensitive).
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -183,3 +187,77 @@ class NGrams:
                 seen.add(k)
         out[current] = total
         return out
+
+
+# -- rules: published defaults of Rae et al. 2021, appendix A.1.1, table A1 ------------------------
+class GopherQualityRules(RuleSetConfig):
+    min_words: int | None = 50
+    max_words: int | None = 100_000
+    min_mean_word_length: float | None = 3
+    max_mean_word_length: float | None = 10
+    max_hash_to_word_ratio: float | None = 0.1
+    max_ellipsis_to_word_ratio: float | None = 0.1
+    max_bullet_lines_frac: float | None = 0.9
+    max_ellipsis_lines_frac: float | None = 0.3
+    min_alpha_words_frac: float | None = 0.8
+    min_stop_words: int | None = 2
+
+
+class GopherRepetitionRules(RuleSetConfig):
+    max_dup_para_frac: float | None = 0.3
+    max_dup_para_char_frac: float | None = 0.2
+    max_dup_line_frac: float | None = 0.3
+    max_dup_line_char_frac: float | None = 0.2
+    max_top_ngram_char_frac: dict[int, float | None] = Field(
+        default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16}, description="n -> max fraction"
+    )
+    max_dup_ngram_char_frac: dict[int, float | None] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="n -> max fraction",
+    )
+
+
+def quality_rules(c: GopherQualityRules, facts: dict[str, Any]) -> list[Rule]:
+    r = Rules("gopher_quality")
+    r.add("min_words", "gopher_word_count", "min", c.min_words)
+    r.add("max_words", "gopher_word_count", "max", c.max_words)
+    r.add("min_mean_word_length", "gopher_mean_word_length", "min", c.min_mean_word_length)
+    r.add("max_mean_word_length", "gopher_mean_word_length", "max", c.max_mean_word_length)
+    r.add("max_hash_to_word_ratio", "gopher_hash_to_word_ratio", "max", c.max_hash_to_word_ratio)
+    r.add("max_ellipsis_to_word_ratio", "gopher_ellipsis_to_word_ratio", "max", c.max_ellipsis_to_word_ratio)
+    r.add("max_bullet_lines_frac", "gopher_bullet_lines_frac", "max", c.max_bullet_lines_frac)
+    r.add("max_ellipsis_lines_frac", "gopher_ellipsis_lines_frac", "max", c.max_ellipsis_lines_frac)
+    r.add("min_alpha_words_frac", "gopher_alpha_words_frac", "min", c.min_alpha_words_frac)
+    r.add("min_stop_words", "gopher_stop_words_distinct", "min", c.min_stop_words)
+    return r.rules
+
+
+def repetition_rules(c: GopherRepetitionRules, facts: dict[str, Any]) -> list[Rule]:
+    r = Rules("gopher_repetition")
+    for unit in ("para", "line"):
+        r.add(f"max_dup_{unit}_frac", f"gopher_dup_{unit}_frac", "max", getattr(c, f"max_dup_{unit}_frac"))
+        r.add(
+            f"max_dup_{unit}_char_frac",
+            f"gopher_dup_{unit}_char_frac",
+            "max",
+            getattr(c, f"max_dup_{unit}_char_frac"),
+        )
+    for n, v in sorted(c.max_top_ngram_char_frac.items()):
+        r.add(f"max_top_{n}gram_char_frac", f"gopher_top_{n}gram_char_frac", "max", v)
+    for n, v in sorted(c.max_dup_ngram_char_frac.items()):
+        r.add(f"max_dup_{n}gram_char_frac", f"gopher_dup_{n}gram_char_frac", "max", v)
+    return r.rules
+
+
+SIGNAL = Signal(
+    name="gopher",
+    version="1",
+    columns=QUALITY_COLUMNS + REPETITION_COLUMNS,
+    compute=lambda b, cfg, state: {**quality(b), **repetition(b)},
+    settings={"gopher": (bool, Field(True, description="Gopher quality and repetition signals (gopher_*)"))},
+    # Repetition first: a repetitive page is charged to repetition, as in Gopher's own order.
+    rule_sets=(
+        RuleSet("gopher_repetition", GopherRepetitionRules, repetition_rules, judged_on="original"),
+        RuleSet("gopher_quality", GopherQualityRules, quality_rules, judged_on="original"),
+    ),
+)

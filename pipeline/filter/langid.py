@@ -25,12 +25,16 @@ import importlib.util
 import warnings
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
 
 from .batch import TextBatch
 from .columns import Column, f32
+from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 
 BACKENDS = ("fasttext", "cld2", "py3langid")
 DEFAULT_BACKEND = "fasttext"
@@ -174,3 +178,55 @@ def signals(
 ) -> dict[str, object]:
     langs, scores = classify(b.pylist, max_chars, tuple(languages) if languages else None, backend)
     return {"lang": pa.array(langs, pa.string()), "lang_score": scores}
+
+
+# -- declaration ---------------------------------------------------------------------------------------
+class LanguageRules(RuleSetConfig):
+    keep: list[str] = Field(
+        default_factory=lambda: ["en"], description="ISO 639-1 codes kept; empty: any language"
+    )
+    min_score: float | None = Field(0.65, description="Minimum language probability (FineWeb uses 0.65)")
+
+
+def rules(c: LanguageRules, facts: dict[str, Any]) -> list[Rule]:
+    r = Rules("language")
+    r.add("keep", "lang", "in", tuple(c.keep) if c.keep else None)
+    r.add("min_score", "lang_score", "min", c.min_score)
+    return r.rules
+
+
+def _count_languages(table: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(table.column("lang")).to_pylist()
+    return {str(x["values"]): int(x["counts"]) for x in counts}
+
+
+SIGNAL = Signal(
+    name="langid",
+    version="1",
+    columns=COLUMNS,
+    compute=lambda b, cfg, state: signals(b, cfg.langid_max_chars, cfg.langid_languages, cfg.langid_backend),
+    settings={
+        "language": (bool, Field(True, description="Language and its score (lang, lang_score)")),
+        "langid_backend": (
+            Literal["fasttext", "cld2", "py3langid"],
+            Field(
+                DEFAULT_BACKEND,
+                description="Language-ID model: fastText lid.176 (most accurate), CLD2 (fastest) or "
+                "py3langid (used when the chosen one is not installed); see pipeline.filter.langid",
+            ),
+        ),
+        "langid_max_chars": (int, Field(1_000, description="Language ID reads this many leading characters")),
+        "langid_languages": (
+            list[str] | None,
+            Field(
+                None,
+                description="Only choose among these ISO 639-1 codes (None: every language the model knows)",
+            ),
+        ),
+    },
+    rule_sets=(RuleSet("language", LanguageRules, rules),),
+    # The model that actually runs (a missing package falls back to another) decides the values.
+    identity=lambda cfg: {"langid_backend": resolve_backend(cfg.langid_backend)},
+    count=_count_languages,
+    stats_key="languages",
+)

@@ -42,3 +42,10 @@ def identity_groups() -> dict[str, dict[str, tuple[str, ...]]]:
 def lexicon_files() -> list[Path]:
     """Every lexicon file (their contents enter annotate's fingerprint)."""
     return sorted(p for p in LEXICONS.iterdir() if p.suffix in (".txt", ".json"))
+
+
+def lexicon_digests(*names: str) -> dict[str, str]:
+    """sha256 of the named lexicon files: their contents decide signal values."""
+    from ..hashing import sha256_file
+
+    return {f"lexicon:{n}": sha256_file(LEXICONS / n) for n in names}

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from .batch import TextBatch
 from .columns import i32
+from .signal import RuleSet, RuleSetConfig, Signal
 
 # One pattern per kind, written so that both RE2 (counting) and Python's re (replacing) read it.
 PATTERNS = {
@@ -77,3 +80,34 @@ def redact(text: str, kinds: list[str], placeholders: dict[str, str]) -> tuple[s
         if n:
             counts[kind] = n
     return text, counts
+
+
+# -- declaration ---------------------------------------------------------------------------------------
+class PIIConfig(RuleSetConfig):
+    """Not a rule set: what `filter` replaces in the text it keeps (``enabled: false``: nothing)."""
+
+    kinds: list[str] = Field(default_factory=lambda: ["email", "phone", "ip", "credit_card"])
+    placeholders: dict[str, str] = Field(
+        default_factory=lambda: {
+            "email": "<EMAIL>",
+            "phone": "<PHONE>",
+            "ip": "<IP_ADDRESS>",
+            "credit_card": "<CREDIT_CARD>",
+        }
+    )
+
+
+def _docs_with_pii(table: pa.Table) -> dict[str, int]:
+    return {k: int(pc.sum(pc.greater(table.column(f"pii_{k}_count"), 0)).as_py() or 0) for k in KINDS}
+
+
+SIGNAL = Signal(
+    name="pii",
+    version="1",
+    columns=COLUMNS,
+    compute=lambda b, cfg, state: signals(b),
+    settings={"pii": (bool, Field(True, description="PII counts per kind (pii_*_count)"))},
+    rule_sets=(RuleSet("pii", PIIConfig, lambda c, facts: []),),
+    count=_docs_with_pii,
+    stats_key="docs_with_pii",
+)

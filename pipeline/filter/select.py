@@ -1,8 +1,8 @@
 """The `filter` stage: thresholds over annotate's stored signals, PII replaced in what is kept.
 
-Reads the `annotate` dataset, judges each document with the rules of :mod:`.rules` (built from
-``FilterConfig``), writes kept documents (document columns, then the signal columns if
-``keep_signals``) with PII replaced by placeholders, and every dropped document to rejects with
+Reads the `annotate` dataset, judges each document with the rules the signals declare (built
+from ``FilterConfig`` by `pipeline.filter.signals`), writes kept documents (document columns,
+then the signal columns if ``keep_signals``) with PII replaced by placeholders, and every dropped document to rejects with
 ``reason`` ``filter.<rule>``, the measured ``value`` and the ``threshold``; a new threshold costs
 one pass over Parquet columns. The bias and domain-mix audit (before = annotate's rows, after =
 kept rows) is written to ``report/`` in the version directory.
@@ -32,14 +32,15 @@ from ..observe import report as progress
 from ..rejects import reject_rows_table
 from ..schema import DOCUMENT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
-from . import c4, fineweb, pii, report
+from . import c4, domain, fineweb, pii, report
 from .batch import NOT_SPACE, TextBatch
 from .columns import to_arrow
-from .config import FilterConfig
-from .rules import Rule, build_rules, judge
+from .config import FilterBase, FilterConfig
+from .rules import judge
+from .signal import Rule
+from .signals import build_rules, rule_sets
 
 REPORT_DIR = "report"
-BEFORE_CLEANING = ("gopher_repetition", "gopher_quality", "c4")  # rule groups judged on the original text
 
 
 class FilterStage(Stage):
@@ -52,19 +53,23 @@ class FilterStage(Stage):
     unique_ids = False  # ids pass through unchanged; their uniqueness is dedup's promise
 
     def prepare(self, ctx: StageContext) -> None:
-        cfg: FilterConfig = ctx.config
+        cfg: FilterBase = ctx.config
         data = ctx.input()
-        has_domain = "domain_score" in data.schema.names
-        scores = _column(data, "domain_score") if has_domain else None
-        if scores is not None and cfg.domain.enabled and cfg.domain.keep_top_fraction is not None:
-            ctx.extra["domain_cutoff"] = top_fraction_cutoff(scores, cfg.domain.keep_top_fraction)
+        facts: dict[str, Any] = {}
+        for rs in rule_sets():
+            section = cfg.section(rs.name)
+            if rs.prepare is not None and section.enabled:
+                facts.update(rs.prepare(section, data))
+        ctx.extra["facts"] = facts
+        scores = domain.scores(data)
         if scores is not None and len(scores[~np.isnan(scores)]):
             ctx.extra["band_edges"] = np.quantile(scores[~np.isnan(scores)], [0.2, 0.4, 0.6, 0.8]).tolist()
-        rules = build_rules(cfg, ctx.extra.get("domain_cutoff"))
+        rules = build_rules(cfg, facts)
         names = set(data.schema.names)
         ctx.extra["rules"] = [r for r in rules if r.column in names]
         # A rule whose signal annotate did not compute cannot run; the manifest says so.
         ctx.extra["skipped_rules"] = sorted(r.name for r in rules if r.column not in names)
+        ctx.extra["judged_on_original"] = sorted(rs.name for rs in rule_sets() if rs.judged_on == "original")
 
     def summary_markdown(self, dataset: Dataset) -> str | None:
         path = dataset.path / REPORT_DIR / "bias.md"
@@ -79,7 +84,7 @@ class FilterStage(Stage):
         return [Phase("select", lambda ctx, _: list(range(ctx.input().num_shards())), select_shard)]
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
-        cfg: FilterConfig = ctx.config
+        cfg: FilterBase = ctx.config
         pii_counts: dict[str, int] = {}
         for r in results:
             for k, v in r["pii_replaced"].items():
@@ -101,8 +106,8 @@ class FilterStage(Stage):
             stats["c4_lines_removed"] = dict(sorted(removed["lines"].items()))
             stats["c4_chars_removed"] = dict(sorted(removed["chars"].items()))
             stats["c4_docs_cleaned"] = sum(r["docs_cleaned"] for r in results)
-        if "domain_cutoff" in ctx.extra:
-            stats["domain_cutoff"] = ctx.extra["domain_cutoff"]
+        if "domain_cutoff" in ctx.extra["facts"]:
+            stats["domain_cutoff"] = ctx.extra["facts"]["domain_cutoff"]
         if cfg.report:
             audit = report.summarize(
                 report.merge([r["before"] for r in results]), report.merge([r["after"] for r in results])
@@ -120,11 +125,11 @@ def add_counts(total: dict[str, int], more: dict[str, int]) -> None:
         total[k] = total.get(k, 0) + v
 
 
-def removes_lines(cfg: FilterConfig) -> bool:
-    return cfg.c4.enabled and cfg.c4.remove_lines
+def removes_lines(cfg: FilterBase) -> bool:
+    return cfg.section("c4").enabled and cfg.section("c4").remove_lines
 
 
-def output_schema(annotated: pa.Schema, cfg: FilterConfig) -> pa.Schema:
+def output_schema(annotated: pa.Schema, cfg: FilterBase) -> pa.Schema:
     names = annotated.names if cfg.keep_signals else DOCUMENT_SCHEMA.names
     fields = [annotated.field(n) for n in names]
     if removes_lines(cfg):
@@ -132,28 +137,12 @@ def output_schema(annotated: pa.Schema, cfg: FilterConfig) -> pa.Schema:
     return pa.schema(fields)
 
 
-def top_fraction_cutoff(scores: np.ndarray, fraction: float) -> float:
-    """The lowest score among the best ``fraction`` of documents (ties are all kept)."""
-    valid = np.sort(scores[~np.isnan(scores)])[::-1]
-    if len(valid) == 0 or fraction >= 1:
-        return float("-inf")
-    k = max(1, int(np.ceil(fraction * len(valid))))
-    return float(valid[k - 1])
-
-
-def _column(data: Dataset, name: str) -> np.ndarray:
-    parts = [
-        pq.read_table(p, columns=[name]).column(name).to_numpy(zero_copy_only=False)
-        for p in data.shard_paths()
-    ]
-    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
-
-
 def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
-    cfg: FilterConfig = ctx.config
+    cfg: FilterBase = ctx.config
     rules: list[Rule] = ctx.extra["rules"]
+    original = set(ctx.extra["judged_on_original"])
     n_before_cleaning = next(
-        (i for i, r in enumerate(rules) if r.name.split(".")[0] not in BEFORE_CLEANING), len(rules)
+        (i for i, r in enumerate(rules) if r.name.split(".")[0] not in original), len(rules)
     )
     src = ctx.input().shard_path(index)
     schema = output_schema(pq.read_schema(src), cfg)
@@ -178,7 +167,7 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
             rejects.write(reject_table(table.take(pa.array(rows)), rule))
         out = original = table.filter(pa.array(kept))
         if clean:
-            out, emptied, counts = clean_lines(out, cfg.c4.terminal_punct_lines_only)
+            out, emptied, counts = clean_lines(out, cfg.section("c4").terminal_punct_lines_only)
             if emptied.any():
                 reason = "filter.c4.remove_lines"
                 rejected[reason] = rejected.get(reason, 0) + int(emptied.sum())
@@ -194,7 +183,7 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
             values = out.column(rule.column).take(pa.array(rows)).to_pylist()
             rejects.write(reject_table(original.take(pa.array(rows)), rule, values))
         out = out.filter(pa.array(kept))
-        if cfg.pii.enabled:
+        if cfg.section("pii").enabled:
             out, counts, n_docs = redact_table(out, cfg)
             docs_redacted += n_docs
             for k, v in counts.items():
@@ -292,9 +281,9 @@ def with_fineweb_of_text(table: pa.Table) -> pa.Table:
     return table
 
 
-def redact_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, dict[str, int], int]:
+def redact_table(table: pa.Table, cfg: FilterBase) -> tuple[pa.Table, dict[str, int], int]:
     """Replace PII in the texts of rows annotate found any in; (table, counts per kind, docs changed)."""
-    kinds = [k for k in cfg.pii.kinds if f"pii_{k}_count" in table.column_names]
+    kinds = [k for k in cfg.section("pii").kinds if f"pii_{k}_count" in table.column_names]
     if not kinds or table.num_rows == 0:
         return table, {}, 0
     has = np.zeros(table.num_rows, dtype=bool)
@@ -307,7 +296,7 @@ def redact_table(table: pa.Table, cfg: FilterConfig) -> tuple[pa.Table, dict[str
     texts = table.column("text").to_pylist()
     counts: dict[str, int] = {}
     for i in np.flatnonzero(has):
-        texts[i], found = pii.redact(texts[i], kinds, cfg.pii.placeholders)
+        texts[i], found = pii.redact(texts[i], kinds, cfg.section("pii").placeholders)
         for k, v in found.items():
             counts[k] = counts.get(k, 0) + v
     col = table.schema.get_field_index("text")

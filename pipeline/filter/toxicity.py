@@ -8,11 +8,15 @@ its weights are inside the wheel, loaded once per process).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from pydantic import Field
 
 from .batch import TextBatch, per_doc, ratio, term_hits
 from .columns import f32, i32
-from .lexicon import toxic_words
+from .lexicon import lexicon_digests, toxic_words
+from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 
 COLUMNS = [
     i32("toxic_word_count", "tokens on the toxic word list (lexicons/toxic_words.txt)"),
@@ -35,3 +39,34 @@ def signals(b: TextBatch) -> dict[str, np.ndarray]:
         "toxic_words_frac": ratio(count, b.words.count),
         "toxicity_score": classifier_scores(b.pylist),
     }
+
+
+# -- declaration ---------------------------------------------------------------------------------------
+class ToxicityRules(RuleSetConfig):
+    max_toxicity_score: float | None = Field(0.9, description="Maximum alt-profanity-check probability")
+    max_toxic_words_frac: float | None = Field(
+        0.02, description="Maximum fraction of tokens on the toxic word list"
+    )
+
+
+def rules(c: ToxicityRules, facts: dict[str, Any]) -> list[Rule]:
+    r = Rules("toxicity")
+    r.add("max_toxicity_score", "toxicity_score", "max", c.max_toxicity_score)
+    r.add("max_toxic_words_frac", "toxic_words_frac", "max", c.max_toxic_words_frac)
+    return r.rules
+
+
+SIGNAL = Signal(
+    name="toxicity",
+    version="1",
+    columns=COLUMNS,
+    compute=lambda b, cfg, state: signals(b),
+    settings={
+        "toxicity": (
+            bool,
+            Field(True, description="Word-list and classifier toxicity (toxic_*, toxicity_score)"),
+        )
+    },
+    rule_sets=(RuleSet("toxicity", ToxicityRules, rules),),
+    identity=lambda cfg: lexicon_digests("toxic_words.txt"),
+)
