@@ -2,6 +2,9 @@
 
 Exit codes: 0 success, 2 bad usage or configuration, 1 a stage failed. Errors are one line on
 stderr; the traceback goes to `<data-dir>/logs/last-error.txt`.
+
+Importing this module stays cheap (typer and rich only): every command imports what it needs
+(Prefect, the stages, DuckDB, torch) when it runs, so `tokenmill --help` answers at once.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,9 +23,10 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets the no-telemetry environment before Prefect loads)
 from pipeline import observe, storage
-from pipeline.config import load_config
-from pipeline.dataset import Dataset, is_published
 from pipeline.errors import ConfigError, TokenmillError
+
+if TYPE_CHECKING:
+    from pipeline.dataset import Dataset
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="tokenmill: raw text to a trained language model."
@@ -113,6 +117,7 @@ def run(
 ) -> None:
     """Run stages in pipeline order through the Prefect flows; cached stages do no work."""
     data_dir = storage.resolve_root(data_dir)
+    from pipeline.config import load_config
     from pipeline.stages import ORDER
 
     try:
@@ -209,6 +214,7 @@ def _cell(v: Any, width: int = 80) -> str:
 
 def _open_dataset(ref: str, data_dir: Path) -> Dataset:
     from pipeline import catalog
+    from pipeline.dataset import Dataset, is_published
 
     p = storage.local_path(ref)
     if is_published(p) or is_published(p.parent):

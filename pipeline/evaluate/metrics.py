@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from ..models.runtime import perplexity as perplexity  # re-exported: one clamp, one place
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -45,8 +45,3 @@ def majority_baseline(train_labels: np.ndarray, n_test: int) -> np.ndarray:
     """Predict the most frequent training label (smallest id on ties) for every test example."""
     counts = np.bincount(np.asarray(train_labels), minlength=1)
     return np.full(n_test, int(counts.argmax()), dtype=np.int64)
-
-
-def perplexity(mean_loss: float) -> float:
-    """exp of the mean per-token cross-entropy (in nats)."""
-    return float(math.exp(min(mean_loss, 700.0)))

@@ -22,12 +22,13 @@ from ..finetune.config import FinetuneConfig
 from ..finetune.heads import load_finetuned
 from ..finetune.instruct import encode_pair, greedy_answer, render
 from ..finetune.stage import MODELS, build_examples, load_split_rows
-from ..finetune.train import Examples, evaluate, open_tokenizer, resolve_device
+from ..finetune.train import Examples, evaluate, open_tokenizer
 from ..models.checkpoint import load_model
+from ..models.runtime import perplexity, resolve_device
 from ..pretrain.generate import generate
 from ..stage import Phase, Stage, StageContext
 from .config import EvaluateConfig
-from .metrics import classification_metrics, majority_baseline, perplexity
+from .metrics import classification_metrics, majority_baseline
 from .plots import plot_confusion
 
 RESULTS_SCHEMA = pa.schema(

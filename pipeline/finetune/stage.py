@@ -25,6 +25,7 @@ from ..dataset import DATA_VIEW, Dataset
 from ..errors import ConfigError
 from ..models import build_model
 from ..models.checkpoint import is_checkpoint, load_model, read_model_config
+from ..models.runtime import resolve_device
 from ..stage import Phase, Stage, StageContext
 from .config import FinetuneConfig
 from .heads import SequenceClassifier, save_finetuned
@@ -36,7 +37,6 @@ from .train import (
     class_weights,
     encode_texts,
     open_tokenizer,
-    resolve_device,
     train,
 )
 
@@ -79,7 +79,7 @@ class FinetuneStage(Stage):
         ctx.extra["pretrained"] = str(pretrained)
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
-        from ..evaluate.plots import plot_curves
+        from .plots import plot_curves
 
         by_model = {r["model"]: r for r in results}
         rows = [row for r in results for row in r["history"]]

@@ -263,9 +263,3 @@ def adapt_to_domain(
         name=f"{name}-lm",
     )
     return result.history
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)

@@ -22,8 +22,9 @@ import torch
 
 from ..dataset import Dataset
 from ..models.checkpoint import load_model, load_train_state
+from ..models.runtime import resolve_device
 from .config import PretrainConfig
-from .train import TrainResult, latest_checkpoint, resolve_device, summarize
+from .train import TrainResult, latest_checkpoint, summarize
 
 LOG_FILE = "torchrun.log"
 ERROR_TAIL_LINES = 30  # of the log, quoted in the error when the processes fail

@@ -12,7 +12,6 @@ Under torchrun (an initialised process group) it trains data-parallel with DDP.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ from ..dataset import Dataset
 from ..errors import ConfigError
 from ..models import build_model, unwrap
 from ..models.checkpoint import is_checkpoint, load_train_state, load_weights, save_checkpoint
+from ..models.runtime import perplexity, resolve_device
 from ..observe import report
 from .config import PretrainConfig
 from .data import BatchStream, PackedSequences, validation_batches
@@ -61,14 +61,6 @@ class TrainResult:
     checkpoint: Path  # the final checkpoint (in the work dir)
     metrics: list[dict[str, Any]]  # every train and val row, from step 0 (resumed runs included)
     summary: dict[str, Any]
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA device is available")
-    return name
 
 
 def peak_flops(device: str, override: float | None) -> float | None:
@@ -328,9 +320,9 @@ def train(
                     step=step,
                     split="val",
                     val_loss=val_loss,
-                    perplexity=_ppl(val_loss),
+                    perplexity=perplexity(val_loss),
                 )
-                log.info("pretrain: step %d val loss %.4f (perplexity %.1f)", step, val_loss, _ppl(val_loss))
+                log.info("pretrain: step %d val loss %.4f (perplexity %.1f)", step, val_loss, perplexity(val_loss))
             interval_t0 += time.perf_counter() - t
 
         if step == 0 and not metrics:
@@ -400,10 +392,6 @@ def train(
     return TrainResult(final, metrics, summarize(metrics, unwrap(raw_model), state, device, resumed_from))
 
 
-def _ppl(loss: float) -> float:
-    return math.exp(min(loss, 50.0))
-
-
 def _row(
     step: int,
     split: str,
@@ -419,7 +407,7 @@ def _row(
         "step": step,
         "split": split,
         "loss": loss,
-        "perplexity": _ppl(loss),
+        "perplexity": perplexity(loss),
         "lr": lr,
         "tokens": tokens,
         "tokens_per_s": tokens_per_s,
