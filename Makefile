@@ -21,7 +21,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tokenmill run --data-dir data --config configs/builtin-corpus.yaml
+	$(BIN)/tokenmill run --data-dir data --config builtin-corpus
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ from pipeline.stages import scheduled
 from .events import COMPLETED_EVENT
 from .failures import record_failure as record_failure  # the stage flows' on_failure hook
 
+# The directory holding the `flows` package: the repository root in a checkout, site-packages
+# when installed. Deployment entrypoints (flows/stages.py:...) are relative to it.
 REPO = Path(__file__).resolve().parents[1]
-PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
+PREFECT_YAML = Path(str(files("deployments") / "prefect.yaml"))  # package data
 
 WORK_POOL = "process"
 # Every deployment runs from this queue, and it runs one flow run at a time: two runs (a

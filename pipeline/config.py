@@ -83,7 +83,14 @@ def load_config(
     if path:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
+            from .configs import bundled, names
+
+            found = None if p.parent != Path(".") else bundled(p.name)
+            if found is None:
+                raise ConfigError(
+                    f"config file {p} does not exist (bundled configs: {', '.join(names())})"
+                )
+            p = found
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:

@@ -22,7 +22,7 @@ $TM deploy --data-dir "$DATA"
 $TM worker > "$DATA/worker.log" 2>&1 & pids+=($!)
 
 # A whole pipeline run, reported to this server (training shortened: the point is the UI).
-$TM run --data-dir "$DATA" --config configs/builtin-corpus.yaml \
+$TM run --data-dir "$DATA" --config builtin-corpus \
   --set pretrain.max_steps=60 --set pretrain.eval_interval=30 --set finetune.max_steps=40
 
 # Iterating on data: a new filter threshold through the deployment; tokenize follows by event.

@@ -2,15 +2,18 @@
 
 Text files hold one lowercase term per line (``#`` starts a comment); ``identity_terms.json``
 maps category -> group -> terms. Terms of one or two words are matched against lowercased tokens.
+They are package data, read through importlib.resources (so an installed wheel finds them).
 """
 
 from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 
-LEXICONS = Path(__file__).parent / "lexicons"
+from ..hashing import sha256_bytes
+
+LEXICONS = files(__package__) / "lexicons"
 
 
 def read_terms(name: str) -> tuple[str, ...]:
@@ -39,13 +42,6 @@ def identity_groups() -> dict[str, dict[str, tuple[str, ...]]]:
     }
 
 
-def lexicon_files() -> list[Path]:
-    """Every lexicon file (their contents enter annotate's fingerprint)."""
-    return sorted(p for p in LEXICONS.iterdir() if p.suffix in (".txt", ".json"))
-
-
 def lexicon_digests(*names: str) -> dict[str, str]:
     """sha256 of the named lexicon files: their contents decide signal values."""
-    from ..hashing import sha256_file
-
-    return {f"lexicon:{n}": sha256_file(LEXICONS / n) for n in names}
+    return {f"lexicon:{n}": sha256_bytes((LEXICONS / n).read_bytes()) for n in names}
