@@ -26,7 +26,18 @@ RUNTIME_FILES = (
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
         capture_output=True,
         text=True,
     )
@@ -60,7 +71,9 @@ def test_installed_wheel_runs_the_data_path_outside_the_checkout(wheel, tmp_path
     work = tmp_path / "elsewhere"
     work.mkdir()
     corpus = work / "docs.jsonl"
-    words = "the river carried cold water past old mills and quiet farms toward a distant harbour town".split()
+    words = (
+        "the river carried cold water past old mills and quiet farms toward a distant harbour town".split()
+    )
     texts = [" ".join(random.Random(i).choices(words, k=80)) + "." for i in range(30)]
     texts += texts[:10]  # ten exact copies under new ids
     lines = [json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(texts)]
@@ -78,7 +91,19 @@ def test_installed_wheel_runs_the_data_path_outside_the_checkout(wheel, tmp_path
     assert str(REPO) not in where.stdout and str(site) in where.stdout, where.stdout
     sets = ['ingest.sources=[{"path": "docs.jsonl"}]', "filter.gopher_quality.min_words=5"]
     run = subprocess.run(
-        [python, "-m", "flows.cli", "run", "ingest", "dedup", "annotate", "filter", "--json", "--data-dir", "data"]
+        [
+            python,
+            "-m",
+            "flows.cli",
+            "run",
+            "ingest",
+            "dedup",
+            "annotate",
+            "filter",
+            "--json",
+            "--data-dir",
+            "data",
+        ]
         + [a for s in sets for a in ("--set", s)],
         cwd=work,
         env=env,

@@ -96,7 +96,9 @@ def test_annotate_and_filter_configs_are_derived_from_the_signals():
 
 
 def test_a_rule_naming_a_column_no_signal_computes_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"filter\.gopher_repetition\.max_top_7gram_char_frac.*gopher_top_7gram"):
+    with pytest.raises(
+        ConfigError, match=r"filter\.gopher_repetition\.max_top_7gram_char_frac.*gopher_top_7gram"
+    ):
         load_config(None, ['filter.gopher_repetition.max_top_ngram_char_frac={"7": 0.1}'])
     # the same n-gram size the signal does compute is fine
     cfg = load_config(None, ['filter.gopher_repetition.max_top_ngram_char_frac={"3": 0.1}'])
