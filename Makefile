@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test test-fast setup lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The edit loop: everything but the end-to-end tests marked slow (CI runs `make test`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" -x
+
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline flows tests benchmarks
+	$(BIN)/ruff format --check pipeline flows tests benchmarks
+	$(BIN)/python -m mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
