@@ -47,13 +47,19 @@ def test_activation_checkpointing_trains_to_bit_identical_weights(tokens, tmp_pa
     assert [m["loss"] for m in plain.metrics] == [m["loss"] for m in recomputed.metrics]
 
 
-def test_fsdp_is_for_gpt_under_torchrun(tokens, tmp_path):
+def test_fsdp_is_for_gpt_under_torchrun_and_its_checkpoints_resume_only_under_fsdp(tokens, tmp_path):
     with pytest.raises(ValueError, match="arch gpt only"):
         PretrainConfig(arch="lstm", strategy="fsdp")
     with pytest.raises(ValueError, match="arch gpt only"):
         PretrainConfig(arch="lstm", activation_checkpointing=True)
     with pytest.raises(ConfigError, match="torchrun"):
         train(tiny_config(strategy="fsdp"), tokens, tmp_path / "no-group")
+    sharded = tmp_path / "work" / "step-0000002"
+    (sharded / SHARDED_DIR).mkdir(parents=True)
+    (sharded / "train_state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path / "work") == sharded
+    with pytest.raises(ConfigError, match="written by FSDP"):
+        train(tiny_config(), tokens, tmp_path / "work")
 
 
 # Run by torchrun in place of `-m pipeline.pretrain.train`: SIGTERM reaches rank 1 alone after step 4.

@@ -137,11 +137,6 @@ def load_train_state(
     tensors = load_file(str(directory / STATE_TENSORS))
     opt_tensors = {k: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}
     if optimizer is not None:
-        if "optimizer" not in state:
-            raise ValueError(
-                f"{directory} holds no whole optimizer state (an FSDP checkpoint keeps it in "
-                f"{SHARDED_DIR}/): resume it with pretrain.strategy=fsdp"
-            )
         optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state["optimizer"]))
     return state, {k: v for k, v in tensors.items() if not k.startswith(_OPT_PREFIX)}
 

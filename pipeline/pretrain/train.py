@@ -33,7 +33,13 @@ from torch import nn
 from ..dataset import Dataset
 from ..errors import ConfigError
 from ..models import build_model, unwrap
-from ..models.checkpoint import is_resumable, load_train_state, load_weights, save_checkpoint
+from ..models.checkpoint import (
+    SHARDED_DIR,
+    is_resumable,
+    load_train_state,
+    load_weights,
+    save_checkpoint,
+)
 from ..observe import report
 from .config import PretrainConfig
 from .data import BatchStream, PackedSequences, validation_batches
@@ -262,9 +268,13 @@ def train(
             if fsdp:
                 load_sharded(resumed_from, model, optimizer)
                 saved, tensors = load_train_state(resumed_from)
+            elif (resumed_from / SHARDED_DIR).is_dir():
+                raise ConfigError(
+                    f"{resumed_from} was written by FSDP: resume it with pretrain.strategy=fsdp"
+                )
             else:
-                saved, tensors = load_train_state(resumed_from, optimizer)
                 load_weights(model, resumed_from)
+                saved, tensors = load_train_state(resumed_from, optimizer)
             state.update({k: saved[k] for k in state})
             position = saved["data_position"]
             restore_rng(tensors, device)
