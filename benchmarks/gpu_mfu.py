@@ -7,8 +7,15 @@ warmup + cosine, gradient clipping, bf16 autocast, torch.compile and flash atten
 against the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s). The first logging interval
 (compilation) is left out of the medians. llm.c reaches about 40% on this shape.
 
+With ``--nproc N`` or ``--strategy fsdp`` it launches N processes (one per GPU) under torchrun
+exactly as the pretrain stage does (pipeline/pretrain/launch.py), DDP or FSDP2; ``--batch-size`` is
+per process and MFU is per GPU. ``--smoke`` runs the same path on CPU with a tiny model, gloo
+processes and bf16 autocast (and, under FSDP, bf16 gathers with fp32 gradient reduction), so
+everything but CUDA, NCCL and torch.compile is exercised without a GPU.
+
     python benchmarks/gpu_mfu.py [--steps 60] [--batch-size 16] [--no-compile]
-    python benchmarks/gpu_mfu.py --smoke        # a tiny CPU run, to know the script works
+    python benchmarks/gpu_mfu.py --strategy fsdp --nproc 8 [--activation-checkpointing]
+    python benchmarks/gpu_mfu.py --smoke [--strategy fsdp --nproc 2]   # tiny, on CPU
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.dataset import Dataset, Staging, manifest_header
 from pipeline.hashing import fingerprint
 from pipeline.pretrain.config import PretrainConfig
+from pipeline.pretrain.launch import train_distributed
 from pipeline.pretrain.train import train
 
 GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768, "dropout": 0.0, "bias": False, "style": "gpt2"}
@@ -67,14 +75,20 @@ def main() -> None:
     ap.add_argument("--grad-accum", type=int, default=1)
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp", help="data parallelism")
+    ap.add_argument("--nproc", type=int, default=1, help="processes under torchrun (one per GPU)")
+    ap.add_argument("--activation-checkpointing", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="tiny model on CPU, a few steps")
     args = ap.parse_args()
+    launch = args.nproc > 1 or args.strategy == "fsdp"
 
     if args.smoke:
         shape, vocab, seq_len, steps, batch, device = SMOKE, 512, 64, 6, 4, "cpu"
     else:
         if not torch.cuda.is_available():
             sys.exit("no CUDA device: run with --smoke to check the script on CPU")
+        if torch.cuda.device_count() < args.nproc:
+            sys.exit(f"--nproc {args.nproc} needs {args.nproc} GPUs; {torch.cuda.device_count()} visible")
         shape, vocab, seq_len, steps, batch, device = (
             GPT2_124M,
             50304,
@@ -84,7 +98,7 @@ def main() -> None:
             "cuda",
         )
     log_every = max(1, min(10, steps // 4))
-    rows = steps * batch * args.grad_accum + batch  # one epoch of distinct rows
+    rows = (steps * args.grad_accum + 1) * batch * args.nproc  # one epoch of distinct rows
     root = Path(tempfile.mkdtemp(prefix="tokenmill-mfu-"))
     dataset = synthetic_tokens(root, rows, seq_len, vocab)
     config = PretrainConfig(
@@ -101,15 +115,21 @@ def main() -> None:
         checkpoint_interval=10 * steps,
         device=device,
         deterministic=False,
-        dtype="auto",
+        dtype="bfloat16",  # the GPU default, also on CPU for the smoke run
         compile=not args.no_compile and not args.smoke,
         threads=1 if args.smoke else None,
+        nproc=args.nproc,
+        strategy=args.strategy,
+        activation_checkpointing=args.activation_checkpointing,
     )
     if device == "cuda":
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     t0 = time.perf_counter()
     try:
-        result = train(config, dataset, root / "work")
+        if launch:
+            result = train_distributed(config, dataset, root / "work")
+        else:
+            result = train(config, dataset, root / "work")
     finally:
         shutil.rmtree(root, ignore_errors=True)  # a 124M checkpoint with optimizer state is ~1.5 GB
     wall = time.perf_counter() - t0
@@ -121,7 +141,9 @@ def main() -> None:
     mfu = s["mfu"] if s["mfu"] is not None else math.nan
     print(
         f"tokens_per_s={s['tokens_per_s']:.0f} mfu={mfu:.4f} params={s['params']} steps={s['steps']} "
-        f"batch_tokens={batch * args.grad_accum * seq_len} device={device} compile={config.compile} wall_s={wall:.1f}"
+        f"batch_tokens={batch * args.grad_accum * seq_len * args.nproc} device={device} "
+        f"compile={config.compile} strategy={args.strategy} nproc={args.nproc} "
+        f"activation_checkpointing={args.activation_checkpointing} wall_s={wall:.1f}"
     )
 
 

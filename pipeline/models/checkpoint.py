@@ -5,7 +5,10 @@ A checkpoint directory holds:
 - ``model_config.json``   ``{"arch": "gpt"|"lstm", ...the model config dataclass's fields}``;
 - ``tokenizer/``          the tokenizer the model was trained with (copied from the tokenize dataset);
 - ``train_state.json``    step, data position, metrics so far, optimizer param groups (resumable);
-- ``train_state.safetensors``  optimizer moments and RNG states (resumable).
+- ``train_state.safetensors``  optimizer moments and RNG states (resumable);
+- ``sharded/``            instead of the optimizer moments, in checkpoints of FSDP runs: weights and
+  optimizer moments as torch.distributed.checkpoint shards, one safetensors file per process
+  (pipeline/pretrain/fsdp.py); FSDP writes ``model.safetensors`` only in the final checkpoint.
 Nothing is ever unpickled: a checkpoint from elsewhere is data, not code.
 Writes are atomic: a checkpoint is written beside its final name and renamed into place.
 """
@@ -32,6 +35,7 @@ CONFIG_FILE = "model_config.json"
 TOKENIZER_DIR = "tokenizer"
 STATE_JSON = "train_state.json"
 STATE_TENSORS = "train_state.safetensors"
+SHARDED_DIR = "sharded"
 _OPT_PREFIX = "optimizer."
 
 
@@ -50,34 +54,64 @@ def save_checkpoint(
     with ``optimizer`` its state is stored too, so that :func:`load_train_state` can resume.
     """
     final = Path(directory)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    tmp.mkdir()
+    tmp = staging_dir(final)
     try:
-        model = unwrap(model)
-        st_save_model(model, str(tmp / MODEL_FILE))
-        _write_json(tmp / CONFIG_FILE, model_config_dict(model))
-        if tokenizer_dir is not None:
-            shutil.copytree(tokenizer_dir, tmp / TOKENIZER_DIR)
-        if state is not None or optimizer is not None or tensors:
-            all_tensors = {k: v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}
-            state = dict(state or {})
-            if optimizer is not None:
-                opt_tensors, state["optimizer"] = _flatten_optimizer(optimizer)
-                all_tensors.update(opt_tensors)
-            save_file(all_tensors, str(tmp / STATE_TENSORS))
-            _write_json(tmp / STATE_JSON, state)
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:6]}"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        write_checkpoint(
+            tmp, model, optimizer=optimizer, state=state, tensors=tensors, tokenizer_dir=tokenizer_dir
+        )
+        commit(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def staging_dir(final: str | Path) -> Path:
+    """A new empty directory beside ``final`` to write a checkpoint into before :func:`commit`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir()
+    return tmp
+
+
+def write_checkpoint(
+    into: Path,
+    model: nn.Module,
+    *,
+    weights: bool = True,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict[str, Any] | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+    tokenizer_dir: str | Path | None = None,
+) -> None:
+    """The checkpoint's files in ``into``; without ``weights`` only the model's config."""
+    model = unwrap(model)
+    if weights:
+        st_save_model(model, str(into / MODEL_FILE))
+    _write_json(into / CONFIG_FILE, model_config_dict(model))
+    if tokenizer_dir is not None:
+        shutil.copytree(tokenizer_dir, into / TOKENIZER_DIR)
+    if state is not None or optimizer is not None or tensors:
+        all_tensors = {k: v.detach().cpu().contiguous() for k, v in (tensors or {}).items()}
+        state = dict(state or {})
+        if optimizer is not None:
+            opt_tensors, state["optimizer"] = _flatten_optimizer(optimizer)
+            all_tensors.update(opt_tensors)
+        save_file(all_tensors, str(into / STATE_TENSORS))
+        _write_json(into / STATE_JSON, state)  # last: its presence marks a resumable checkpoint
+
+
+def commit(tmp: Path, final: str | Path) -> None:
+    """Rename a written checkpoint into place, replacing one already there."""
+    final = Path(final)
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:6]}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
 
 
 def read_model_config(directory: str | Path) -> dict[str, Any]:
@@ -110,6 +144,12 @@ def load_train_state(
 def is_checkpoint(directory: str | Path) -> bool:
     d = Path(directory)
     return (d / MODEL_FILE).is_file() and (d / CONFIG_FILE).is_file()
+
+
+def is_resumable(directory: str | Path) -> bool:
+    """A checkpoint with training state: whole weights, or FSDP's sharded ones."""
+    d = Path(directory)
+    return (d / STATE_JSON).is_file() and (is_checkpoint(d) or (d / SHARDED_DIR).is_dir())
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -112,7 +113,14 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """A pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """A pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    With ``activation_checkpointing`` set (a training choice, not part of the config) a block
+    keeps only its input for backward and recomputes the rest there: activation memory of one
+    block instead of all, for about one more forward pass. The recomputation replays the same
+    RNG state (dropout), so the result is bit-identical. The checkpointed region is inside the
+    block's ``forward``, so hooks on the block (FSDP's gather and reshard) stay outside it.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -120,8 +128,14 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
+        self.activation_checkpointing = False
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, rope, use_reentrant=False)
+        return self._forward(x, rope)
+
+    def _forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), rope)
         x = x + self.mlp(self.ln_2(x))
         return x
@@ -162,6 +176,11 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute each block's activations in backward instead of keeping them (see Block)."""
+        for block in self.transformer.h:
+            block.activation_checkpointing = enabled
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without position embeddings (token ones are the tied head)."""

@@ -80,8 +80,20 @@ class PretrainConfig(BaseModel):
     nproc: int = Field(
         1,
         ge=1,
-        description="Processes training data-parallel (DDP) under torchrun: one per GPU, or CPU "
+        description="Processes training data-parallel under torchrun: one per GPU, or CPU "
         "processes; batch_size is per process, so the global batch is batch_size * nproc",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="Data parallelism under torchrun. ddp: a whole copy of the model, gradients and "
+        "optimizer state per process; fsdp: FSDP2 (fully_shard per transformer block) shards them "
+        "across the processes, checkpoints are sharded (torch.distributed.checkpoint) and the final "
+        "one also whole. fsdp runs under torchrun even with nproc 1; gpt only",
+    )
+    activation_checkpointing: bool = Field(
+        False,
+        description="Recompute each transformer block's activations in backward instead of keeping "
+        "them: far less activation memory for about a third more compute; same result; gpt only",
     )
     backend: Literal["auto", "gloo", "nccl"] = Field(
         "auto", description="torch.distributed backend when nproc > 1; auto: nccl on GPU, gloo on CPU"
@@ -100,6 +112,10 @@ class PretrainConfig(BaseModel):
         if self.arch == "gpt" and self.gpt.n_embd % self.gpt.n_head:
             raise ValueError(
                 f"gpt.n_embd {self.gpt.n_embd} must be a multiple of gpt.n_head {self.gpt.n_head}"
+            )
+        if self.arch != "gpt" and (self.strategy == "fsdp" or self.activation_checkpointing):
+            raise ValueError(
+                "strategy fsdp and activation_checkpointing work on transformer blocks: arch gpt only"
             )
         if self.min_lr > self.learning_rate:
             raise ValueError("min_lr must not exceed learning_rate")

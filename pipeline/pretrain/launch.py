@@ -1,11 +1,12 @@
 """Data-parallel pretraining from inside the stage: launch torchrun, wait, read the work dir.
 
-With ``nproc > 1`` the pretrain unit runs ``python -m torch.distributed.run --standalone
---nproc-per-node N -m pipeline.pretrain.train TOKENS WORK CONFIG`` as a subprocess: N processes
-train one model with DDP (gloo on CPU, NCCL on GPU), rank 0 writes the same resumable checkpoints
-a single process writes. The launcher then reads the final checkpoint back into the very
-:class:`TrainResult` the single-process :func:`train` returns, so the stage cannot tell the two
-apart, and a retry resumes from the newest checkpoint whichever way it was written.
+With ``nproc > 1`` (or ``strategy: fsdp``) the pretrain unit runs ``python -m
+torch.distributed.run --standalone --nproc-per-node N -m pipeline.pretrain.train TOKENS WORK
+CONFIG`` as a subprocess: N processes train one model (gloo on CPU, NCCL on GPU). With DDP rank 0
+writes the same resumable checkpoints a single process writes; with FSDP every process writes its
+shards and the final checkpoint also holds the whole weights. The launcher then reads the final
+checkpoint back into the very :class:`TrainResult` the single-process :func:`train` returns, so
+the stage cannot tell them apart, and a retry resumes from the newest checkpoint.
 
 Torchrun is the engine here: one machine (``--standalone``). For several machines, run the same
 entry point under torchrun on each node with ``--nnodes`` and a rendezvous endpoint.

@@ -133,7 +133,7 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
     cfg: PretrainConfig = ctx.config
     tokens = ctx.input("tokenize")
     tokenizer_dir = tokens.path / "tokenizer"
-    if cfg.nproc > 1:
+    if cfg.nproc > 1 or cfg.strategy == "fsdp":
         result = train_distributed(cfg, tokens, work_dir(ctx.root, ctx.fingerprint))
     else:
         result = train(
@@ -163,6 +163,7 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
         **result.summary,
         "arch": cfg.arch,
         "world_size": cfg.nproc,
+        "strategy": cfg.strategy if cfg.nproc > 1 or cfg.strategy == "fsdp" else None,
         "unigram_entropy": baseline,
         "beats_unigram": None
         if baseline is None or result.summary["val_loss"] is None

@@ -6,7 +6,8 @@ clipping and accumulation, bf16 autocast (and optionally torch.compile) on GPU, 
 A checkpoint holds everything the future depends on (weights, optimizer moments, step, data
 position, RNG states, metrics so far), so in deterministic mode on CPU a run killed at any point
 and resumed ends with the very weights of an uninterrupted run. SIGTERM saves a checkpoint first.
-Under torchrun (an initialised process group) it trains data-parallel with DDP.
+Under torchrun (an initialised process group) it trains data-parallel: with DDP, or with FSDP2
+(``strategy: fsdp``, pipeline/pretrain/fsdp.py), whose checkpoints are sharded.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from torch import nn
 from ..dataset import Dataset
 from ..errors import ConfigError
 from ..models import build_model, unwrap
-from ..models.checkpoint import is_checkpoint, load_train_state, load_weights, save_checkpoint
+from ..models.checkpoint import (
+    SHARDED_DIR,
+    is_resumable,
+    load_train_state,
+    load_weights,
+    save_checkpoint,
+)
 from ..models.runtime import perplexity, resolve_device
 from ..observe import report
 from .config import PretrainConfig
@@ -80,7 +87,7 @@ def latest_checkpoint(work_dir: str | Path) -> Path | None:
     best: tuple[int, Path] | None = None
     for p in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
         m = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", p.name)
-        complete = m and is_checkpoint(p) and (p / "train_state.json").is_file()
+        complete = m and is_resumable(p)
         if complete and (best is None or int(m.group(1)) > best[0]):
             best = (int(m.group(1)), p)
     return best[1] if best else None
@@ -213,6 +220,13 @@ def train(
     if context_len > train_seqs.seq_len:
         raise ConfigError(f"context_len {context_len} exceeds the token rows' seq_len {train_seqs.seq_len}")
     use_bf16 = (device == "cuda" and config.dtype != "float32") or config.dtype == "bfloat16"
+    fsdp = config.strategy == "fsdp"
+    if fsdp and not distributed:
+        raise ConfigError(
+            "pretrain.strategy=fsdp shards over processes started by torchrun "
+            "(the pretrain stage launches it; see pipeline/pretrain/launch.py)"
+        )
+    ddp = distributed and not fsdp
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
     with determinism(config.deterministic, device), cpu_threads(config.threads), SigtermFlag() as sigterm:
@@ -223,6 +237,12 @@ def train(
             block_size=context_len,
             **config.model_shape(),
         ).to(device)
+        if config.activation_checkpointing:
+            model.set_activation_checkpointing(True)
+        if fsdp:
+            from .fsdp import load_sharded, save_sharded, shard_model
+
+            shard_model(model, device, use_bf16, compile_blocks=device == "cuda" and config.compile)
         optimizer = make_optimizer(
             model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), device
         )
@@ -237,8 +257,16 @@ def train(
         position = None
         resumed_from = latest_checkpoint(work_dir)
         if resumed_from is not None:
-            load_weights(model, resumed_from)
-            saved, tensors = load_train_state(resumed_from, optimizer)
+            if fsdp:
+                load_sharded(resumed_from, model, optimizer)
+                saved, tensors = load_train_state(resumed_from)
+            elif (resumed_from / SHARDED_DIR).is_dir():
+                raise ConfigError(
+                    f"{resumed_from} was written by FSDP: resume it with pretrain.strategy=fsdp"
+                )
+            else:
+                load_weights(model, resumed_from)
+                saved, tensors = load_train_state(resumed_from, optimizer)
             state.update({k: saved[k] for k in state})
             position = saved["data_position"]
             restore_rng(tensors, device)
@@ -248,9 +276,9 @@ def train(
         )
 
         raw_model = model
-        if device == "cuda" and config.compile:
+        if device == "cuda" and config.compile and not fsdp:  # (FSDP compiles each block)
             model = torch.compile(model)
-        if distributed:
+        if ddp:
             model = nn.parallel.DistributedDataParallel(
                 model,
                 device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
@@ -269,21 +297,40 @@ def train(
         last_grad_norm: float | None = None
         interval_t0, interval_tokens = time.perf_counter(), 0
         last_saved: Path | None = None
+        # A checkpoint is collective, so every rank must stop at the same step: a CPU flag (gloo,
+        # beside NCCL) agrees on SIGTERM each step without waiting for the GPU.
+        stop_group = dist.new_group(backend="gloo") if distributed and dist.get_backend() != "gloo" else None
 
         def save(step: int) -> Path:
             nonlocal interval_t0
             t = time.perf_counter()
             path = work_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
-            if rank == 0:
-                state_out = {
-                    **state,
-                    "step": step,
-                    "metrics": metrics,
-                    "loss_sum": float(loss_sum.item()),
-                    "loss_count": loss_count,
-                    "data_position": stream.position(),
-                    "config": config.model_dump(mode="json"),
-                }
+            interval_loss = loss_sum.clone()
+            if distributed:  # every rank's part of the interval's loss, as the next log row averages it
+                dist.all_reduce(interval_loss, op=dist.ReduceOp.SUM)
+                interval_loss /= world
+            state_out = {
+                **state,
+                "step": step,
+                "metrics": metrics,
+                "loss_sum": float(interval_loss.item()),
+                "loss_count": loss_count,
+                "data_position": stream.position(),
+                "config": config.model_dump(mode="json"),
+            }
+            if fsdp:
+                save_sharded(
+                    path,
+                    model,
+                    optimizer,
+                    whole_weights=step == config.max_steps,  # the file the pipeline reads, once
+                    state=state_out,
+                    tensors=rng_tensors(device),
+                    tokenizer_dir=tokenizer_dir,
+                )
+                if rank == 0:
+                    _prune(work_dir, config.keep_checkpoints)
+            elif rank == 0:
                 save_checkpoint(
                     path,
                     raw_model,
@@ -335,8 +382,9 @@ def train(
                 batch = stream.next_batch()
                 if device == "cuda":  # pinned: the copy overlaps the GPU's work instead of waiting for it
                     batch = batch.pin_memory().to(device, non_blocking=True)
-                # DDP: all-reduce gradients only on the last micro-batch of the step
-                sync = not distributed or micro == config.grad_accum_steps - 1
+                # DDP: all-reduce gradients only on the last micro-batch of the step. FSDP
+                # reduce-scatters after each one, so that gradients stay sharded.
+                sync = not ddp or micro == config.grad_accum_steps - 1
                 with nullcontext() if sync else model.no_sync():
                     with autocast:
                         _, loss = model(batch[:, :-1], batch[:, 1:])
@@ -382,9 +430,14 @@ def train(
             if step % config.eval_interval == 0 or step == config.max_steps:
                 eval_row(step)
             report("progress", stage="pretrain", done=step, total=config.max_steps)
-            if step % config.checkpoint_interval == 0 or step == config.max_steps or sigterm.requested:
+            stop = sigterm.requested
+            if distributed:
+                flag = torch.tensor([int(stop)])
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=stop_group)
+                stop = bool(flag.item())
+            if step % config.checkpoint_interval == 0 or step == config.max_steps or stop:
                 last_saved = save(step)
-            if sigterm.requested:
+            if stop:
                 raise TrainingInterrupted(f"SIGTERM at step {step}; checkpoint saved in {last_saved}")
 
         final = last_saved or latest_checkpoint(work_dir)
@@ -449,8 +502,9 @@ def main(argv: list[str] | None = None) -> None:
 
         torchrun --nproc-per-node 2 -m pipeline.pretrain.train TOKENS_DIR WORK_DIR [CONFIG_JSON]
 
-    Every process reads the same seeded stream of global batches and trains on its slice; rank 0
-    writes the checkpoints (the ones a single-process run would resume from, and vice versa).
+    Every process reads the same seeded stream of global batches and trains on its slice. With
+    DDP rank 0 writes the checkpoints (the ones a single-process run would resume from, and vice
+    versa); with FSDP (``"strategy": "fsdp"``) every process writes its shards.
     """
     import argparse
 
