@@ -1,21 +1,16 @@
 """`tokenmill worker` and `tokenmill server` as services a supervisor can stop (systemd, Kubernetes).
 
-A supervisor stops a service with SIGTERM, waits, then SIGKILLs whatever is left. What Prefect does
-on its own, and what is ours:
+A supervisor stops a service with SIGTERM, waits, then SIGKILLs whatever is left.
 
-- `prefect worker start` forwards SIGTERM to *its own pid* as SIGINT and then expects Python's
-  SIGINT handling (asyncio cancelling the main task) to stop it. A process that inherited SIGINT
-  as ignored (any `cmd &` in a script: POSIX ignores SIGINT in background jobs of a
-  non-interactive shell) has nothing to restore, so the forwarded SIGINT is dropped and the
-  worker polls on until SIGKILL. Where it does stop, the cancellation tears down the runs' task
-  group: a flow run in progress gets no time to finish.
-- So `tokenmill worker` runs Prefect's `ProcessWorker` in-process under its own loop and its own
-  signal handlers (`serve_worker`): Prefect claims, starts, tracks and cancels flow runs; we
-  decide when to stop polling, how long a run may go on, and when to cancel it.
-- `prefect server start` runs uvicorn in-process, whose SIGTERM handling is sound, but it waits
-  without limit for open connections (a worker's websocket, a browser tab). `tokenmill server`
-  runs it as a child in its own process group, forwards the first stop signal and SIGKILLs the
-  group if it is not gone after `stop_seconds` (`serve_server`).
+- `prefect worker start` turns SIGTERM into a SIGINT to itself and relies on the SIGINT handler it
+  found at start-up: where SIGINT was inherited as ignored (a background job of a script) the
+  worker polls on until SIGKILL; elsewhere asyncio cancels it together with its runs in progress.
+  So `serve_worker` runs Prefect's `ProcessWorker` in-process under our own loop and signal
+  handlers: Prefect claims, starts and cancels flow runs; we decide when polling stops, how long
+  a run may go on and when it is cancelled. (README, "Stopping, and running under a supervisor".)
+- `prefect server start` runs uvicorn in-process, which stops on SIGTERM but waits with no time
+  limit for the requests in progress. `serve_server` runs it as a child in its own process group,
+  forwards the first stop signal and SIGKILLs the group if it is not gone after `stop_seconds`.
 """
 
 from __future__ import annotations
@@ -53,16 +48,6 @@ def catch_stop_signals() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Processes
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a pid reused by someone else's group: not ours to touch
-        return False
-    return True
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -177,6 +162,7 @@ async def _serve_worker(pool: str, grace: float, run_once: bool, limit: int | No
         on_signal(signal.Signals(signum))
     _early.clear()
     if stop.is_set():
+        say("worker stopped before it started polling")
         return 0
 
     worker = ProcessWorker(
@@ -277,7 +263,7 @@ async def _cancel_runs(worker: Any, runs: _Runs, say: Say) -> None:
     for run_id in asked:
         try:
             fr = await worker.client.read_flow_run(run_id)
-            if fr.state is None or fr.state.type.value != "CANCELLED":
+            if fr.state is None or not fr.state.is_cancelled():
                 await worker.client.set_flow_run_state(run_id, Cancelled(message=reason), force=True)
         except Exception as e:
             say(f"could not record flow run {run_id} as Cancelled: {e}")
