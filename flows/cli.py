@@ -282,11 +282,12 @@ def server(
     data_dir: DataDir = "data",
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 4200,
 ) -> None:
-    """Start the Prefect server and UI on 127.0.0.1, its SQLite database under the data root."""
-    data_dir = storage.resolve_root(data_dir)
-    import os
+    """Start the Prefect server and UI on 127.0.0.1, its SQLite database under the data root.
 
-    from flows import ops
+    SIGTERM or SIGINT stops it (API, UI and database) within seconds; exit code 0.
+    """
+    data_dir = storage.resolve_root(data_dir)
+    from flows import ops, supervise
 
     env = ops.server_env(data_dir, port)
     err.print(
@@ -295,8 +296,12 @@ def server(
         highlight=False,
         soft_wrap=True,
     )
-    cmd = ops.server_command(port)
-    os.execve(cmd[0], cmd, env)
+    code = supervise.serve_server(ops.server_command(port), env, say=_say)
+    raise typer.Exit(code)
+
+
+def _say(message: str) -> None:
+    err.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -347,17 +352,35 @@ def deploy(
 def worker(
     run_once: Annotated[bool, typer.Option("--run-once", help="Run what is due now, then exit")] = False,
     limit: Annotated[int | None, typer.Option(help="Most flow runs at once")] = None,
+    grace_seconds: Annotated[
+        float,
+        typer.Option(
+            "--grace-seconds",
+            help="On SIGTERM/SIGINT: how long a run in progress may go on before it is cancelled",
+        ),
+    ] = 30,
 ) -> None:
-    """Start a Prefect worker on the `process` pool; it runs the deployments' flow runs."""
+    """Run a Prefect worker on the `process` pool; it runs the deployments' flow runs.
+
+    SIGTERM or SIGINT stops polling at once; a run in progress may finish within --grace-seconds,
+    then it is cancelled (state Cancelled). Exit code 0 after such a stop.
+    """
     import os
 
-    from flows import ops
+    from flows import ops, supervise
+
+    supervise.catch_stop_signals()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     env = ops.client_env()
+    os.environ.update(env)  # the flow-run processes inherit it
     err.print(f"worker on pool {ops.WORK_POOL!r} for {env['PREFECT_API_URL']}", highlight=False)
     os.chdir(ops.REPO)
-    cmd = ops.worker_command(run_once=run_once, limit=limit)
-    os.execve(cmd[0], cmd, env)
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        code = supervise.serve_worker(
+            ops.WORK_POOL, grace_seconds=grace_seconds, run_once=run_once, limit=limit, say=_say
+        )
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -274,15 +274,6 @@ def deploy(
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
 
 
-def worker_command(pool: str = WORK_POOL, run_once: bool = False, limit: int | None = None) -> list[str]:
-    cmd = [*prefect_cli(), "worker", "start", "--pool", pool, "--type", "process"]
-    if run_once:
-        cmd.append("--run-once")
-    if limit:
-        cmd += ["--limit", str(limit)]
-    return cmd
-
-
 # ---------------------------------------------------------------------------------------------
 # Triggering one stage's deployment
 

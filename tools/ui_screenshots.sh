@@ -11,15 +11,30 @@ PY=.venv/bin/python
 PORT=4200
 export PREFECT_SERVER_ANALYTICS_ENABLED=false GX_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 mkdir -p "$OUT" "$DATA"
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+# Each service runs in its own session (setsid), so its process group holds everything it starts.
+# On exit, newest first: SIGTERM to the group, wait for it to go (the worker lets a run in
+# progress finish within --grace-seconds), then SIGKILL whatever is left.
+groups=()
+cleanup() {
+  local i g
+  for ((i = ${#groups[@]} - 1; i >= 0; i--)); do
+    g=${groups[i]}
+    kill -TERM -- "-$g" 2>/dev/null || continue
+    for _ in $(seq 60); do kill -0 -- "-$g" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$g" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-$TM server --data-dir "$DATA" --port $PORT > "$DATA/server.log" 2>&1 & pids+=($!)
+setsid $TM server --data-dir "$DATA" --port $PORT > "$DATA/server.log" 2>&1 & groups+=($!)
 export PREFECT_API_URL=http://127.0.0.1:$PORT/api
 for _ in $(seq 120); do curl -sf $PREFECT_API_URL/health >/dev/null && break; sleep 1; done
 
 $TM deploy --data-dir "$DATA"
-$TM worker > "$DATA/worker.log" 2>&1 & pids+=($!)
+setsid $TM worker --grace-seconds 10 > "$DATA/worker.log" 2>&1 & groups+=($!)
 
 # A whole pipeline run, reported to this server (training shortened: the point is the UI).
 $TM run --data-dir "$DATA" --config builtin-corpus \
@@ -40,7 +55,7 @@ PY
 done
 
 $PY - "$OUT" <<'PY'
-import subprocess, sys
+import os, signal, subprocess, sys
 from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState,
@@ -70,8 +85,19 @@ with get_client(sync_client=True) as c:
         "automations": f"{ui}/automations",
     }
 for name, url in pages.items():
-    subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1600,1000", "--virtual-time-budget=20000",
-                    f"--screenshot={out}/{name}.png", url], check=True, capture_output=True, timeout=120)
+    # chromium forks helpers; its own session lets the whole group be killed, whatever happens
+    p = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--window-size=1600,1000", "--virtual-time-budget=20000",
+                          f"--screenshot={out}/{name}.png", url],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        if p.wait(timeout=120) != 0:
+            sys.exit(f"chromium failed on {url} (exit code {p.returncode})")
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
     print(f"{out}/{name}.png  {url}")
 PY
