@@ -8,12 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..sources import LocatedSource, ReadOptions
 from ..sources.builtin import DefaultCorpusConfig
+from ..sources.html import DEFAULT_EXTRACTOR, Extractor
+from .urls import UrlFilterConfig
 
-Format = Literal["auto", "jsonl", "parquet", "csv", "tsv", "text", "hf", "hf_disk", "default"]
+Format = Literal[
+    "auto", "jsonl", "parquet", "csv", "tsv", "text", "warc", "wet", "html", "hf", "hf_disk", "default"
+]
 
 
 class SourceConfig(LocatedSource):
-    """One source of documents. ``path`` is a file, a directory or a glob."""
+    """One source of documents. ``path`` is a file, a directory or a glob, local or an fsspec URL."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -34,6 +38,10 @@ class SourceConfig(LocatedSource):
     quoting: Literal["auto", "csv", "none"] = Field(
         "auto",
         description="csv: double quotes group fields; none: quotes are text; auto: csv for .csv, none for .tsv",
+    )
+    # web: warc (response records with HTML), html (one page per file)
+    extractor: Extractor = Field(
+        DEFAULT_EXTRACTOR, description="HTML to text: resiliparse (fast, DCLM) or trafilatura (FineWeb)"
     )
     # Hugging Face
     hf_name: str | None = Field(None, description="Dataset name or builder ('json', 'parquet', a hub id)")
@@ -59,4 +67,7 @@ class IngestConfig(BaseModel):
     sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig(format="default")])
     default_corpus: DefaultCorpusConfig = Field(default_factory=DefaultCorpusConfig)
     max_doc_chars: int = Field(1_000_000, description="Longer documents go to rejects (ingest.too_long)")
+    url_filter: UrlFilterConfig = Field(
+        default_factory=UrlFilterConfig, description="Domain/URL blocklists and banned words in URLs"
+    )
     shard_rows: int = Field(20_000, description="Rows per output shard")

@@ -21,6 +21,7 @@ from ..rejects import RejectSink
 from ..schema import DOCUMENT_SCHEMA
 from ..sources import (
     Problem,
+    Skipped,
     detect_format,
     file_units,
     hf_digest,
@@ -30,9 +31,12 @@ from ..sources import (
     tree_digest,
 )
 from ..sources import builtin as default_corpus
+from ..sources.html import to_text
 from ..sources.normalize import normalize_text
+from ..sources.readers import HTML_SUFFIXES
 from ..stage import Mapper, Phase, Planned, Stage, StageContext, StageResult, sum_counts
 from .config import IngestConfig, SourceConfig
+from .urls import UrlFilter
 
 REJECT_PREFIX = "ingest."
 
@@ -47,6 +51,12 @@ class IngestStage(Stage):
     unique_ids = False  # exact copies keep their content id; dedup resolves them
 
     # -- incremental identity -------------------------------------------------------------------
+    def series(self, config: BaseModel) -> str:
+        """The config, and the content of the URL filter's list files (a changed list re-ingests)."""
+        base = super().series(config)
+        lists = config.url_filter.identity()  # type: ignore[attr-defined]
+        return sha256_bytes(canonical_json([base, lists]).encode())[:32] if lists else base
+
     def resolve_parent(self, config: BaseModel, root: Path, inputs: dict, mapper: Mapper) -> Dataset | None:
         return series_head(root, self.name, self.series(config))
 
@@ -60,6 +70,8 @@ class IngestStage(Stage):
         new = [u for u in units if (u["key"], u["sha256"]) not in seen]
         ident = super().identity(config, inputs, parent)
         ident["units"] = new
+        if config.url_filter.enabled:
+            ident["url_lists"] = config.url_filter.identity()
         return ident
 
     def noop_result(self, planned: Planned) -> StageResult | None:
@@ -76,17 +88,28 @@ class IngestStage(Stage):
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
         by_source: dict[str, dict[str, int]] = {}
+        skipped: dict[str, int] = {}
+        charset_from: dict[str, int] = {}
         for r in results:
-            s = by_source.setdefault(r["source"], {"rows_in": 0, "rows_out": 0, "rows_rejected": 0})
+            s = by_source.setdefault(
+                r["source"], {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "rows_skipped": 0}
+            )
             s["rows_in"] += r["rows_in"]
             s["rows_out"] += r["rows_out"]
             s["rows_rejected"] += sum(r["rejected"].values())
+            s["rows_skipped"] += sum(r.get("skipped", {}).values())
+            for total, add in ((skipped, r.get("skipped", {})), (charset_from, r.get("charset_from", {}))):
+                for k, v in add.items():
+                    total[k] = total.get(k, 0) + v
         stats = {
             "units": [r["unit"] for r in results],
             "utf8_repaired": sum(r["repaired"] for r in results),
             "utf8_replacements": sum(r["replacements"] for r in results),
             "by_source": dict(sorted(by_source.items())),
         }
+        if skipped or charset_from:  # web sources: records that were never documents, and charsets
+            stats["skipped"] = dict(sorted(skipped.items()))
+            stats["charset_from"] = dict(sorted(charset_from.items()))
         totals = {"docs": sum(r["rows_out"] for r in results), "chars": sum(r["chars"] for r in results)}
         return {"counts": sum_counts(results), "stats": stats, "totals": totals}
 
@@ -126,12 +149,21 @@ def list_units(config: IngestConfig, known: dict[str, dict[str, Any]]) -> list[d
                 raise ConfigError(f"source {i}: {src.path} is not a `save_to_disk` directory")
             units.append({"source": i, "kind": "hf", "key": f"hf_disk:{path}", "sha256": tree_digest(path)})
         else:
-            units += file_units(i, src.path or "", lambda f, s=src: _file_format(f, s), known)
+            keep = _is_html_name if src.format == "html" else None
+            units += file_units(i, src.path or "", lambda f, s=src: _file_format(f, s), known, keep=keep)
     return units
 
 
-def _file_format(path: Path, src: SourceConfig) -> str:
+def _file_format(path: Any, src: SourceConfig) -> str:
     return detect_format(path) if src.format == "auto" else src.format
+
+
+def _is_html_name(name: str) -> bool:
+    """`format: html` over a directory or glob reads the pages, not the images and styles beside them."""
+    lower = name.lower()
+    for suffix in (".gz", ".zst", ".zstd"):
+        lower = lower.removesuffix(suffix)
+    return lower.endswith(HTML_SUFFIXES)
 
 
 def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[str, Any]:
@@ -144,6 +176,9 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     docs = ctx.writer("data", DOCUMENT_SCHEMA, prefix, max_rows=cfg.shard_rows)
     origin = unit.get("path") or unit["key"]
     rows_in = rows_out = chars = repaired_docs = replacements = 0
+    skipped: dict[str, int] = {}
+    charset_from: dict[str, int] = {}
+    url_filter = UrlFilter(cfg.url_filter) if cfg.url_filter.enabled else None
     rejects = RejectSink(ctx.rejects_writer(prefix), REJECT_PREFIX, label, origin)
     take_repairs()
 
@@ -160,18 +195,37 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
             streaming=src.streaming,
         )
     else:
-        items = read_file(Path(unit["path"]), unit["format"], src.read_options())
+        items = read_file(unit["path"], unit["format"], src.read_options())
 
     batch: list[dict[str, Any]] = []
     for n, item in items:
+        if isinstance(item, Skipped):  # never a document (a WARC request record, a 404, an image)
+            skipped[item.kind] = skipped.get(item.kind, 0) + 1
+            continue
         rows_in += 1
-        fixed = take_repairs()  # invalid UTF-8 sequences replaced while reading this record
-        if fixed:
-            repaired_docs += 1
-            replacements += fixed
+        fixed = take_repairs()  # invalid sequences replaced while reading this record
         if isinstance(item, Problem):
             rejects.add(item.reason, item.detail, record=n, raw=item.raw)
             continue
+        if url_filter is not None:
+            blocked = url_filter.check(item.get(src.url_field) if src.url_field else None)
+            if blocked is not None:
+                detail = {"rule": blocked.rule, "entry": blocked.entry, "url": blocked.url}
+                rejects.add(
+                    f"url_filter.{blocked.rule}", detail, record=n, raw=blocked.url, value=blocked.entry
+                )
+                continue
+        if "html" in item:  # a web page: its charset, then its main text
+            page = to_text(item, src.extractor)
+            fixed += take_repairs()
+            if isinstance(page, Problem):
+                rejects.add(page.reason, page.detail, record=n, raw=page.raw or _page_ref(item))
+                continue
+            item, origin = page
+            charset_from[origin] = charset_from.get(origin, 0) + 1
+        if fixed:
+            repaired_docs += 1
+            replacements += fixed
         doc = to_document(item, src, cfg.max_doc_chars)
         if isinstance(doc, Problem):
             rejects.add(doc.reason, doc.detail, record=n, raw=item, value=doc.raw)
@@ -187,8 +241,8 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     docs.close()
     rejects.close()
     rejected = rejects.counts
-    out_unit = {k: unit[k] for k in ("key", "sha256", "size", "mtime_ns") if k in unit}
-    return {
+    out_unit = {k: unit[k] for k in ("key", "sha256", "size", "mtime_ns", "etag", "mtime") if k in unit}
+    result = {
         "unit": out_unit,
         "source": label,
         "rows_in": rows_in,
@@ -198,6 +252,14 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
         "replacements": replacements + take_repairs(),
         "chars": chars,
     }
+    if skipped or charset_from:
+        result.update(skipped=dict(sorted(skipped.items())), charset_from=dict(sorted(charset_from.items())))
+    return result
+
+
+def _page_ref(rec: dict[str, Any]) -> str:
+    """What a rejected page is kept as: its URL and record id (its bytes stay in the WARC)."""
+    return canonical_json({k: rec.get(k) for k in ("url", "warc_record_id", "content_type") if rec.get(k)})
 
 
 def to_document(rec: dict[str, Any], src: SourceConfig, max_chars: int) -> dict[str, Any] | Problem:

@@ -1,8 +1,12 @@
 """Readers for every file format. Each yields raw records or problems, never raises on bad data.
 
 A reader yields ``(record_no, item)`` where item is a ``dict`` (a raw record whose fields are
-mapped later) or a :class:`Problem` (the record, or the whole file, cannot be read). Record numbers
-are 1-based lines for line formats and 1-based rows otherwise; ``None`` means the whole file.
+mapped later), a :class:`Problem` (the record, or the whole file, cannot be read) or a
+:class:`Skipped` (a record that is not a document by design, e.g. a WARC request record). Record
+numbers are 1-based lines for line formats, 1-based records for WARC/WET and 1-based rows
+otherwise; ``None`` means the whole file. A path is a local path or an fsspec URL
+(:mod:`.location`). Web formats (``warc``, ``wet``, ``html``) live in :mod:`.warc` and
+:mod:`.html`; an HTML record carries ``html`` bytes that :func:`.html.to_text` turns into text.
 What a reader needs of its source's config is a :class:`ReadOptions`, so that ingest, labeled
 and any other stage read a format the same way.
 """
@@ -19,12 +23,15 @@ import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import IO, Any, Literal
 
 import orjson
 import pyarrow.parquet as pq
 import zstandard
+
+from ..storage import is_url
+from .location import open_raw, size_of
 
 SNIFF_BYTES = 8_192
 _repairs = threading.local()
@@ -67,17 +74,32 @@ class Problem:
     raw: str | None = None
 
 
-Item = tuple[int | None, "dict[str, Any] | Problem"]
+@dataclass(frozen=True)
+class Skipped:
+    """A record skipped on purpose (never a document): counted by kind, not rejected."""
+
+    kind: str
+
+
+Item = tuple[int | None, "dict[str, Any] | Problem | Skipped"]
+WEB_FORMATS = ("warc", "wet", "html")
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 
 # Errors a damaged compressed stream raises part-way through.
 STREAM_ERRORS = (EOFError, OSError, zlib.error, zstandard.ZstdError, gzip.BadGzipFile)
 
 
-def detect_format(path: Path) -> str:
-    name = path.name.lower()
+def detect_format(path: PurePath | str) -> str:
+    name = PurePosixPath(str(path)).name.lower()
     for suffix in (".gz", ".zst", ".zstd"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
+    if name.endswith(".wet") or name.endswith(".warc.wet"):
+        return "wet"
+    if name.endswith((".warc", ".arc")):
+        return "warc"
+    if name.endswith(HTML_SUFFIXES):
+        return "html"
     if name.endswith((".jsonl", ".json", ".ndjson")):
         return "jsonl"
     if name.endswith((".parquet", ".pq")):
@@ -89,15 +111,20 @@ def detect_format(path: Path) -> str:
     return "text"
 
 
-def open_binary(path: Path) -> IO[bytes]:
-    """Open a file, transparently decompressing .gz and .zst."""
-    name = path.name.lower()
-    if name.endswith(".gz"):
+def open_binary(path: Path | str) -> IO[bytes]:
+    """Open a local file or an fsspec URL, transparently decompressing .gz and .zst."""
+    name = PurePosixPath(str(path)).name.lower()
+    if name.endswith(".gz") and not is_url(str(path)):
         return gzip.open(path, "rb")
+    raw = open_raw(path)
+    if name.endswith(".gz"):
+        gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        gz.myfileobj = raw  # closed with the GzipFile, as gzip.open does with the file it opens
+        return gz  # type: ignore[return-value]
     if name.endswith((".zst", ".zstd")):
         # The zstd reader has no readline; buffering it gives line iteration.
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
-    return open(path, "rb")
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return raw
 
 
 def looks_binary(head: bytes) -> bool:
@@ -105,16 +132,20 @@ def looks_binary(head: bytes) -> bool:
     return b"\x00" in head
 
 
-def read_file(path: Path, fmt: str, opts: ReadOptions) -> Iterator[Item]:
+def read_file(path: Path | str, fmt: str, opts: ReadOptions) -> Iterator[Item]:
+    """Every record of one file (a local path or an fsspec URL) in the given format."""
     reader = {
         "jsonl": read_jsonl,
         "parquet": read_parquet,
         "csv": read_csv,
         "tsv": read_csv,
         "text": read_text,
+        "warc": read_web,
+        "wet": read_web,
+        "html": read_web,
     }
     try:
-        if path.stat().st_size == 0:
+        if size_of(path) == 0:
             yield None, Problem("empty_file", "the file is empty")
             return
         yield from reader[fmt](path, opts, fmt)
@@ -122,7 +153,20 @@ def read_file(path: Path, fmt: str, opts: ReadOptions) -> Iterator[Item]:
         yield None, Problem("unreadable_file", str(e))
 
 
-def _sniff(path: Path) -> bytes | Problem:
+def read_web(path: Path | str, opts: ReadOptions, fmt: str) -> Iterator[Item]:
+    """WARC or WET records (:mod:`.warc`), or one HTML page per file (:mod:`.html`)."""
+    if fmt == "html":
+        from .html import read_html_file
+
+        yield from read_html_file(path)
+        return
+    from .warc import read_warc
+
+    with open_raw(path) as raw:
+        yield from read_warc(raw, fmt)
+
+
+def _sniff(path: Path | str) -> bytes | Problem:
     try:
         with open_binary(path) as f:
             head = f.read(SNIFF_BYTES)
@@ -135,7 +179,7 @@ def _sniff(path: Path) -> bytes | Problem:
     return head
 
 
-def read_jsonl(path: Path, opts: ReadOptions, fmt: str = "jsonl") -> Iterator[Item]:
+def read_jsonl(path: Path | str, opts: ReadOptions, fmt: str = "jsonl") -> Iterator[Item]:
     head = _sniff(path)
     if isinstance(head, Problem):
         yield None, head
@@ -169,7 +213,7 @@ def read_jsonl(path: Path, opts: ReadOptions, fmt: str = "jsonl") -> Iterator[It
             )
 
 
-def read_text(path: Path, opts: ReadOptions, fmt: str = "text") -> Iterator[Item]:
+def read_text(path: Path | str, opts: ReadOptions, fmt: str = "text") -> Iterator[Item]:
     head = _sniff(path)
     if isinstance(head, Problem):
         yield None, head
@@ -189,7 +233,7 @@ def read_text(path: Path, opts: ReadOptions, fmt: str = "text") -> Iterator[Item
             yield n, {"text": block.strip("\n")}
 
 
-def read_csv(path: Path, opts: ReadOptions, fmt: str = "csv") -> Iterator[Item]:
+def read_csv(path: Path | str, opts: ReadOptions, fmt: str = "csv") -> Iterator[Item]:
     head = _sniff(path)
     if isinstance(head, Problem):
         yield None, head
@@ -232,9 +276,9 @@ def read_csv(path: Path, opts: ReadOptions, fmt: str = "csv") -> Iterator[Item]:
             yield n + 1, Problem("truncated_file", f"stream ended early: {type(e).__name__}: {e}")
 
 
-def read_parquet(path: Path, opts: ReadOptions, fmt: str = "parquet") -> Iterator[Item]:
+def read_parquet(path: Path | str, opts: ReadOptions, fmt: str = "parquet") -> Iterator[Item]:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(open_raw(path) if is_url(str(path)) else path)
     except Exception as e:  # pyarrow raises ArrowInvalid/OSError subclasses for non-Parquet bytes
         yield None, Problem("unreadable_parquet", f"{type(e).__name__}: {e}")
         return
