@@ -221,8 +221,8 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
             if isinstance(page, Problem):
                 rejects.add(page.reason, page.detail, record=n, raw=page.raw or _page_ref(item))
                 continue
-            item, origin = page
-            charset_from[origin] = charset_from.get(origin, 0) + 1
+            item, charset_origin = page
+            charset_from[charset_origin] = charset_from.get(charset_origin, 0) + 1
         if fixed:
             repaired_docs += 1
             replacements += fixed
