@@ -310,10 +310,28 @@ def deploy(
     write_yaml: Annotated[
         bool, typer.Option("--write-yaml", help="Only regenerate deployments/prefect.yaml")
     ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config the deployments run with")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="dotted.key=value for the deployments' config (JSON values parsed)"),
+    ] = None,
 ) -> None:
-    """Create the `process` work pool if missing and register every deployment in deployments/prefect.yaml."""
+    """Create the `process` work pool if missing and register every deployment in deployments/prefect.yaml.
+
+    With --config/--set, every deployment (the nightly and weekly schedules included) runs with
+    that config by default, e.g. `--set 'ingest.sources=[{"path": "s3://bucket/crawl/*.warc.gz"}]'`.
+    """
     location, data_dir = data_dir, storage.resolve_root(data_dir)
     from flows import ops
+
+    cfg = None
+    if config is not None or set_:
+        try:
+            cfg = load_config(config, set_ or [])
+        except ConfigError as e:
+            _fail(2, str(e))
 
     text = ops.render_prefect_yaml()
     current = ops.PREFECT_YAML.read_text() if ops.PREFECT_YAML.exists() else ""
@@ -332,6 +350,9 @@ def deploy(
     if result.returncode != 0:
         err.print(result.stdout[-4000:] + result.stderr[-4000:], highlight=False, markup=False)
         _fail(1, "prefect deploy failed (output above)")
+    if cfg is not None:
+        configured = ops.apply_config(cfg, url)
+        err.print(f"{len(configured)} deployments run with the given config by default")
     table = Table(
         title=f"deployments on {url} (pool {ops.WORK_POOL!r}, queue {ops.WORK_QUEUE!r}: one run at a time)"
     )

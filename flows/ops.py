@@ -274,6 +274,36 @@ def deploy(
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
 
 
+def configured_parameters(config: Any) -> dict[str, dict[str, Any]]:
+    """The ``config`` default of every deployment for a pipeline config: the whole config for
+    the end_to_end deployments (the nightly and weekly schedules among them), its section for
+    each stage's. With it a schedule runs on the data the config names (e.g. a crawl:
+    ``ingest.sources=[{"path": "s3://bucket/crawl/*.warc.gz"}]``) instead of the defaults."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in deployment_specs():
+        flow_name = spec["entrypoint"].rsplit(":", 1)[1].removesuffix("_flow")
+        section = config if flow_name == "end_to_end" else config.stage_config(flow_name)
+        out[f"{flow_name}/{spec['name']}"] = {"config": section.model_dump(mode="json")}
+    return out
+
+
+def apply_config(config: Any, url: str | None = None) -> list[str]:
+    """Set the registered deployments' ``config`` parameter (after `prefect deploy`); their names."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    done = []
+    with temporary_settings({PREFECT_API_URL: url or api_url()}), get_client(sync_client=True) as client:
+        for name, params in configured_parameters(config).items():
+            dep = client.read_deployment_by_name(name)
+            client.update_deployment(
+                dep.id, DeploymentUpdate(parameters={**(dep.parameters or {}), **params})
+            )
+            done.append(name)
+    return done
+
+
 # ---------------------------------------------------------------------------------------------
 # Triggering one stage's deployment
 

@@ -328,3 +328,18 @@ def test_data_error_is_not_retried_and_the_hook_records_the_reason(api, tmp_path
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-failure"]))
         )
     assert any(a.flow_run_id == flow_run_id and "unreadable record (injected)" in a.data for a in arts)
+
+
+def test_deploy_config_points_the_schedules_at_a_crawl():
+    """`tokenmill deploy --set ingest.sources=[...]`: the nightly schedule reads the crawl."""
+    from pipeline.config import load_config
+
+    crawl = '[{"path": "s3://bucket/crawl/*.warc.gz", "extractor": "resiliparse"}]'
+    cfg = load_config(None, [f"ingest.sources={crawl}"])
+    params = ops.configured_parameters(cfg)
+    nightly = params["end_to_end/nightly-data"]["config"]
+    assert nightly["ingest"]["sources"][0]["path"] == "s3://bucket/crawl/*.warc.gz"
+    assert nightly["ingest"]["sources"][0]["format"] == "auto"  # .warc.gz: read as WARC
+    assert params["end_to_end/weekly-training"]["config"] == nightly  # training reads the same data
+    assert params["ingest/tokenmill"]["config"] == nightly["ingest"]
+    assert params["dedup/tokenmill"]["config"] == nightly["dedup"]

@@ -265,7 +265,9 @@ def test_raw_sources_on_s3_globs_and_incremental_by_etag(s3, tmp_path):
     s3.pipe(f"{bucket}/a.warc.gz", crawl(3, "alpha"))
     s3.pipe(f"{bucket}/b.warc.gz", crawl(2, "beta"))
     s3.pipe(f"{bucket}/notes.txt", b"not a crawl file")
-    s3.pipe(f"{bucket}/jsonl/docs.jsonl", json.dumps({"text": "A JSON Lines document on S3."}).encode() + b"\n")
+    s3.pipe(
+        f"{bucket}/jsonl/docs.jsonl", json.dumps({"text": "A JSON Lines document on S3."}).encode() + b"\n"
+    )
     root = tmp_path / "root"
     cfg = IngestConfig(
         sources=[
