@@ -18,7 +18,7 @@ is cut off or a record header is damaged. Damage found:
 * ``content_length_mismatch``: a record's Content-Length does not lead to the next record
   header. The record is rejected, the reader finds the next ``WARC/1.x`` header and goes on.
 * ``bad_warc_record``: bytes that are not a WARC record, skipped to the next header.
-* ``bad_http_header``: a response whose HTTP status line or headers cannot be parsed.
+* ``bad_http_header``: a response without an HTTP status line, or whose header never ends.
 * ``bad_content_encoding``: a chunked or gzip/deflate/brotli body that does not decode.
 * ``not_a_warc``: a non-empty file with no WARC record in it.
 
@@ -353,7 +353,7 @@ def _record_item(rec: Any, kind: str) -> Any:
         return _Short(rec.content_length - len(block))
     headers = rec.headers
     base = {
-        "url": headers.get("WARC-Target-URI"),
+        "url": (headers.get("WARC-Target-URI") or "").strip("<>") or None,
         "warc_record_id": headers.get("WARC-Record-ID"),
         "warc_date": headers.get("WARC-Date"),
     }
@@ -378,13 +378,10 @@ def _http_response(block: bytes, base: dict[str, Any], identified: str | None) -
     if status is None:
         return Problem("bad_http_header", f"not an HTTP status line: {lines[0][:200]!r}", _head(block))
     fields: dict[str, str] = {}
-    for line in lines[1:]:
+    for line in lines[1:]:  # browsers ignore a malformed header line; so does this
         name, colon, value = line.partition(":")
-        if not colon or not name.strip() or " " in name.strip():
-            if line.startswith((" ", "\t")):  # an obsolete folded continuation line
-                continue
-            return Problem("bad_http_header", f"not an HTTP header line: {line[:200]!r}", _head(block))
-        fields[name.strip().lower()] = value.strip()
+        if colon and name.strip() and " " not in name.strip():
+            fields[name.strip().lower()] = value.strip()
     if int(status.group(1)) != 200:
         return Skipped("non_200")
     media, charset = parse_content_type(fields.get("content-type") or "")
