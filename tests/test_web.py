@@ -192,6 +192,10 @@ def test_damaged_files_keep_what_comes_before_and_name_the_damage(tmp_path):
     lying = _set_content_length(lying, 8, -300)  # the 8th stops short of its end
     (raw / "lying.warc").write_bytes(lying)
 
+    at = plain.index(b"WARC/1.0", len(plain) // 2)  # junk written over a record boundary
+    (raw / "junk.warc").write_bytes(plain[:at] + b"\x00junk" * 100 + plain[at:])
+    (raw / "page.warc").write_text(html_page("Not a crawl", PAGES[0][1]))
+
     (raw / "empty.warc.gz").write_bytes(b"")
     (raw / "empty2.warc").write_bytes(gzip.compress(b""))
 
@@ -255,6 +259,11 @@ def test_damaged_files_keep_what_comes_before_and_name_the_damage(tmp_path):
     assert per_file["lying.warc"] == 10
     lied = sorted(x["source_record"] for x in rej if x["source_file"].endswith("lying.warc"))
     assert lied == [3 * 3, 3 * 8]  # the responses of pages 3 and 8
+
+    # Junk between two records: reported, and every page on both sides of it read.
+    assert by_file["junk.warc"] == {"ingest.bad_warc_record": 1}
+    assert per_file["junk.warc"] == 12
+    assert by_file["page.warc"] == {"ingest.not_a_warc": 1}
 
     # Empty files (plain and an empty gzip stream).
     assert by_file["empty.warc.gz"] == {"ingest.empty_file": 1}

@@ -96,7 +96,7 @@ def detect_format(path: PurePath | str) -> str:
             name = name[: -len(suffix)]
     if name.endswith(".wet") or name.endswith(".warc.wet"):
         return "wet"
-    if name.endswith((".warc", ".arc")):
+    if name.endswith(".warc"):
         return "warc"
     if name.endswith(HTML_SUFFIXES):
         return "html"

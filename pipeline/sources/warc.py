@@ -235,10 +235,9 @@ def read_warc(raw: IO[bytes], kind: str = "warc") -> Iterator[Item]:
                         n + 1,
                         Problem("truncated_file", f"the file ends inside the header of record {n + 1}"),
                     )
-                else:
-                    resume = _skip_bad(stream, end, n + 1, error)
-                    yield from resume[1]
-                    resume = resume[0]
+                else:  # fastwarc refused the next header: skip to the one after it
+                    resume, problems = _skip_bad(stream, end, n + 1, error)
+                    yield from problems
             elif whole and _digest_ok(held, data[end - start - 4 - held.length : end - start - 4]):
                 # The record is intact (its block digest says so): what follows it is the damage.
                 yield held.n, held.item
