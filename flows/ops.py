@@ -141,6 +141,8 @@ YAML_HEADER = """\
 #   tokenmill deploy                       # creates the work pool/queue, then runs the line below
 #   TOKENMILL_DATA_DIR=$PWD/data prefect deploy --all --prefect-file deployments/prefect.yaml
 # TOKENMILL_DATA_DIR is the data root every deployment writes to (read at deploy time).
+# To run the schedules on other data, e.g. a WARC crawl on S3, register with a config:
+#   tokenmill deploy --set 'ingest.sources=[{"path": "s3://bucket/crawl/*.warc.gz"}]'
 # No pull step is given, so `prefect deploy` records the repository root as the working directory.
 """
 
