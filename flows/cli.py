@@ -328,6 +328,8 @@ def deploy(
 
     cfg = None
     if config is not None or set_:
+        from pipeline.config import load_config
+
         try:
             cfg = load_config(config, set_ or [])
         except ConfigError as e:

@@ -53,7 +53,8 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
 _trial = threading.local()
 
 
-def _count_invalid(err: UnicodeDecodeError) -> tuple[str, int]:
+def _count_invalid(err: UnicodeError) -> tuple[str, int]:
+    assert isinstance(err, UnicodeDecodeError)  # registered for decoding only
     _trial.n = getattr(_trial, "n", 0) + 1
     return "\ufffd", err.end
 
@@ -99,30 +100,30 @@ def _strict(data: bytes, charset: str | None) -> str | None:
 
 def decode_html(data: bytes, declared: str | None) -> tuple[str, str, str] | Problem:
     """(text, charset used, where it came from) or why the bytes are not a readable page."""
-    for bom, charset in _BOMS:
+    for bom, name in _BOMS:
         if data.startswith(bom):
-            return data[len(bom) :].decode(charset, errors="tokenmill_repair"), charset, "bom"
+            return data[len(bom) :].decode(name, errors="tokenmill_repair"), name, "bom"
     head = data[:PRESCAN_BYTES]
     if looks_binary(head):
         return Problem("undecodable_html", "the payload is binary (NUL or control bytes), not an HTML page")
-    candidates = [(html5_charset(declared), "http")]
+    candidates: list[tuple[str | None, str]] = [(html5_charset(declared), "http")]
     m = _META.search(head)
     if m:
         candidates.append((html5_charset(m.group(1).decode("ascii", "replace")), "meta"))
     candidates.append(("utf-8", "utf-8"))
     for charset, origin in candidates:
         text = _strict(data, charset)
-        if text is not None and charset:
+        if text is not None and charset is not None:
             return text, charset, origin
     from resiliparse.parse.encoding import detect_encoding
 
     detected = html5_charset(detect_encoding(data)) or "cp1252"
-    text = _strict(data, detected)
-    if text is not None:
-        return text, detected, "detected"
+    strict = _strict(data, detected)
+    if strict is not None:
+        return strict, detected, "detected"
     # Nothing decodes cleanly: a declared charset with a few bad bytes, repaired; else the guess.
     for charset, origin in candidates[:-1]:
-        if charset and _fits(data, charset):
+        if charset is not None and _fits(data, charset):
             return data.decode(charset, errors="tokenmill_repair"), charset, origin
     return data.decode(detected, errors="tokenmill_repair"), detected, "detected"
 

@@ -222,7 +222,8 @@ def read_warc(raw: IO[bytes], kind: str = "warc") -> Iterator[Item]:
             start, data = stream.since(held.start)
             end = _record_end(held, start, data)
             rest = data[end - start :] if end is not None else b""
-            whole = not isinstance(held.item, _Short) and end is not None
+            whole = end is not None and not isinstance(held.item, _Short)
+            end = end if end is not None else held.start  # (only used when whole)
             if whole and not rest.strip():
                 yield held.n, held.item
                 if not stream.eof:  # fastwarc stopped before the end of the data: go on after it
@@ -247,13 +248,13 @@ def read_warc(raw: IO[bytes], kind: str = "warc") -> Iterator[Item]:
                 found, _, _ = _find_header(stream, held.start + 1)
                 if found is not None:
                     why = f"its Content-Length ({held.length}) does not lead to the next record header"
-                    if end is not None and found < end:
+                    if whole and found < end:
                         why = (
                             f"the next record header starts inside its declared block of {held.length} bytes"
                         )
                     yield held.n, Problem("content_length_mismatch", why)
                     resume = found
-                elif isinstance(held.item, _Short) or end is None or stream.error is not None:
+                elif not whole or stream.error is not None:
                     truncated = True
                     yield held.n, Problem("truncated_file", "the file ends inside this record")
                 else:
@@ -426,7 +427,7 @@ def decode_body(body: bytes, transfer: str, encoding: str) -> bytes:
                 except zlib.error:
                     body = zlib.decompress(body, wbits=-15)  # raw deflate, as some servers send
             elif coding == "br":
-                import brotli  # type: ignore[import-not-found]
+                import brotli
 
                 body = brotli.decompress(body)
             elif coding != "identity":
@@ -441,7 +442,7 @@ def decode_body(body: bytes, transfer: str, encoding: str) -> bytes:
 
 
 def _dechunk(body: bytes) -> bytes:
-    out = []
+    out: list[bytes] = []
     i = 0
     while True:
         eol = body.find(b"\r\n", i)
