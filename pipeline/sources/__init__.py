@@ -4,6 +4,8 @@
   work per file with its content hash, digests of Hugging Face sources;
 - :mod:`.readers`: one reader per file format, yielding records or :class:`Problem`s (a damaged
   record or file becomes a reject with its reason, never an exception) or :class:`Skipped`s;
+- :mod:`.records`: what readers yield (records, :class:`Problem`, :class:`Skipped`) and the
+  counted UTF-8 repair;
 - :mod:`.warc`: WARC and WET files (fastwarc), :mod:`.html`: charsets and HTML text extraction.
 
 Rejects themselves (columns, truncation) are :mod:`pipeline.rejects`.

@@ -34,11 +34,9 @@ from __future__ import annotations
 import codecs
 import re
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
-from .readers import Item, Problem
+from .records import Problem
 
 Extractor = Literal["trafilatura", "resiliparse"]
 DEFAULT_EXTRACTOR: Extractor = "resiliparse"
@@ -178,19 +176,3 @@ def to_text(rec: dict[str, Any], extractor: Extractor) -> tuple[dict[str, Any], 
     out["text"] = text
     out["charset"] = charset
     return out, origin
-
-
-def read_html_file(path: Path | str) -> Iterator[Item]:
-    """One HTML page per file (``format: html``), compressed or not."""
-    from .readers import STREAM_ERRORS, open_binary
-
-    try:
-        with open_binary(path) as f:
-            data = f.read()
-    except STREAM_ERRORS as e:
-        yield 1, Problem("truncated_file", f"{type(e).__name__}: {e}")
-        return
-    if not data.strip():
-        yield None, Problem("empty_file", "the file holds no HTML")
-        return
-    yield 1, {"html": data, "url": None, "content_type": "text/html", "http_charset": None}

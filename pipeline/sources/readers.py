@@ -13,18 +13,16 @@ and any other stage read a format the same way.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
 import re
 import sys
-import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 import orjson
 import pyarrow.parquet as pq
@@ -32,28 +30,11 @@ import zstandard
 
 from ..storage import is_url
 from .location import open_raw, size_of
+from .records import Item, Problem, Skipped, decode, take_repairs
+
+__all__ = ["Item", "Problem", "ReadOptions", "Skipped", "decode", "read_file", "take_repairs"]
 
 SNIFF_BYTES = 8_192
-_repairs = threading.local()
-
-
-def _count_repair(err: UnicodeDecodeError) -> tuple[str, int]:
-    _repairs.n = getattr(_repairs, "n", 0) + 1
-    return "\ufffd", err.end
-
-
-codecs.register_error("tokenmill_repair", _count_repair)
-
-
-def take_repairs() -> int:
-    """Invalid UTF-8 sequences replaced by U+FFFD on this thread since the last call."""
-    n = getattr(_repairs, "n", 0)
-    _repairs.n = 0
-    return n
-
-
-def decode(data: bytes) -> str:
-    return data.decode("utf-8", errors="tokenmill_repair")
 
 
 @dataclass(frozen=True)
@@ -67,21 +48,6 @@ class ReadOptions:
     quoting: Literal["auto", "csv", "none"] = "auto"  # auto: csv quoting for .csv, none for .tsv
 
 
-@dataclass
-class Problem:
-    reason: str  # short rule name, prefixed with "ingest." when stored
-    detail: str
-    raw: str | None = None
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A record skipped on purpose (never a document): counted by kind, not rejected."""
-
-    kind: str
-
-
-Item = tuple[int | None, "dict[str, Any] | Problem | Skipped"]
 WEB_FORMATS = ("warc", "wet", "html")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 
@@ -119,7 +85,7 @@ def open_binary(path: Path | str) -> IO[bytes]:
     raw = open_raw(path)
     if name.endswith(".gz"):
         gz = gzip.GzipFile(fileobj=raw, mode="rb")
-        gz.myfileobj = raw  # closed with the GzipFile, as gzip.open does with the file it opens
+        gz.myfileobj = raw  # type: ignore[assignment]  # closed with the GzipFile, as gzip.open does
         return gz  # type: ignore[return-value]
     if name.endswith((".zst", ".zstd")):
         # The zstd reader has no readline; buffering it gives line iteration.
@@ -156,14 +122,26 @@ def read_file(path: Path | str, fmt: str, opts: ReadOptions) -> Iterator[Item]:
 def read_web(path: Path | str, opts: ReadOptions, fmt: str) -> Iterator[Item]:
     """WARC or WET records (:mod:`.warc`), or one HTML page per file (:mod:`.html`)."""
     if fmt == "html":
-        from .html import read_html_file
-
-        yield from read_html_file(path)
+        yield from read_html(path)
         return
     from .warc import read_warc
 
     with open_raw(path) as raw:
         yield from read_warc(raw, fmt)
+
+
+def read_html(path: Path | str) -> Iterator[Item]:
+    """One HTML page per file (``format: html``), compressed or not; :mod:`.html` makes it text."""
+    try:
+        with open_binary(path) as f:
+            data = f.read()
+    except STREAM_ERRORS as e:
+        yield 1, Problem("truncated_file", f"{type(e).__name__}: {e}")
+        return
+    if not data.strip():
+        yield None, Problem("empty_file", "the file holds no HTML")
+        return
+    yield 1, {"html": data, "url": None, "content_type": "text/html", "http_charset": None}
 
 
 def _sniff(path: Path | str) -> bytes | Problem:

@@ -6,7 +6,7 @@ fastwarc frames the records; this module decides what each one is:
   (``text/html``, ``application/xhtml+xml``; with no HTTP content type, the crawler's
   ``WARC-Identified-Payload-Type``) becomes an HTML record (``html`` bytes, ``url``,
   ``warc_record_id``, ``warc_date``, ``content_type``, ``http_charset``), turned into text by
-  :mod:`.html`. Everything else is a :class:`~.readers.Skipped` of its kind: the record type
+  :mod:`.html`. Everything else is a :class:`~.records.Skipped` of its kind: the record type
   (``warcinfo``, ``request``, ``metadata``, ``revisit``, ...), ``non_200`` or ``non_html``.
 * ``wet``: each ``conversion`` record (Common Crawl's extracted text) is a text record.
 
@@ -38,7 +38,7 @@ from typing import IO, Any
 
 import zstandard
 
-from .readers import Item, Problem, Skipped, decode
+from .records import Item, Problem, Skipped, decode
 
 CHUNK = 1 << 20  # compressed bytes read at a time
 HTML_TYPES = ("text/html", "application/xhtml+xml")
