@@ -62,7 +62,7 @@ class FinetuneStage(Stage):
     config_model = FinetuneConfig
     description = "Fine-tune the pretrained checkpoint on the labeled task, and a from-scratch baseline."
     schedule = "training"
-    version = "1"
+    version = "2"  # 2: the last-token head has no bias (transformers' score layer)
     data_schema = METRICS_SCHEMA
     rows_out_is_data_rows = False  # the data view holds learning curves; rows count examples
 
