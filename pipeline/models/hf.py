@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,16 @@ def hf_config(c: GPTConfig, architecture: str, eot_id: int, vocab_size: int | No
 
 def gpt_config_from_hf(config: dict[str, Any], path: Path) -> GPTConfig:
     """The tokenmill GPT shape of a transformers GPT-2 / Llama causal-LM config.json."""
+    c = _gpt_config_from_hf(config, path)
+    # Fields equal to what tokenmill would pick anyway stay unset, so a round trip is the same config.
+    if c.kv_heads == c.n_head:
+        c.n_kv_head = None
+    if c.mlp_hidden == replace(c, mlp_hidden=None).mlp_width:
+        c.mlp_hidden = None
+    return c
+
+
+def _gpt_config_from_hf(config: dict[str, Any], path: Path) -> GPTConfig:
     arch = (config.get("architectures") or [None])[0]
     style = SUPPORTED_IMPORTS.get(arch) if arch else {"gpt2": "gpt2", "llama": "llama"}.get(config.get("model_type"))
     if style is None:

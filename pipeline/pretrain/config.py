@@ -42,6 +42,18 @@ class PretrainConfig(BaseModel):
     arch: Literal["gpt", "lstm"] = Field("gpt", description="Which model to train")
     gpt: GPTShape = Field(default_factory=GPTShape)
     lstm: LSTMShape = Field(default_factory=LSTMShape)
+    init_from: str | None = Field(
+        None,
+        description="Continue training these weights: a local Hugging Face directory of a GPT-2 or "
+        "Llama causal LM, or a tokenmill checkpoint. The model's shape comes from it (arch, gpt and "
+        "lstm are ignored); its tokenizer must be the tokenize stage's (tokenizer: pretrained, "
+        "tokenizer_path: the same directory)",
+    )
+    export_hf: bool = Field(
+        False,
+        description="Also write the final model as a Hugging Face transformers directory, hf/ in the "
+        "version directory (GPT models only)",
+    )
     context_len: int | None = Field(
         None,
         ge=1,
@@ -117,6 +129,8 @@ class PretrainConfig(BaseModel):
             raise ValueError(
                 "strategy fsdp and activation_checkpointing work on transformer blocks: arch gpt only"
             )
+        if self.export_hf and self.arch == "lstm" and self.init_from is None:
+            raise ValueError("export_hf: the LSTM has no transformers equivalent (use arch: gpt)")
         if self.min_lr > self.learning_rate:
             raise ValueError("min_lr must not exceed learning_rate")
         return self

@@ -1,0 +1,331 @@
+"""Models and tokens out of tokenmill and into it: transformers directories, Megatron and nanoGPT files."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from pipeline.errors import ConfigError
+from pipeline.finetune.heads import SequenceClassifier, save_finetuned
+from pipeline.finetune.lora import apply_lora, merge_lora
+from pipeline.ingest.config import IngestConfig, SourceConfig
+from pipeline.ingest.stage import IngestStage
+from pipeline.models import build_model
+from pipeline.models.checkpoint import save_checkpoint
+from pipeline.models.hf import export_checkpoint, import_hf, load_init
+from pipeline.stage import run_stage
+from pipeline.tokenize import TokenizeConfig, TokenizeStage, load_tokenizer
+from pipeline.tokenize.export import export_megatron, export_nanogpt, read_megatron
+
+transformers = pytest.importorskip("transformers")
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = {"block_size": 96, "n_layer": 2, "n_head": 4, "n_embd": 32}
+STYLES = {
+    "gpt2": {"style": "gpt2"},
+    "llama": {"style": "llama"},
+    "gpt2-bias-tanh": {"style": "gpt2", "bias": True, "gelu": "tanh"},
+    "llama-gqa-untied": {"style": "llama", "bias": True, "n_kv_head": 2, "tie_embeddings": False},
+}
+PROMPT = "def wrap(text, width=70, **kwargs):\n    Return a list of wrapped lines."
+
+
+def paragraphs() -> list[str]:
+    """Real English and code: the paragraphs of two standard-library modules."""
+    import argparse
+
+    text = "\n\n".join(Path(m.__file__).read_text() for m in (textwrap, argparse))
+    return [p.strip() for p in text.split("\n\n") if len(p.strip()) > 20]
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    """Published tokenize datasets of the real pipeline: a BPE one and a character one."""
+    root = tmp_path_factory.mktemp("root")
+    src = root / "docs.jsonl"
+    src.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(paragraphs())))
+    docs = run_stage(IngestStage(), IngestConfig(sources=[SourceConfig(path=str(src), id_field="id")]), root, {})
+    out = {"docs": docs.dataset}
+    for kind in ("bpe", "char"):
+        cfg = TokenizeConfig(
+            tokenizer=kind, vocab_size=400, seq_len=32, val_fraction=0.1, shard_sequences=128, row_group_rows=32
+        )
+        out[kind] = run_stage(TokenizeStage(), cfg, root, {"filter": docs.dataset}).dataset
+    return out
+
+
+def checkpoint(tmp: Path, tok_dir: Path, seed: int = 0, arch: str = "gpt", **shape) -> tuple[torch.nn.Module, Path]:
+    """A tiny model with weights moved off their init (biases, norms and all), saved as a checkpoint."""
+    tok = load_tokenizer(tok_dir)
+    torch.manual_seed(seed)
+    model = build_model(arch, vocab_size=tok.vocab_size, **shape).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model, save_checkpoint(tmp / f"ckpt-{seed}", model, tokenizer_dir=tok_dir)
+
+
+def logits(model, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([ids]))[0][0]
+
+
+def cli(*args, env=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+# -- export to transformers ------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+@pytest.mark.parametrize("variant", list(STYLES))
+def test_export_loads_in_transformers_with_the_same_logits(tokens, tmp_path, kind, variant):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok_dir = tokens[kind].path / "tokenizer"
+    tok = load_tokenizer(tok_dir)
+    model, ckpt = checkpoint(tmp_path, tok_dir, **SHAPE, **STYLES[variant])
+    out = tmp_path / "hf"
+    info = export_checkpoint(ckpt, out)
+    assert {p.name for p in out.iterdir()} == {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
+    hf = AutoModelForCausalLM.from_pretrained(out, local_files_only=True).eval()
+    hf_tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    expected = "GPT2LMHeadModel" if STYLES[variant]["style"] == "gpt2" else "LlamaForCausalLM"
+    assert type(hf).__name__ == info["architecture"] == expected
+    ids = hf_tok(PROMPT)["input_ids"]
+    assert ids == tok.encode(PROMPT) and len(ids) <= SHAPE["block_size"]
+    assert hf_tok.decode(ids) == PROMPT == tok.decode(ids)
+    assert hf_tok.eos_token_id == tok.eot_id == hf.config.eos_token_id
+    with torch.no_grad():
+        theirs = hf(torch.tensor([ids])).logits[0].float()
+    diff = (logits(model, ids) - theirs).abs().max().item()
+    assert diff <= 1e-4, diff
+    # and back: the imported model is the exported one, weight for weight
+    back = import_hf(out)
+    assert back.config == model.config
+    assert torch.equal(logits(back, ids), logits(model, ids))
+
+
+def test_pipeline_text_generation_writes_text(tokens, tmp_path):
+    from transformers import pipeline
+
+    _, ckpt = checkpoint(tmp_path, tokens["bpe"].path / "tokenizer", **SHAPE)
+    export_checkpoint(ckpt, tmp_path / "hf")
+    gen = pipeline("text-generation", model=str(tmp_path / "hf"), device="cpu")
+    text = gen("def wrap(", max_new_tokens=12, do_sample=False)[0]["generated_text"]
+    assert text.startswith("def wrap(") and len(text) > len("def wrap(")
+
+
+def test_lstm_export_is_a_clear_error(tokens, tmp_path):
+    _, ckpt = checkpoint(
+        tmp_path, tokens["bpe"].path / "tokenizer", arch="lstm", block_size=32, n_layer=1, n_embd=16, n_hidden=16
+    )
+    with pytest.raises(ConfigError, match="LSTM.*no transformers equivalent|no transformers equivalent"):
+        export_checkpoint(ckpt, tmp_path / "hf")
+    r = cli("export", ckpt, "--to", "hf", tmp_path / "hf")
+    assert r.returncode == 2 and "transformers equivalent" in r.stderr
+    assert not (tmp_path / "hf").exists()
+
+
+# -- fine-tuned classifiers ------------------------------------------------------------------------
+@pytest.mark.parametrize("style", ["gpt2", "llama"])
+def test_lora_classifier_exports_merged_as_sequence_classification(tokens, tmp_path, style):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok_dir = tokens["bpe"].path / "tokenizer"
+    tok = load_tokenizer(tok_dir)
+    backbone, _ = checkpoint(tmp_path, tok_dir, **SHAPE, style=style)
+    labels = ["argparse", "textwrap", "other"]
+    clf = SequenceClassifier(backbone, len(labels), pooling="last", dropout=0.0).eval()
+    apply_lora(backbone, ["c_attn", "c_fc"], rank=2, alpha=4)
+    with torch.no_grad():
+        for name, p in clf.named_parameters():
+            if "lora_B" in name or name.startswith("head."):
+                p.normal_(0, 0.2)
+    texts = ["Wrap a single paragraph of text.", "parser.add_argument('--width', type=int)", "x"]
+    enc = [np.array(tok.encode(t) + [tok.eot_id]) for t in texts]
+    width = max(map(len, enc))
+    x = torch.tensor(np.stack([np.pad(e, (0, width - len(e)), constant_values=tok.eot_id) for e in enc]))
+    with torch.no_grad():
+        before_merge = clf(x, torch.tensor([len(e) for e in enc]))
+    merge_lora(clf)
+    meta = {"task": "classify", "labels": labels, "pooling": "last", "max_len": SHAPE["block_size"]}
+    save_finetuned(tmp_path / "ft", clf, meta, tokenizer_dir=tok_dir)
+    info = export_checkpoint(tmp_path / "ft", tmp_path / "hf")
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf", local_files_only=True).eval()
+    hf_tok = AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True)
+    assert type(hf).__name__ == info["architecture"] == f"{'GPT2' if style == 'gpt2' else 'Llama'}ForSequenceClassification"
+    assert hf.config.id2label == dict(enumerate(labels)) and hf.config.label2id == {k: i for i, k in enumerate(labels)}
+    batch = hf_tok(texts, padding=True, return_tensors="pt")
+    assert [row[: len(e)] for row, e in zip(batch["input_ids"].tolist(), enc)] == [e.tolist() for e in enc]
+    with torch.no_grad():
+        theirs = hf(**batch).logits
+    assert (theirs - before_merge).abs().max().item() <= 1e-4
+
+
+def test_mean_pooled_classifier_is_refused_with_the_fix(tokens, tmp_path):
+    tok_dir = tokens["bpe"].path / "tokenizer"
+    backbone, _ = checkpoint(tmp_path, tok_dir, **SHAPE)
+    clf = SequenceClassifier(backbone, 2, pooling="mean")
+    save_finetuned(tmp_path / "ft", clf, {"task": "classify", "labels": ["a", "b"], "pooling": "mean", "max_len": 8}, tok_dir)
+    with pytest.raises(ConfigError, match="pooling: last"):
+        export_checkpoint(tmp_path / "ft", tmp_path / "hf")
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+def test_incomplete_or_inconsistent_checkpoint_is_exit_2_naming_the_file(tokens, tmp_path):
+    _, ckpt = checkpoint(tmp_path, tokens["bpe"].path / "tokenizer", **SHAPE)
+    cfg = json.loads((ckpt / "model_config.json").read_text())
+    (ckpt / "model_config.json").write_text(json.dumps({**cfg, "n_embd": 64}))
+    r = cli("export", ckpt, "--to", "hf", tmp_path / "out")
+    assert r.returncode == 2, r.stderr
+    assert "model.safetensors: does not match its model config" in r.stderr.replace("\n", "")
+    assert re.search(r"transformer\.\S+ has shape \[32\S*\], expected \[64", r.stderr)
+    (ckpt / "model.safetensors").unlink()
+    r = cli("export", ckpt, "--to", "hf", tmp_path / "out")
+    assert r.returncode == 2 and str(ckpt / "model.safetensors") in r.stderr.replace("\n", "")
+    (ckpt / "model_config.json").unlink()
+    r = cli("export", ckpt, "--to", "hf", tmp_path / "out")
+    assert r.returncode == 2 and "model_config.json" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"}))
+    with pytest.raises(ConfigError, match=r"BertForMaskedLM.*not supported.*GPT2LMHeadModel, LlamaForCausalLM"):
+        load_init(tmp_path)
+
+
+# -- import: continued pretraining --------------------------------------------------------------------
+def pretrain_config(**kw):
+    from pipeline.pretrain.config import PretrainConfig
+
+    base = {"batch_size": 8, "max_steps": 6, "warmup_steps": 1, "learning_rate": 1e-3, "min_lr": 1e-4,
+            "log_interval": 3, "eval_interval": 3, "eval_batches": 2, "checkpoint_interval": 6,
+            "device": "cpu", "threads": 1}
+    return PretrainConfig.model_validate({**base, **kw})
+
+
+@pytest.mark.parametrize("style", ["gpt2", "llama"])
+def test_init_from_an_exported_model_continues_from_its_weights(tokens, tmp_path, style):
+    from pipeline.pretrain.stage import PretrainStage
+
+    tok_dir = tokens["bpe"].path / "tokenizer"
+    model, ckpt = checkpoint(tmp_path, tok_dir, **SHAPE, style=style)
+    export_checkpoint(ckpt, tmp_path / "hf")
+    # the tokenize stage uses that model's tokenizer: tokenizer: pretrained, from the HF directory
+    docs = tokens["docs"]
+    pre_tokens = run_stage(
+        TokenizeStage(),
+        TokenizeConfig(tokenizer="pretrained", tokenizer_path=str(tmp_path / "hf"), seq_len=32,
+                       val_fraction=0.1, shard_sequences=128, row_group_rows=32),
+        tokens["bpe"].root, {"filter": docs},
+    ).dataset
+    res = run_stage(PretrainStage(), pretrain_config(init_from=str(tmp_path / "hf"), export_hf=True),
+                    tmp_path / "root", {"tokenize": pre_tokens})
+    from pipeline.pretrain.data import PackedSequences
+    from pipeline.pretrain.train import evaluate
+    from contextlib import nullcontext
+
+    start = evaluate(model, PackedSequences(pre_tokens, "val"), 8, 2, "cpu", nullcontext(), 32)
+    assert res.stats["initial_val_loss"] == pytest.approx(start, rel=1e-5)  # the imported weights, not random ones
+    assert res.stats["val_loss"] < start
+    assert res.stats["init_from"] == str(tmp_path / "hf")
+    trained, _ = load_init(res.path / "checkpoint")
+    assert trained.config == model.config  # the imported shape, not the pretrain.gpt defaults
+    # export_hf wrote the continued model beside the checkpoint; it round-trips exactly
+    ids = load_tokenizer(tok_dir).encode(PROMPT)
+    assert torch.equal(logits(import_hf(res.path / "hf"), ids), logits(trained, ids))
+
+
+def test_init_from_with_another_vocabulary_is_refused_with_both_sizes(tokens, tmp_path):
+    from pipeline.pretrain.stage import PretrainStage
+
+    _, ckpt = checkpoint(tmp_path, tokens["char"].path / "tokenizer", **SHAPE)
+    export_checkpoint(ckpt, tmp_path / "hf")
+    char_vocab = load_tokenizer(tokens["char"].path / "tokenizer").vocab_size
+    bpe_vocab = tokens["bpe"].manifest["totals"]["vocab_size"]
+    with pytest.raises(ConfigError, match=rf"{char_vocab:,} ids.*{bpe_vocab:,} ids.*tokenizer: pretrained"):
+        run_stage(PretrainStage(), pretrain_config(init_from=str(tmp_path / "hf")), tmp_path / "root",
+                  {"tokenize": tokens["bpe"]})
+
+
+# -- token shards for other trainers --------------------------------------------------------------------
+def docs_by_split(dataset) -> dict[str, list[list[int]]]:
+    out = {"train": [], "val": []}
+    for path in dataset.shard_paths("docs"):
+        t = pq.read_table(path, columns=["input_ids", "split"])
+        for ids, split in zip(t.column("input_ids").to_pylist(), t.column("split").to_pylist()):
+            out[split].append(ids)
+    return out
+
+
+def megatron_reader(prefix: Path):
+    """Megatron-Core's own reader where it installs, else the published layout read by hand."""
+    try:
+        from megatron.core.datasets.indexed_dataset import IndexedDataset
+    except ImportError:
+        ids, lengths, pointers = read_megatron(prefix)
+        item = ids.dtype.itemsize
+        return [ids[p // item : p // item + n].tolist() for p, n in zip(pointers, lengths)], lengths
+    ds = IndexedDataset(str(prefix))
+    return [ds[i].tolist() for i in range(len(ds))], ds.sequence_lengths
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+def test_megatron_export_reads_back_as_the_parquet_documents(tokens, tmp_path, kind):
+    ds = tokens[kind]
+    info = export_megatron(ds, tmp_path / "mg")
+    expected = docs_by_split(ds)
+    totals = ds.manifest["totals"]
+    for split in ("train", "val"):
+        seqs, lengths = megatron_reader(tmp_path / "mg" / split)
+        assert seqs == expected[split]  # one document per sequence, same ids, same order
+        assert int(np.sum(lengths)) == totals[f"tokens_{split}"] == info["splits"][split]["tokens"]
+        assert len(seqs) == totals[f"docs_{split}"] == info["splits"][split]["documents"]
+    header = (tmp_path / "mg" / "train.idx").read_bytes()[:18]
+    assert header[:9] == b"MMIDIDX\x00\x00" and header[17] == 8  # uint16 ids
+    assert (tmp_path / "mg" / "tokenizer" / "tokenizer.json").is_file()
+    # with --append-eot each sequence ends with end-of-text (Megatron's --append-eod)
+    export_megatron(ds, tmp_path / "eot", append_eot=True)
+    seqs, _ = megatron_reader(tmp_path / "eot" / "val")
+    assert seqs == [d + [totals["eot_id"]] for d in expected["val"]]
+
+
+def test_nanogpt_export_is_documents_joined_by_end_of_text(tokens, tmp_path):
+    ds = tokens["char"]
+    r = cli("export", ds.path, "--to", "nanogpt", tmp_path / "ng")
+    assert r.returncode == 0, r.stderr
+    eot = ds.manifest["totals"]["eot_id"]
+    for split, docs in docs_by_split(ds).items():
+        data = np.memmap(tmp_path / "ng" / f"{split}.bin", dtype=np.uint16, mode="r")
+        assert data.tolist() == [t for d in docs for t in d + [eot]]
+    import pickle
+
+    meta = pickle.loads((tmp_path / "ng" / "meta.pkl").read_bytes())  # our own file, plain dicts
+    tok = load_tokenizer(ds.path / "tokenizer")
+    assert meta["vocab_size"] == tok.vocab_size and "".join(meta["itos"][i] for i in tok.encode("Wrap")) == "Wrap"
+
+
+def test_nanogpt_refuses_a_vocabulary_beyond_uint16(tokens, tmp_path, monkeypatch):
+    ds = tokens["bpe"]
+    manifest = {**ds.manifest, "totals": {**ds.manifest["totals"], "vocab_size": 70_000}}
+    monkeypatch.setattr(type(ds), "manifest", property(lambda self: manifest))
+    with pytest.raises(ConfigError, match="70,000 ids.*uint16"):
+        export_nanogpt(ds, tmp_path / "ng")
