@@ -136,10 +136,8 @@ def test_lstm_export_is_a_clear_error(tokens, tmp_path):
     _, ckpt = checkpoint(
         tmp_path, tokens["bpe"].path / "tokenizer", arch="lstm", block_size=32, n_layer=1, n_embd=16, n_hidden=16
     )
-    with pytest.raises(ConfigError, match="LSTM.*no transformers equivalent|no transformers equivalent"):
+    with pytest.raises(ConfigError, match="LSTMLanguageModel has no transformers equivalent"):
         export_checkpoint(ckpt, tmp_path / "hf")
-    r = cli("export", ckpt, "--to", "hf", tmp_path / "hf")
-    assert r.returncode == 2 and "transformers equivalent" in r.stderr
     assert not (tmp_path / "hf").exists()
 
 
@@ -189,6 +187,7 @@ def test_mean_pooled_classifier_is_refused_with_the_fix(tokens, tmp_path):
 
 
 # -- bad input ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_incomplete_or_inconsistent_checkpoint_is_exit_2_naming_the_file(tokens, tmp_path):
     _, ckpt = checkpoint(tmp_path, tokens["bpe"].path / "tokenizer", **SHAPE)
     cfg = json.loads((ckpt / "model_config.json").read_text())
@@ -197,12 +196,15 @@ def test_incomplete_or_inconsistent_checkpoint_is_exit_2_naming_the_file(tokens,
     assert r.returncode == 2, r.stderr
     assert "model.safetensors: does not match its model config" in r.stderr.replace("\n", "")
     assert re.search(r"transformer\.\S+ has shape \[32\S*\], expected \[64", r.stderr)
+    (ckpt / "tokenizer" / "tokenizer.json").unlink()
+    with pytest.raises(ConfigError, match=re.escape(str(ckpt / "tokenizer" / "tokenizer.json"))):
+        export_checkpoint(ckpt, tmp_path / "out")
     (ckpt / "model.safetensors").unlink()
-    r = cli("export", ckpt, "--to", "hf", tmp_path / "out")
-    assert r.returncode == 2 and str(ckpt / "model.safetensors") in r.stderr.replace("\n", "")
+    with pytest.raises(ConfigError, match=re.escape(str(ckpt / "model.safetensors"))):
+        export_checkpoint(ckpt, tmp_path / "out")
     (ckpt / "model_config.json").unlink()
-    r = cli("export", ckpt, "--to", "hf", tmp_path / "out")
-    assert r.returncode == 2 and "model_config.json" in r.stderr
+    with pytest.raises(ConfigError, match=re.escape(str(ckpt / "model_config.json"))):
+        export_checkpoint(ckpt, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -308,6 +310,7 @@ def test_megatron_export_reads_back_as_the_parquet_documents(tokens, tmp_path, k
     assert seqs == [d + [totals["eot_id"]] for d in expected["val"]]
 
 
+@pytest.mark.slow
 def test_nanogpt_export_is_documents_joined_by_end_of_text(tokens, tmp_path):
     ds = tokens["char"]
     r = cli("export", ds.path, "--to", "nanogpt", tmp_path / "ng")
@@ -329,3 +332,95 @@ def test_nanogpt_refuses_a_vocabulary_beyond_uint16(tokens, tmp_path, monkeypatc
     monkeypatch.setattr(type(ds), "manifest", property(lambda self: manifest))
     with pytest.raises(ConfigError, match="70,000 ids.*uint16"):
         export_nanogpt(ds, tmp_path / "ng")
+
+
+# -- the fine-tune stage's export, and lm-eval in the evaluate stage ---------------------------------------
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A fine-tuned last-token classifier with export_hf, through the real stages."""
+    from test_finetune import TINY, make_labeled, make_pretrain, sentiment_rows
+
+    from pipeline.finetune.config import FinetuneConfig
+    from pipeline.finetune.stage import FinetuneStage
+
+    root = tmp_path_factory.mktemp("tuned")
+    rows = sentiment_rows(160)
+    pre = make_pretrain(root, [r["text"] for r in rows], steps=20)
+    lab = make_labeled(root, rows)
+    cfg = FinetuneConfig(**{**TINY, "max_steps": 20}, pooling="last", export_hf=True, baseline=False)
+    ft = run_stage(FinetuneStage(), cfg, root, {"pretrain": pre, "labeled": lab})
+    return root, ft, lab
+
+
+def test_finetune_export_hf_writes_a_sequence_classifier_that_agrees(tuned):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.finetune.heads import load_finetuned
+
+    _, ft, _ = tuned
+    assert ft.stats["hf"] == "hf"
+    hf = AutoModelForSequenceClassification.from_pretrained(ft.path / "hf", local_files_only=True).eval()
+    hf_tok = AutoTokenizer.from_pretrained(ft.path / "hf", local_files_only=True)
+    assert hf.config.id2label == {0: "neg", 1: "pos"}
+    model, meta = load_finetuned(ft.path / "checkpoint")
+    texts = ["The film number 3 was lovely.", "The car number 8 was broken and ugly."]
+    batch = hf_tok(texts, padding=True, return_tensors="pt")
+    lengths = batch["attention_mask"].sum(1)
+    x = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, hf_tok.eos_token_id)  # tokenmill pads with eot
+    with torch.no_grad():
+        ours = model(x, lengths)
+        theirs = hf(**batch).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+
+
+def test_export_hf_with_mean_pooling_is_a_config_error():
+    from pydantic import ValidationError
+
+    from pipeline.finetune.config import FinetuneConfig
+
+    with pytest.raises(ValidationError, match="pooling: last"):
+        FinetuneConfig(export_hf=True)
+
+
+@pytest.mark.slow
+def test_evaluate_runs_the_offline_lm_eval_tasks_into_table_manifest_and_report(tuned):
+    pytest.importorskip("lm_eval")
+    from pipeline.evaluate.config import EvaluateConfig
+    from pipeline.evaluate.stage import EvaluateStage
+    from pipeline.report import render_report
+
+    root, ft, lab = tuned
+    cfg = EvaluateConfig(
+        samples=0, lm_eval={"tasks": ["tokenmill_pycloze", "tokenmill_pycloze_ppl"], "batch_size": 16}
+    )
+    res = run_stage(EvaluateStage(), cfg, root, {"finetune": ft.dataset, "labeled": lab})
+    lm = res.stats["lm_eval"]
+    scores = lm["models"]["pretrained"]
+    assert lm["samples"] == {"tokenmill_pycloze": 40, "tokenmill_pycloze_ppl": 40}
+    assert 0.0 <= scores["tokenmill_pycloze"]["acc"] <= 1.0 and "acc_norm" in scores["tokenmill_pycloze"]
+    assert scores["tokenmill_pycloze_ppl"]["bits_per_byte"] > 0
+    rows = [r for r in pq.read_table(res.data_path).to_pylist() if r["split"] == "lm_eval"]
+    assert {"tokenmill_pycloze:acc", "tokenmill_pycloze_ppl:word_perplexity"} <= {r["metric"] for r in rows}
+    manifest = json.loads((res.path / "_manifest.json").read_text())
+    assert manifest["stats"]["lm_eval"]["models"]["pretrained"] == scores
+    report = render_report(root, [res], "test", root)
+    assert "lm-eval-harness" in report and "| pretrained | tokenmill_pycloze | 40 | acc |" in report
+    # The scores are the model's own: bits per byte equals tokenmill's model's loss on those lines,
+    # scored in lm-eval's rolling windows of the model's context after an end-of-text token.
+    from lm_eval.utils import get_rolling_token_windows
+
+    from pipeline.evaluate.harness import TASKS_DIR
+    from pipeline.models.checkpoint import load_model
+
+    model, mcfg = load_model(root / ft.stats["pretrained_checkpoint"])
+    tok = load_tokenizer(root / ft.stats["pretrained_checkpoint"] / "tokenizer")
+    total_nats, total_bytes = 0.0, 0
+    for line in (TASKS_DIR / "pycloze.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        text = d["context"] + d["choices"][d["label"]]
+        for inp, pred in get_rolling_token_windows(tok.encode(text), tok.eot_id, mcfg.block_size, 1):
+            with torch.no_grad():
+                lp = torch.log_softmax(model(torch.tensor([inp]))[0][0, -len(pred) :], -1)
+            total_nats -= float(lp[torch.arange(len(pred)), torch.tensor(pred)].sum())
+        total_bytes += len(text.encode())
+    assert scores["tokenmill_pycloze_ppl"]["bits_per_byte"] == pytest.approx(total_nats / total_bytes / np.log(2), rel=1e-4)
