@@ -521,11 +521,15 @@ def export(
         info = export_megatron(tokens, out, append_eot) if to == "megatron" else export_nanogpt(tokens, out)
     except ConfigError as e:
         _fail(2, str(e))
-    table = Table(title=f"{to} export of {info['source']} ({info['dtype']} ids, vocab {info['vocab_size']:,})")
+    table = Table(
+        title=f"{to} export of {info['source']} ({info['dtype']} ids, vocab {info['vocab_size']:,})"
+    )
     for col in ("split", "documents", "tokens", "files"):
         table.add_column(col)
     for split, s in info["splits"].items():
-        table.add_row(split, f"{s['documents']:,}", f"{s['tokens']:,}", ", ".join(str(out / f) for f in s["files"]))
+        table.add_row(
+            split, f"{s['documents']:,}", f"{s['tokens']:,}", ", ".join(str(out / f) for f in s["files"])
+        )
     Console().print(table)
 
 

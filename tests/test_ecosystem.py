@@ -1,5 +1,6 @@
 """Models and tokens out of tokenmill and into it: transformers directories, Megatron and nanoGPT files."""
 
+import importlib.util
 import json
 import os
 import re
@@ -25,7 +26,10 @@ from pipeline.stage import run_stage
 from pipeline.tokenize import TokenizeConfig, TokenizeStage, load_tokenizer
 from pipeline.tokenize.export import export_megatron, export_nanogpt, read_megatron
 
-transformers = pytest.importorskip("transformers")
+# Exports are written without transformers; opening them needs it (the hf extra, in dev).
+needs_transformers = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None, reason="transformers is not installed"
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = {"block_size": 96, "n_layer": 2, "n_head": 4, "n_embd": 32}
@@ -52,17 +56,26 @@ def tokens(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
     src = root / "docs.jsonl"
     src.write_text("".join(json.dumps({"id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(paragraphs())))
-    docs = run_stage(IngestStage(), IngestConfig(sources=[SourceConfig(path=str(src), id_field="id")]), root, {})
+    docs = run_stage(
+        IngestStage(), IngestConfig(sources=[SourceConfig(path=str(src), id_field="id")]), root, {}
+    )
     out = {"docs": docs.dataset}
     for kind in ("bpe", "char"):
         cfg = TokenizeConfig(
-            tokenizer=kind, vocab_size=400, seq_len=32, val_fraction=0.1, shard_sequences=128, row_group_rows=32
+            tokenizer=kind,
+            vocab_size=400,
+            seq_len=32,
+            val_fraction=0.1,
+            shard_sequences=128,
+            row_group_rows=32,
         )
         out[kind] = run_stage(TokenizeStage(), cfg, root, {"filter": docs.dataset}).dataset
     return out
 
 
-def checkpoint(tmp: Path, tok_dir: Path, seed: int = 0, arch: str = "gpt", **shape) -> tuple[torch.nn.Module, Path]:
+def checkpoint(
+    tmp: Path, tok_dir: Path, seed: int = 0, arch: str = "gpt", **shape
+) -> tuple[torch.nn.Module, Path]:
     """A tiny model with weights moved off their init (biases, norms and all), saved as a checkpoint."""
     tok = load_tokenizer(tok_dir)
     torch.manual_seed(seed)
@@ -81,11 +94,16 @@ def logits(model, ids: list[int]) -> torch.Tensor:
 def cli(*args, env=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "flows.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
 # -- export to transformers ------------------------------------------------------------------------
+@needs_transformers
 @pytest.mark.parametrize("kind", ["bpe", "char"])
 @pytest.mark.parametrize("variant", list(STYLES))
 def test_export_loads_in_transformers_with_the_same_logits(tokens, tmp_path, kind, variant):
@@ -122,6 +140,7 @@ def test_export_loads_in_transformers_with_the_same_logits(tokens, tmp_path, kin
     assert torch.equal(logits(back, ids), logits(model, ids))
 
 
+@needs_transformers
 def test_pipeline_text_generation_writes_text(tokens, tmp_path):
     from transformers import pipeline
 
@@ -134,7 +153,13 @@ def test_pipeline_text_generation_writes_text(tokens, tmp_path):
 
 def test_lstm_export_is_a_clear_error(tokens, tmp_path):
     _, ckpt = checkpoint(
-        tmp_path, tokens["bpe"].path / "tokenizer", arch="lstm", block_size=32, n_layer=1, n_embd=16, n_hidden=16
+        tmp_path,
+        tokens["bpe"].path / "tokenizer",
+        arch="lstm",
+        block_size=32,
+        n_layer=1,
+        n_embd=16,
+        n_hidden=16,
     )
     with pytest.raises(ConfigError, match="LSTMLanguageModel has no transformers equivalent"):
         export_checkpoint(ckpt, tmp_path / "hf")
@@ -142,6 +167,7 @@ def test_lstm_export_is_a_clear_error(tokens, tmp_path):
 
 
 # -- fine-tuned classifiers ------------------------------------------------------------------------
+@needs_transformers
 @pytest.mark.parametrize("style", ["gpt2", "llama"])
 def test_lora_classifier_exports_merged_as_sequence_classification(tokens, tmp_path, style):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -168,8 +194,14 @@ def test_lora_classifier_exports_merged_as_sequence_classification(tokens, tmp_p
     info = export_checkpoint(tmp_path / "ft", tmp_path / "hf")
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf", local_files_only=True).eval()
     hf_tok = AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True)
-    assert type(hf).__name__ == info["architecture"] == f"{'GPT2' if style == 'gpt2' else 'Llama'}ForSequenceClassification"
-    assert hf.config.id2label == dict(enumerate(labels)) and hf.config.label2id == {k: i for i, k in enumerate(labels)}
+    assert (
+        type(hf).__name__
+        == info["architecture"]
+        == f"{'GPT2' if style == 'gpt2' else 'Llama'}ForSequenceClassification"
+    )
+    assert hf.config.id2label == dict(enumerate(labels)) and hf.config.label2id == {
+        k: i for i, k in enumerate(labels)
+    }
     batch = hf_tok(texts, padding=True, return_tensors="pt")
     assert [row[: len(e)] for row, e in zip(batch["input_ids"].tolist(), enc)] == [e.tolist() for e in enc]
     with torch.no_grad():
@@ -181,7 +213,12 @@ def test_mean_pooled_classifier_is_refused_with_the_fix(tokens, tmp_path):
     tok_dir = tokens["bpe"].path / "tokenizer"
     backbone, _ = checkpoint(tmp_path, tok_dir, **SHAPE)
     clf = SequenceClassifier(backbone, 2, pooling="mean")
-    save_finetuned(tmp_path / "ft", clf, {"task": "classify", "labels": ["a", "b"], "pooling": "mean", "max_len": 8}, tok_dir)
+    save_finetuned(
+        tmp_path / "ft",
+        clf,
+        {"task": "classify", "labels": ["a", "b"], "pooling": "mean", "max_len": 8},
+        tok_dir,
+    )
     with pytest.raises(ConfigError, match="pooling: last"):
         export_checkpoint(tmp_path / "ft", tmp_path / "hf")
 
@@ -209,8 +246,12 @@ def test_incomplete_or_inconsistent_checkpoint_is_exit_2_naming_the_file(tokens,
 
 
 def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"}))
-    with pytest.raises(ConfigError, match=r"BertForMaskedLM.*not supported.*GPT2LMHeadModel, LlamaForCausalLM"):
+    (tmp_path / "config.json").write_text(
+        json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"})
+    )
+    with pytest.raises(
+        ConfigError, match=r"BertForMaskedLM.*not supported.*GPT2LMHeadModel, LlamaForCausalLM"
+    ):
         load_init(tmp_path)
 
 
@@ -218,9 +259,19 @@ def test_unsupported_architecture_lists_the_supported_ones(tmp_path):
 def pretrain_config(**kw):
     from pipeline.pretrain.config import PretrainConfig
 
-    base = {"batch_size": 8, "max_steps": 6, "warmup_steps": 1, "learning_rate": 1e-3, "min_lr": 1e-4,
-            "log_interval": 3, "eval_interval": 3, "eval_batches": 2, "checkpoint_interval": 6,
-            "device": "cpu", "threads": 1}
+    base = {
+        "batch_size": 8,
+        "max_steps": 6,
+        "warmup_steps": 1,
+        "learning_rate": 1e-3,
+        "min_lr": 1e-4,
+        "log_interval": 3,
+        "eval_interval": 3,
+        "eval_batches": 2,
+        "checkpoint_interval": 6,
+        "device": "cpu",
+        "threads": 1,
+    }
     return PretrainConfig.model_validate({**base, **kw})
 
 
@@ -235,18 +286,32 @@ def test_init_from_an_exported_model_continues_from_its_weights(tokens, tmp_path
     docs = tokens["docs"]
     pre_tokens = run_stage(
         TokenizeStage(),
-        TokenizeConfig(tokenizer="pretrained", tokenizer_path=str(tmp_path / "hf"), seq_len=32,
-                       val_fraction=0.1, shard_sequences=128, row_group_rows=32),
-        tokens["bpe"].root, {"filter": docs},
+        TokenizeConfig(
+            tokenizer="pretrained",
+            tokenizer_path=str(tmp_path / "hf"),
+            seq_len=32,
+            val_fraction=0.1,
+            shard_sequences=128,
+            row_group_rows=32,
+        ),
+        tokens["bpe"].root,
+        {"filter": docs},
     ).dataset
-    res = run_stage(PretrainStage(), pretrain_config(init_from=str(tmp_path / "hf"), export_hf=True),
-                    tmp_path / "root", {"tokenize": pre_tokens})
-    from pipeline.pretrain.data import PackedSequences
-    from pipeline.pretrain.train import evaluate
+    res = run_stage(
+        PretrainStage(),
+        pretrain_config(init_from=str(tmp_path / "hf"), export_hf=True),
+        tmp_path / "root",
+        {"tokenize": pre_tokens},
+    )
     from contextlib import nullcontext
 
+    from pipeline.pretrain.data import PackedSequences
+    from pipeline.pretrain.train import evaluate
+
     start = evaluate(model, PackedSequences(pre_tokens, "val"), 8, 2, "cpu", nullcontext(), 32)
-    assert res.stats["initial_val_loss"] == pytest.approx(start, rel=1e-5)  # the imported weights, not random ones
+    assert res.stats["initial_val_loss"] == pytest.approx(
+        start, rel=1e-5
+    )  # the imported weights, not random ones
     assert res.stats["val_loss"] < start
     assert res.stats["init_from"] == str(tmp_path / "hf")
     trained, _ = load_init(res.path / "checkpoint")
@@ -264,8 +329,12 @@ def test_init_from_with_another_vocabulary_is_refused_with_both_sizes(tokens, tm
     char_vocab = load_tokenizer(tokens["char"].path / "tokenizer").vocab_size
     bpe_vocab = tokens["bpe"].manifest["totals"]["vocab_size"]
     with pytest.raises(ConfigError, match=rf"{char_vocab:,} ids.*{bpe_vocab:,} ids.*tokenizer: pretrained"):
-        run_stage(PretrainStage(), pretrain_config(init_from=str(tmp_path / "hf")), tmp_path / "root",
-                  {"tokenize": tokens["bpe"]})
+        run_stage(
+            PretrainStage(),
+            pretrain_config(init_from=str(tmp_path / "hf")),
+            tmp_path / "root",
+            {"tokenize": tokens["bpe"]},
+        )
 
 
 # -- token shards for other trainers --------------------------------------------------------------------
@@ -323,14 +392,17 @@ def test_nanogpt_export_is_documents_joined_by_end_of_text(tokens, tmp_path):
 
     meta = pickle.loads((tmp_path / "ng" / "meta.pkl").read_bytes())  # our own file, plain dicts
     tok = load_tokenizer(ds.path / "tokenizer")
-    assert meta["vocab_size"] == tok.vocab_size and "".join(meta["itos"][i] for i in tok.encode("Wrap")) == "Wrap"
+    assert (
+        meta["vocab_size"] == tok.vocab_size
+        and "".join(meta["itos"][i] for i in tok.encode("Wrap")) == "Wrap"
+    )
 
 
 def test_nanogpt_refuses_a_vocabulary_beyond_uint16(tokens, tmp_path, monkeypatch):
     ds = tokens["bpe"]
     manifest = {**ds.manifest, "totals": {**ds.manifest["totals"], "vocab_size": 70_000}}
     monkeypatch.setattr(type(ds), "manifest", property(lambda self: manifest))
-    with pytest.raises(ConfigError, match="70,000 ids.*uint16"):
+    with pytest.raises(ConfigError, match=r"70,000 ids.*uint16"):
         export_nanogpt(ds, tmp_path / "ng")
 
 
@@ -352,6 +424,7 @@ def tuned(tmp_path_factory):
     return root, ft, lab
 
 
+@needs_transformers
 def test_finetune_export_hf_writes_a_sequence_classifier_that_agrees(tuned):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -362,11 +435,13 @@ def test_finetune_export_hf_writes_a_sequence_classifier_that_agrees(tuned):
     hf = AutoModelForSequenceClassification.from_pretrained(ft.path / "hf", local_files_only=True).eval()
     hf_tok = AutoTokenizer.from_pretrained(ft.path / "hf", local_files_only=True)
     assert hf.config.id2label == {0: "neg", 1: "pos"}
-    model, meta = load_finetuned(ft.path / "checkpoint")
+    model, _ = load_finetuned(ft.path / "checkpoint")
     texts = ["The film number 3 was lovely.", "The car number 8 was broken and ugly."]
     batch = hf_tok(texts, padding=True, return_tensors="pt")
     lengths = batch["attention_mask"].sum(1)
-    x = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, hf_tok.eos_token_id)  # tokenmill pads with eot
+    x = batch["input_ids"].masked_fill(
+        batch["attention_mask"] == 0, hf_tok.eos_token_id
+    )  # tokenmill pads with eot
     with torch.no_grad():
         ours = model(x, lengths)
         theirs = hf(**batch).logits
@@ -382,6 +457,7 @@ def test_export_hf_with_mean_pooling_is_a_config_error():
         FinetuneConfig(export_hf=True)
 
 
+@needs_transformers
 @pytest.mark.slow
 def test_evaluate_runs_the_offline_lm_eval_tasks_into_table_manifest_and_report(tuned):
     pytest.importorskip("lm_eval")
@@ -423,4 +499,6 @@ def test_evaluate_runs_the_offline_lm_eval_tasks_into_table_manifest_and_report(
                 lp = torch.log_softmax(model(torch.tensor([inp]))[0][0, -len(pred) :], -1)
             total_nats -= float(lp[torch.arange(len(pred)), torch.tensor(pred)].sum())
         total_bytes += len(text.encode())
-    assert scores["tokenmill_pycloze_ppl"]["bits_per_byte"] == pytest.approx(total_nats / total_bytes / np.log(2), rel=1e-4)
+    assert scores["tokenmill_pycloze_ppl"]["bits_per_byte"] == pytest.approx(
+        total_nats / total_bytes / np.log(2), rel=1e-4
+    )

@@ -145,7 +145,9 @@ def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
         for name, by_task in stats["lm_eval"]["models"].items():
             for task, metrics in by_task.items():
                 for metric, value in metrics.items():
-                    results.append({"model": name, "metric": f"{task}:{metric}", "value": value, "split": LM_EVAL_SPLIT})
+                    results.append(
+                        {"model": name, "metric": f"{task}:{metric}", "value": value, "split": LM_EVAL_SPLIT}
+                    )
 
     writer = ctx.writer(DATA_VIEW, RESULTS_SCHEMA, prefix="results")
     writer.write_rows(results)

@@ -216,7 +216,7 @@ def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
         raise ConfigError(f"{path}: missing")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable safetensors file: {e}") from e
 

@@ -129,7 +129,9 @@ def to_hf_tensors(model: GPT) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def from_hf_tensors(tensors: dict[str, torch.Tensor], config: GPTConfig, where: Path) -> dict[str, torch.Tensor]:
+def from_hf_tensors(
+    tensors: dict[str, torch.Tensor], config: GPTConfig, where: Path
+) -> dict[str, torch.Tensor]:
     """tokenmill state-dict entries from transformers' causal-LM tensors (the inverse of the export)."""
     c = config
 
@@ -243,7 +245,11 @@ def gpt_config_from_hf(config: dict[str, Any], path: Path) -> GPTConfig:
 
 def _gpt_config_from_hf(config: dict[str, Any], path: Path) -> GPTConfig:
     arch = (config.get("architectures") or [None])[0]
-    style = SUPPORTED_IMPORTS.get(arch) if arch else {"gpt2": "gpt2", "llama": "llama"}.get(config.get("model_type"))
+    style = (
+        SUPPORTED_IMPORTS.get(arch)
+        if arch
+        else {"gpt2": "gpt2", "llama": "llama"}.get(config.get("model_type"))
+    )
     if style is None:
         raise ConfigError(
             f"{path}: architecture {arch or config.get('model_type')!r} is not supported; "
@@ -328,7 +334,9 @@ def weight_files(directory: Path) -> list[Path]:
         names = sorted(set(index.get("weight_map", {}).values()))
         missing = [n for n in names if not (directory / n).is_file()]
         if missing or not names:
-            raise ConfigError(f"{directory / WEIGHTS_INDEX}: shard {missing[0] if missing else '(none)'} is missing")
+            raise ConfigError(
+                f"{directory / WEIGHTS_INDEX}: shard {missing[0] if missing else '(none)'} is missing"
+            )
         return [directory / n for n in names]
     pickles = [p.name for p in directory.glob("*.bin")] + [p.name for p in directory.glob("*.pt")]
     hint = f" ({', '.join(pickles)} are torch pickles, which tokenmill never loads)" if pickles else ""
@@ -450,7 +458,9 @@ def export_causal_lm(model: nn.Module, tok, out_dir: str | Path) -> dict[str, An
         "temperature": 0.8,
         "top_k": 200,
     }
-    write_hf_dir(out_dir, config, to_hf_tensors(model), tok.to_json(), tokenizer_files(tok, c.block_size), generation)
+    write_hf_dir(
+        out_dir, config, to_hf_tensors(model), tok.to_json(), tokenizer_files(tok, c.block_size), generation
+    )
     return {"architecture": architecture, "vocab_size": c.vocab_size, "style": c.style}
 
 
@@ -567,11 +577,11 @@ def init_digest(path: str | Path) -> str:
     from ..hashing import sha256_bytes
 
     path = Path(path).expanduser()
-    names = sorted(
-        p.name
-        for p in path.iterdir()
-        if p.is_file() and (p.suffix in (".safetensors", ".json"))
-    ) if path.is_dir() else []
+    names = (
+        sorted(p.name for p in path.iterdir() if p.is_file() and (p.suffix in (".safetensors", ".json")))
+        if path.is_dir()
+        else []
+    )
     if not names:
         raise ConfigError(f"{path}: no model files there")
     return sha256_bytes("\n".join(f"{n} {sha256_file(path / n)}" for n in names).encode())

@@ -79,9 +79,9 @@ class MegatronWriter:
     def __init__(self, prefix: Path, dtype: np.dtype):
         self.prefix = prefix
         self.dtype = np.dtype(dtype)
-        self.bin = open(prefix.with_suffix(".bin"), "wb")  # noqa: SIM115 (closed in finish)
+        self.bin = open(prefix.with_suffix(".bin"), "wb")
         self.scratch_path = prefix.with_suffix(".lengths.tmp")
-        self.scratch = open(self.scratch_path, "wb")  # noqa: SIM115
+        self.scratch = open(self.scratch_path, "wb")
         self.sequences = 0
         self.tokens = 0
 
@@ -144,7 +144,7 @@ def export_nanogpt(dataset: Dataset, out: str | Path) -> dict[str, Any]:
         )
     out = _fresh_dir(out)
     splits = {s: {"documents": 0, "tokens": 0} for s in SPLITS}
-    handles = {s: open(out / NANOGPT_SPLITS[s], "wb") for s in SPLITS}  # noqa: SIM115
+    handles = {s: open(out / NANOGPT_SPLITS[s], "wb") for s in SPLITS}
     try:
         for split, flat, lengths in iter_docs(dataset):
             flat, lengths = with_eot(flat, lengths, eot)
@@ -237,4 +237,3 @@ def read_megatron(prefix: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     size = prefix.with_suffix(".bin").stat().st_size
     ids = np.memmap(prefix.with_suffix(".bin"), mode="r", dtype=dtype) if size else np.zeros(0, dtype)
     return ids, lengths, pointers
-
