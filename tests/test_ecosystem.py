@@ -321,6 +321,24 @@ def test_init_from_an_exported_model_continues_from_its_weights(tokens, tmp_path
     assert torch.equal(logits(import_hf(res.path / "hf"), ids), logits(trained, ids))
 
 
+def test_init_from_with_no_steps_publishes_the_imported_model_unchanged(tokens, tmp_path):
+    from pipeline.pretrain.stage import PretrainStage
+
+    model, ckpt = checkpoint(tmp_path, tokens["bpe"].path / "tokenizer", **{**SHAPE, "block_size": 32})
+    res = run_stage(
+        PretrainStage(),
+        pretrain_config(init_from=str(ckpt), max_steps=0),
+        tmp_path / "root",
+        {"tokenize": tokens["bpe"]},
+    )
+    assert res.stats["steps"] == 0 and res.stats["val_loss"] == res.stats["initial_val_loss"]
+    published, _ = load_init(res.path / "checkpoint")
+    ids = load_tokenizer(tokens["bpe"].path / "tokenizer").encode(PROMPT)[:32]
+    assert torch.equal(logits(published, ids), logits(model, ids))
+    with pytest.raises(ValueError, match="needs init_from"):
+        pretrain_config(max_steps=0)
+
+
 def test_init_from_with_another_vocabulary_is_refused_with_both_sizes(tokens, tmp_path):
     from pipeline.pretrain.stage import PretrainStage
 

@@ -43,8 +43,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ConfigError
-from ..hashing import sha256_file
-from . import build_model
+from ..hashing import sha256_bytes, sha256_file
 from .gpt import GPT, GPTConfig
 
 CONFIG_JSON = "config.json"
@@ -574,22 +573,10 @@ def load_init(path: str | Path) -> tuple[nn.Module, Path | None]:
 
 def init_digest(path: str | Path) -> str:
     """sha256 over the weight and config files of an init_from path: its bytes, not its name."""
-    from ..hashing import sha256_bytes
-
     path = Path(path).expanduser()
-    names = (
-        sorted(p.name for p in path.iterdir() if p.is_file() and (p.suffix in (".safetensors", ".json")))
-        if path.is_dir()
-        else []
-    )
+    if not path.is_dir():
+        raise ConfigError(f"pretrain.init_from {path}: no such directory")
+    names = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".json"))
     if not names:
-        raise ConfigError(f"{path}: no model files there")
+        raise ConfigError(f"pretrain.init_from {path}: no model files there (*.safetensors, *.json)")
     return sha256_bytes("\n".join(f"{n} {sha256_file(path / n)}" for n in names).encode())
-
-
-def build_like(model: nn.Module) -> nn.Module:
-    """A fresh model of the same arch and shape (random weights)."""
-    from . import model_config_dict
-
-    cfg = model_config_dict(model)
-    return build_model(cfg.pop("arch"), **cfg)

@@ -73,7 +73,12 @@ class PretrainConfig(BaseModel):
     beta2: float = 0.99
     grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm; 0 disables")
     # -- budget and reporting -------------------------------------------------------------------
-    max_steps: int = Field(400, ge=1, description="Optimizer steps to train for (the budget)")
+    max_steps: int = Field(
+        400,
+        ge=0,
+        description="Optimizer steps to train for (the budget); 0 with init_from publishes the imported "
+        "model as it is (to fine-tune or evaluate it)",
+    )
     log_interval: int = Field(10, ge=1, description="Steps between train-loss rows in the metrics")
     eval_interval: int = Field(100, ge=1, description="Steps between validation-loss evaluations")
     eval_batches: int = Field(20, ge=1, description="Validation batches per evaluation (fixed, first ones)")
@@ -129,6 +134,8 @@ class PretrainConfig(BaseModel):
             raise ValueError(
                 "strategy fsdp and activation_checkpointing work on transformer blocks: arch gpt only"
             )
+        if self.max_steps == 0 and self.init_from is None:
+            raise ValueError("max_steps 0 only imports a model: it needs init_from")
         if self.export_hf and self.arch == "lstm" and self.init_from is None:
             raise ValueError("export_hf: the LSTM has no transformers equivalent (use arch: gpt)")
         if self.min_lr > self.learning_rate:

@@ -463,8 +463,7 @@ def train(
             if stop:
                 raise TrainingInterrupted(f"SIGTERM at step {step}; checkpoint saved in {last_saved}")
 
-        final = last_saved or latest_checkpoint(work_dir)
-        assert final is not None
+        final = last_saved or latest_checkpoint(work_dir) or save(step)  # max_steps 0: the imported model
     return TrainResult(final, metrics, summarize(metrics, unwrap(raw_model), state, device, resumed_from))
 
 
