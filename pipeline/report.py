@@ -125,7 +125,7 @@ def _lineage(root: Path, results: list[StageResult], where: Path) -> list[str]:
             lines.append(
                 f"  - tokenizer `{str(tok)[:12]}` ([tokenizer]({_rel(d.path / 'tokenizer', where)}))"
             )
-        for ck in ("checkpoint", "baseline"):
+        for ck in ("checkpoint", "baseline", "hf"):
             if (d.path / ck).is_dir():
                 lines.append(f"  - {ck}: [{ck}/]({_rel(d.path / ck, where)})")
     return lines

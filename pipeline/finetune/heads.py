@@ -86,6 +86,8 @@ def load_finetuned(directory: str | Path, device: str | torch.device = "cpu") ->
     if meta["task"] != "classify":
         return backbone, meta
     head = load_file(str(directory / HEAD_FILE), device=str(device))
-    model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"], dropout=0.0, bias="bias" in head)
+    model = SequenceClassifier(
+        backbone, len(meta["labels"]), meta["pooling"], dropout=0.0, bias="bias" in head
+    )
     model.head.load_state_dict(head)
     return model.to(device).eval(), meta

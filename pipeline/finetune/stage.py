@@ -96,7 +96,7 @@ class FinetuneStage(Stage):
             "method": ctx.config.method,
             "models": {k: {x: v for x, v in r.items() if x != "history"} for k, r in by_model.items()},
             "curves": curves.name if curves else None,
-        "hf": HF_DIR if ctx.config.export_hf else None,
+            "hf": HF_DIR if ctx.config.export_hf else None,
             "pretrained_checkpoint": str(Path(ctx.extra["pretrained"]).relative_to(ctx.root)),
         }
         return {
