@@ -477,6 +477,75 @@ def generate(
     )
 
 
+EXPORT_FORMATS = ("hf", "megatron", "nanogpt")
+
+
+@app.command()
+def export(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="hf: a checkpoint directory, or a pretrain/finetune dataset (path, stage name or "
+            "fingerprint prefix); megatron, nanogpt: a tokenize dataset (same forms)"
+        ),
+    ],
+    out: Annotated[Path, typer.Argument(help="Output directory")],
+    to: Annotated[str, typer.Option("--to", help="hf | megatron | nanogpt")] = "hf",
+    append_eot: Annotated[
+        bool, typer.Option("--append-eot", help="megatron: end each document with end-of-text")
+    ] = False,
+    data_dir: DataDir = "data",
+) -> None:
+    """Export a model to a Hugging Face transformers directory, or tokens to Megatron / nanoGPT files."""
+    data_dir = storage.resolve_root(data_dir)
+    try:
+        if to not in EXPORT_FORMATS:
+            raise ConfigError(f"--to {to!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+        if to == "hf":
+            from pipeline.models.hf import export_checkpoint
+
+            info = export_checkpoint(_checkpoint_dir(source, data_dir), out)
+            Console().print(
+                f"wrote {out} ({info['architecture']}); open it with transformers: "
+                f"AutoModelForCausalLM.from_pretrained({str(out)!r})"
+                if "labels" not in info
+                else f"wrote {out} ({info['architecture']}, labels {', '.join(info['labels'])}); "
+                f"AutoModelForSequenceClassification.from_pretrained({str(out)!r})",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+        from pipeline.tokenize.export import export_megatron, export_nanogpt
+
+        tokens = _open_dataset(source, data_dir)
+        info = export_megatron(tokens, out, append_eot) if to == "megatron" else export_nanogpt(tokens, out)
+    except ConfigError as e:
+        _fail(2, str(e))
+    table = Table(
+        title=f"{to} export of {info['source']} ({info['dtype']} ids, vocab {info['vocab_size']:,})"
+    )
+    for col in ("split", "documents", "tokens", "files"):
+        table.add_column(col)
+    for split, s in info["splits"].items():
+        table.add_row(
+            split, f"{s['documents']:,}", f"{s['tokens']:,}", ", ".join(str(out / f) for f in s["files"])
+        )
+    Console().print(table)
+
+
+def _checkpoint_dir(ref: str, data_dir: Path) -> Path:
+    """A checkpoint directory itself, or the ``checkpoint/`` of a pretrain or finetune dataset."""
+    p = Path(ref)
+    if p.is_dir() and ((p / "model_config.json").is_file() or not (p / "checkpoint").is_dir()):
+        return p
+    if p.is_dir():
+        return p / "checkpoint"
+    ds = _open_dataset(ref, data_dir)
+    if ds.stage not in ("pretrain", "finetune"):
+        raise ConfigError(f"{ref}: a {ds.stage} dataset holds no model; give a pretrain or finetune one")
+    return ds.path / "checkpoint"
+
+
 def main() -> None:
     try:
         app()

@@ -125,7 +125,7 @@ def _lineage(root: Path, results: list[StageResult], where: Path) -> list[str]:
             lines.append(
                 f"  - tokenizer `{str(tok)[:12]}` ([tokenizer]({_rel(d.path / 'tokenizer', where)}))"
             )
-        for ck in ("checkpoint", "baseline"):
+        for ck in ("checkpoint", "baseline", "hf"):
             if (d.path / ck).is_dir():
                 lines.append(f"  - {ck}: [{ck}/]({_rel(d.path / ck, where)})")
     return lines
@@ -204,6 +204,31 @@ def _evaluation(s: dict[str, Any]) -> list[str]:
         ]
         for smp in pre.get("samples", []):
             lines.append(f"- {_quote(smp['prompt'])} -> {_quote(smp['continuation'])}")
+    lines += _lm_eval(s.get("lm_eval"))
+    return lines
+
+
+def _lm_eval(lm: dict[str, Any] | None) -> list[str]:
+    """lm-eval-harness scores: one row per model, task and metric, with its standard error."""
+    if not lm:
+        return []
+    lines = [
+        "",
+        f"lm-eval-harness {lm.get('version', '')} on the exported transformers model:",
+        "",
+        "| model | task | examples | metric | value | stderr |",
+        "| --- | --- | ---: | --- | ---: | ---: |",
+    ]
+    for model, tasks in lm.get("models", {}).items():
+        for task, metrics in tasks.items():
+            for metric, value in metrics.items():
+                if metric.endswith("_stderr"):
+                    continue
+                err = metrics.get(f"{metric}_stderr")
+                n = lm.get("samples", {}).get(task, "")
+                lines.append(
+                    f"| {model} | {task} | {n} | {metric} | {_fmt(value)} | {'-' if err is None else _fmt(err)} |"
+                )
     return lines
 
 

@@ -31,6 +31,8 @@ from .config import EvaluateConfig
 from .metrics import classification_metrics, majority_baseline
 from .plots import plot_confusion
 
+LM_EVAL_SPLIT = "lm_eval"  # the split column of lm-eval rows; their metric is "<task>:<metric>"
+
 RESULTS_SCHEMA = pa.schema(
     [
         pa.field("model", pa.string(), nullable=False),  # finetuned | scratch | majority | pretrained
@@ -135,11 +137,54 @@ def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
         stats["headline"] = headline(stats["models"], "response_perplexity", lower_is_better=True)
     stats["pretrained"] = pretrained_lm(pretrained, rows_eval, tok, ft_cfg, cfg, device)
     add("pretrained", "perplexity", stats["pretrained"]["perplexity"])
+    if cfg.lm_eval.tasks:
+        models = {"pretrained": pretrained}
+        if ft_cfg.task == "instruct" and "finetuned" in available:
+            models["finetuned"] = available["finetuned"]
+        stats["lm_eval"] = harness_scores(models, cfg, str(device), ctx.staging_dir)
+        for name, by_task in stats["lm_eval"]["models"].items():
+            for task, metrics in by_task.items():
+                for metric, value in metrics.items():
+                    results.append(
+                        {"model": name, "metric": f"{task}:{metric}", "value": value, "split": LM_EVAL_SPLIT}
+                    )
 
     writer = ctx.writer(DATA_VIEW, RESULTS_SCHEMA, prefix="results")
     writer.write_rows(results)
     writer.close()
     return {"n": n, "stats": stats}
+
+
+def harness_scores(
+    checkpoints: dict[str, Path], cfg: EvaluateConfig, device: str, scratch: Path
+) -> dict[str, Any]:
+    """lm-eval scores of each checkpoint, run on its transformers export (the one beside it, or a
+    temporary one)."""
+    import tempfile
+
+    from ..models.hf import export_checkpoint
+    from .harness import run_harness
+
+    out: dict[str, Any] = {"tasks": list(cfg.lm_eval.tasks), "models": {}, "samples": {}}
+    for name, ckpt in checkpoints.items():
+        exported = ckpt.parent / "hf"
+        with tempfile.TemporaryDirectory(dir=scratch, prefix=".hf-") as tmp:
+            if not (exported / "config.json").is_file():
+                exported = Path(tmp) / "model"
+                export_checkpoint(ckpt, exported)
+            r = run_harness(
+                exported,
+                cfg.lm_eval.tasks,
+                include_path=cfg.lm_eval.include_path,
+                num_fewshot=cfg.lm_eval.num_fewshot,
+                limit=cfg.lm_eval.limit,
+                batch_size=cfg.lm_eval.batch_size,
+                device=device,
+                seed=cfg.seed,
+            )
+        out["models"][name] = r["tasks"]
+        out["samples"], out["version"] = r["samples"], r["version"]
+    return out
 
 
 def headline(models: dict[str, dict[str, Any]], metric: str, lower_is_better: bool = False) -> dict[str, Any]:

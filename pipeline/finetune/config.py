@@ -74,8 +74,19 @@ class FinetuneConfig(BaseModel):
         description="Also train the same architecture from scratch on the same data with the same budget",
     )
 
+    export_hf: bool = Field(
+        False,
+        description="Also write the fine-tuned model as a Hugging Face transformers directory, hf/ in "
+        "the version directory: …ForSequenceClassification (needs pooling: last) or …ForCausalLM",
+    )
+
     @model_validator(mode="after")
     def _template(self) -> FinetuneConfig:
         if "{prompt}" not in self.template:
             raise ValueError("template must contain {prompt}")
+        if self.export_hf and self.task == "classify" and self.pooling != "last":
+            raise ValueError(
+                "export_hf needs pooling: last: transformers' …ForSequenceClassification scores the "
+                "last token, it has no mean pooling"
+            )
         return self

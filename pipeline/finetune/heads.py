@@ -5,7 +5,9 @@ final hidden states; one vector per sequence is pooled from them and a linear la
 class logits. Sequences are right-padded: with causal attention (or a left-to-right LSTM) padding
 after a token cannot change that token's state, so no attention mask is needed. ``last`` pooling
 takes the state of the last real token, which has read the whole text; ``mean`` averages the
-states of the real tokens.
+states of the real tokens. With ``last`` the head is a bias-free linear layer, exactly
+transformers' ``…ForSequenceClassification`` score layer, so the classifier exports to it
+(pipeline/models/hf.py); the mean-pooling head, which has no transformers equivalent, keeps a bias.
 """
 
 from __future__ import annotations
@@ -32,14 +34,23 @@ def pool(hidden: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> torch
 
 
 class SequenceClassifier(nn.Module):
-    def __init__(self, backbone: nn.Module, n_classes: int, pooling: Pooling = "last", dropout: float = 0.1):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        n_classes: int,
+        pooling: Pooling = "last",
+        dropout: float = 0.1,
+        bias: bool | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.config.n_embd, n_classes)
+        bias = pooling != "last" if bias is None else bias
+        self.head = nn.Linear(backbone.config.n_embd, n_classes, bias=bias)
         nn.init.normal_(self.head.weight, std=0.02)
-        nn.init.zeros_(self.head.bias)
+        if self.head.bias is not None:
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes) for right-padded token ids (B, T) of the given lengths."""
@@ -74,6 +85,9 @@ def load_finetuned(directory: str | Path, device: str | torch.device = "cpu") ->
     backbone, _ = load_model(directory, device=device)
     if meta["task"] != "classify":
         return backbone, meta
-    model = SequenceClassifier(backbone, len(meta["labels"]), meta["pooling"], dropout=0.0)
-    model.head.load_state_dict(load_file(str(directory / HEAD_FILE), device=str(device)))
+    head = load_file(str(directory / HEAD_FILE), device=str(device))
+    model = SequenceClassifier(
+        backbone, len(meta["labels"]), meta["pooling"], dropout=0.0, bias="bias" in head
+    )
+    model.head.load_state_dict(head)
     return model.to(device).eval(), meta

@@ -43,6 +43,7 @@ from .train import (
 CHECKPOINT = "checkpoint"  # the fine-tuned model, beside the views
 BASELINE = "baseline"  # the same architecture trained from scratch
 MODELS = {"finetuned": CHECKPOINT, "scratch": BASELINE}
+HF_DIR = "hf"  # the fine-tuned model as a transformers directory, with export_hf
 
 METRICS_SCHEMA = pa.schema(
     [
@@ -62,7 +63,7 @@ class FinetuneStage(Stage):
     config_model = FinetuneConfig
     description = "Fine-tune the pretrained checkpoint on the labeled task, and a from-scratch baseline."
     schedule = "training"
-    version = "1"
+    version = "2"  # 2: the last-token head has no bias (transformers' score layer)
     data_schema = METRICS_SCHEMA
     rows_out_is_data_rows = False  # the data view holds learning curves; rows count examples
 
@@ -76,6 +77,10 @@ class FinetuneStage(Stage):
         task = labeled.manifest["stats"].get("task")
         if task != cfg.task:
             raise ConfigError(f"finetune.task is {cfg.task!r} but the labeled dataset holds {task!r} data")
+        if cfg.export_hf and read_model_config(pretrained)["arch"] != "gpt":
+            raise ConfigError(
+                "finetune.export_hf: the pretrained model is an LSTM, which has no transformers equivalent"
+            )
         ctx.extra["pretrained"] = str(pretrained)
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -91,6 +96,7 @@ class FinetuneStage(Stage):
             "method": ctx.config.method,
             "models": {k: {x: v for x, v in r.items() if x != "history"} for k, r in by_model.items()},
             "curves": curves.name if curves else None,
+            "hf": HF_DIR if ctx.config.export_hf else None,
             "pretrained_checkpoint": str(Path(ctx.extra["pretrained"]).relative_to(ctx.root)),
         }
         return {
@@ -195,6 +201,10 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         from safetensors.torch import save_file
 
         save_file({k: v.cpu().contiguous() for k, v in adapter.items()}, str(out / "adapter.safetensors"))
+    if cfg.export_hf and which == "finetuned":
+        from ..models.hf import export_checkpoint
+
+        export_checkpoint(out, ctx.staging_dir / HF_DIR)
     writer = ctx.writer(DATA_VIEW, METRICS_SCHEMA, prefix=f"metrics-{which}")
     writer.write_rows(history + result.history)
     writer.close()

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import nn
 
+from ..errors import ConfigError
 from . import build_model, model_config_dict, unwrap
 
 MODEL_FILE = "model.safetensors"
@@ -115,15 +117,33 @@ def commit(tmp: Path, final: str | Path) -> None:
 
 
 def read_model_config(directory: str | Path) -> dict[str, Any]:
-    return json.loads((Path(directory) / CONFIG_FILE).read_text())
+    """model_config.json; a missing or unreadable file is a ConfigError naming it."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; {Path(directory)} is not a complete tokenmill checkpoint")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(config, dict) or "arch" not in config:
+        raise ConfigError(f"{path}: not a tokenmill model config (no 'arch')")
+    return config
+
+
+def build_from_config(directory: str | Path) -> nn.Module:
+    """A freshly initialised model of the shape in a checkpoint's model_config.json."""
+    config = read_model_config(directory)
+    try:
+        return build_model(config.pop("arch"), **config)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{Path(directory) / CONFIG_FILE}: {e}") from e
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
     """The model stored in a checkpoint directory, in eval mode, and its config dataclass."""
     directory = Path(directory)
-    config = read_model_config(directory)
-    model = build_model(config.pop("arch"), **config)
-    st_load_model(model, str(directory / MODEL_FILE), strict=True, device=str(device))
+    model = build_from_config(directory)
+    load_weights(model, directory)
     model.to(device).eval()
     return model, model.config
 
@@ -183,5 +203,43 @@ def _write_json(path: Path, obj: Any) -> None:
 def load_weights(model: nn.Module, directory: str | Path) -> None:
     """Load a checkpoint's weights into an already built model of the same config."""
     model = unwrap(model)
+    path = Path(directory) / MODEL_FILE
+    check_tensors(path, model.state_dict())
     device = next(model.parameters()).device
-    st_load_model(model, str(Path(directory) / MODEL_FILE), strict=True, device=str(device))
+    st_load_model(model, str(path), strict=True, device=str(device))
+
+
+def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a safetensors file, from its header alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable safetensors file: {e}") from e
+
+
+def check_tensors(path: str | Path, expected: dict[str, torch.Tensor]) -> None:
+    """The file holds every tensor ``expected`` names, in the same shapes (tied ones stored once).
+
+    The error names the file and the first few tensors that are missing, extra or misshapen,
+    instead of torch's wall of text.
+    """
+    shapes = tensor_shapes(path)
+    # Tied weights share storage; the file holds one of their names.
+    groups: dict[int, list[str]] = {}
+    for name, t in expected.items():
+        groups.setdefault(t.untyped_storage().data_ptr() if t.numel() else id(t), []).append(name)
+    aliases = {n: names for names in groups.values() for n in names}
+    problems = [
+        f"{k} has shape {list(shapes[k])}, expected {list(v.shape)}"
+        for k, v in expected.items()
+        if k in shapes and shapes[k] != tuple(v.shape)
+    ]
+    problems += [f"{k} is missing" for k in expected if not any(a in shapes for a in aliases[k])]
+    problems += [f"{k} is not part of the model" for k in shapes if k not in expected]
+    if problems:
+        more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
+        raise ConfigError(f"{path}: does not match its model config: {'; '.join(problems[:4])}{more}")

@@ -4,7 +4,8 @@ Two flavours share every line but the few that differ:
 - ``style="gpt2"``: learned absolute positions, LayerNorm, a GELU MLP (GPT-2, nanoGPT);
 - ``style="llama"``: rotary position embeddings (RoPE), RMSNorm, a SwiGLU MLP (Llama).
 Attention is ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where the
-device has them); the token embedding and the LM head share one weight matrix.
+device has them); the token embedding and the LM head share one weight matrix (imported models
+may keep them apart, `tie_embeddings: false`).
 """
 
 from __future__ import annotations
@@ -30,20 +31,41 @@ class GPTConfig:
     bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2 had them; without is a bit better)
     style: Literal["gpt2", "llama"] = "gpt2"
     rope_theta: float = 10_000.0  # llama style only
+    # Shapes that imported Hugging Face models bring along (pipeline/models/hf.py); the defaults
+    # are tokenmill's own models.
+    n_kv_head: int | None = None  # grouped-query attention: key/value heads (default n_head)
+    mlp_hidden: int | None = None  # MLP width (default 4 n_embd, or about 8/3 n_embd for SwiGLU)
+    norm_eps: float = 1e-5
+    gelu: Literal["exact", "tanh"] = "exact"  # gpt2 style: erf GELU, or GPT-2's tanh approximation
+    tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.kv_heads}")
         if self.style == "llama" and (self.n_embd // self.n_head) % 2:
             raise ValueError("RoPE needs an even head dimension")
         if self.style not in ("gpt2", "llama"):
             raise ValueError(f"unknown style {self.style!r}")
 
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def mlp_width(self) -> int:
+        if self.mlp_hidden:
+            return self.mlp_hidden
+        if self.style == "llama":
+            return 32 * math.ceil(8 * self.n_embd / 3 / 32)
+        return 4 * self.n_embd
+
 
 def make_norm(config: GPTConfig) -> nn.Module:
     if config.style == "llama":
-        return nn.RMSNorm(config.n_embd, eps=1e-5)
-    return nn.LayerNorm(config.n_embd, bias=config.bias)
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
 def rope_tables(head_dim: int, block_size: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,25 +85,31 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
+        self.n_head = config.n_head
+        self.n_kv_head = config.kv_heads
+        self.head_dim = config.n_embd // config.n_head
+        self.kv_dim = self.n_kv_head * self.head_dim
         # query, key and value projections for all heads, in one matrix multiply
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * self.kv_dim, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
         self.rope = config.style == "llama"
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = self.c_attn(x).split([self.n_embd, self.kv_dim, self.kv_dim], dim=2)
         # (B, T, C) -> (B, nh, T, hd): heads become a batch dimension
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if rope is not None:
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.n_kv_head != self.n_head:  # each key/value head serves a group of query heads
+            k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+            v = v.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
         y = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
         )
@@ -95,11 +123,10 @@ class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.swiglu = config.style == "llama"
+        self.gelu_approximate = "tanh" if config.gelu == "tanh" else "none"
+        hidden = config.mlp_width
         if self.swiglu:
-            hidden = 32 * math.ceil(8 * config.n_embd / 3 / 32)
             self.c_gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        else:
-            hidden = 4 * config.n_embd
         self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
@@ -108,7 +135,7 @@ class MLP(nn.Module):
         if self.swiglu:
             h = F.silu(self.c_gate(x)) * self.c_fc(x)
         else:
-            h = F.gelu(self.c_fc(x))
+            h = F.gelu(self.c_fc(x), approximate=self.gelu_approximate)
         return self.dropout(self.c_proj(h))
 
 
@@ -161,7 +188,8 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying
+        if config.tie_embeddings:
+            self.transformer.wte.weight = self.lm_head.weight  # weight tying
 
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled down by sqrt(2 * n_layer), as each layer adds two

@@ -42,6 +42,18 @@ class PretrainConfig(BaseModel):
     arch: Literal["gpt", "lstm"] = Field("gpt", description="Which model to train")
     gpt: GPTShape = Field(default_factory=GPTShape)
     lstm: LSTMShape = Field(default_factory=LSTMShape)
+    init_from: str | None = Field(
+        None,
+        description="Continue training these weights: a local Hugging Face directory of a GPT-2 or "
+        "Llama causal LM, or a tokenmill checkpoint. The model's shape comes from it (arch, gpt and "
+        "lstm are ignored); its tokenizer must be the tokenize stage's (tokenizer: pretrained, "
+        "tokenizer_path: the same directory)",
+    )
+    export_hf: bool = Field(
+        False,
+        description="Also write the final model as a Hugging Face transformers directory, hf/ in the "
+        "version directory (GPT models only)",
+    )
     context_len: int | None = Field(
         None,
         ge=1,
@@ -61,7 +73,12 @@ class PretrainConfig(BaseModel):
     beta2: float = 0.99
     grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm; 0 disables")
     # -- budget and reporting -------------------------------------------------------------------
-    max_steps: int = Field(400, ge=1, description="Optimizer steps to train for (the budget)")
+    max_steps: int = Field(
+        400,
+        ge=0,
+        description="Optimizer steps to train for (the budget); 0 with init_from publishes the imported "
+        "model as it is (to fine-tune or evaluate it)",
+    )
     log_interval: int = Field(10, ge=1, description="Steps between train-loss rows in the metrics")
     eval_interval: int = Field(100, ge=1, description="Steps between validation-loss evaluations")
     eval_batches: int = Field(20, ge=1, description="Validation batches per evaluation (fixed, first ones)")
@@ -117,6 +134,10 @@ class PretrainConfig(BaseModel):
             raise ValueError(
                 "strategy fsdp and activation_checkpointing work on transformer blocks: arch gpt only"
             )
+        if self.max_steps == 0 and self.init_from is None:
+            raise ValueError("max_steps 0 only imports a model: it needs init_from")
+        if self.export_hf and self.arch == "lstm" and self.init_from is None:
+            raise ValueError("export_hf: the LSTM has no transformers equivalent (use arch: gpt)")
         if self.min_lr > self.learning_rate:
             raise ValueError("min_lr must not exceed learning_rate")
         return self

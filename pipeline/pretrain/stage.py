@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ..dataset import DATA_VIEW, Dataset
 from ..errors import ValidationFailed
 from ..models.checkpoint import is_checkpoint
+from ..models.hf import init_digest
 from ..stage import Phase, Stage, StageContext, StageResult
 from .config import PretrainConfig
 from .data import PackedSequences, unigram_entropy
@@ -29,6 +30,7 @@ from .plots import markdown_summary, plot_loss_curve
 from .train import train
 
 CHECKPOINT_DIR = "checkpoint"
+HF_DIR = "hf"  # the checkpoint as a transformers directory, with export_hf
 METRICS_CSV = "metrics.csv"
 LOSS_CURVE = "loss_curve.png"
 
@@ -66,8 +68,15 @@ class PretrainStage(Stage):
 
     def identity(self, config: BaseModel, inputs: dict[str, Dataset], parent: Dataset | None) -> dict:
         ident = super().identity(config, inputs, parent)
-        # The shape of the model not chosen does not change the result.
-        ident["config"].pop("lstm" if config.arch == "gpt" else "gpt")  # type: ignore[attr-defined]
+        init_from = config.init_from  # type: ignore[attr-defined]
+        if init_from:
+            # The model comes from those files: their bytes count, not their name, nor a shape.
+            for key in ("arch", "gpt", "lstm", "init_from"):
+                ident["config"].pop(key)
+            ident["init_from_sha256"] = init_digest(init_from)
+        else:
+            # The shape of the model not chosen does not change the result.
+            ident["config"].pop("lstm" if config.arch == "gpt" else "gpt")  # type: ignore[attr-defined]
         return ident
 
     def resolve_parent(self, config, root, inputs, mapper) -> Dataset | None:
@@ -147,6 +156,10 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
     checkpoint = out / CHECKPOINT_DIR
     shutil.rmtree(checkpoint, ignore_errors=True)  # a retried attempt in the same staging dir
     shutil.copytree(result.checkpoint, checkpoint)
+    if cfg.export_hf:
+        from ..models.hf import export_checkpoint
+
+        export_checkpoint(checkpoint, out / HF_DIR)
 
     metrics = result.metrics
     writer = ctx.writer(DATA_VIEW, METRICS_SCHEMA, "metrics")
@@ -169,6 +182,8 @@ def train_unit(ctx: StageContext, _unit: str) -> dict[str, Any]:
         if baseline is None or result.summary["val_loss"] is None
         else result.summary["val_loss"] < baseline,
         "checkpoint": CHECKPOINT_DIR,
+        "hf": HF_DIR if cfg.export_hf else None,
+        "init_from": cfg.init_from,
         "metrics_csv": METRICS_CSV,
         "loss_curve": LOSS_CURVE,
     }

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..dataset import Dataset
 from ..errors import ConfigError
-from ..models import build_model, unwrap
+from ..models import GPT, build_model, unwrap
 from ..models.checkpoint import (
     SHARDED_DIR,
     is_resumable,
@@ -199,6 +199,34 @@ def evaluate(
     return total / count
 
 
+def initial_model(config: PretrainConfig, dataset: Dataset, vocab_size: int, context_len: int) -> nn.Module:
+    """The config's model, freshly initialised, or the weights of ``init_from`` to train on."""
+    if config.init_from is None:
+        return build_model(config.arch, vocab_size=vocab_size, block_size=context_len, **config.model_shape())
+    from ..models.hf import load_init
+    from ..tokenize.tokenizer import load_tokenizer
+
+    model, tok_path = load_init(config.init_from)
+    mcfg = unwrap(model).config
+    theirs = load_tokenizer(tok_path).fingerprint if tok_path is not None else None
+    tok_dir = dataset.path / "tokenizer"
+    ours = load_tokenizer(tok_dir).fingerprint if tok_dir.is_dir() else None
+    if theirs is None or theirs != ours or mcfg.vocab_size < vocab_size:
+        raise ConfigError(
+            f"pretrain.init_from {config.init_from}: its vocabulary ({mcfg.vocab_size:,} ids"
+            + ("" if tok_path is not None else ", no tokenizer.json beside it")
+            + f") is not the tokenize stage's tokenizer ({vocab_size:,} ids); the token ids would mean "
+            f"other things. Tokenize with tokenizer: pretrained and tokenizer_path: {config.init_from}"
+        )
+    block = mcfg.block_size
+    if isinstance(unwrap(model), GPT) and context_len > block:  # an LSTM has no position limit
+        raise ConfigError(
+            f"pretrain.init_from {config.init_from}: the model sees at most {block} tokens; set "
+            f"pretrain.context_len (now {context_len}) to {block} or less"
+        )
+    return model
+
+
 def train(
     config: PretrainConfig,
     dataset: Dataset | str | Path,
@@ -231,12 +259,7 @@ def train(
 
     with determinism(config.deterministic, device), cpu_threads(config.threads), SigtermFlag() as sigterm:
         torch.manual_seed(config.seed)
-        model = build_model(
-            config.arch,
-            vocab_size=train_seqs.vocab_size,
-            block_size=context_len,
-            **config.model_shape(),
-        ).to(device)
+        model = initial_model(config, dataset, train_seqs.vocab_size, context_len).to(device)
         if config.activation_checkpointing:
             model.set_activation_checkpointing(True)
         if fsdp:
@@ -440,8 +463,7 @@ def train(
             if stop:
                 raise TrainingInterrupted(f"SIGTERM at step {step}; checkpoint saved in {last_saved}")
 
-        final = last_saved or latest_checkpoint(work_dir)
-        assert final is not None
+        final = last_saved or latest_checkpoint(work_dir) or save(step)  # max_steps 0: the imported model
     return TrainResult(final, metrics, summarize(metrics, unwrap(raw_model), state, device, resumed_from))
 
 
