@@ -4,7 +4,42 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class CurveConfig(BaseModel):
+    """Label-efficiency curves (classification): pretrained vs from scratch at several label budgets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Train and score the curve (classification tasks only)")
+    budgets: list[int | Literal["all"]] = Field(
+        default_factory=lambda: [8, 32, 128, "all"],
+        description="Labeled training examples per class; 'all' is the whole train split",
+    )
+    seeds: int = Field(3, ge=1, description="Seeds per budget: each draws its own subset and initialisation")
+    epochs: float = Field(
+        20.0, gt=0, description="Passes over a budget's examples, within [min_steps, max_steps]"
+    )
+    min_steps: int = Field(30, ge=1)
+    max_steps: int = Field(150, ge=1, description="Caps the large budgets: the curve's CPU cost")
+    batch_size: int | None = Field(None, ge=1, description="Default: the fine-tune recipe's")
+    max_len: int | None = Field(None, ge=2, description="Tokens per text; default: the fine-tune recipe's")
+    tfidf_c: float = Field(10.0, gt=0, description="Inverse regularisation of the TF-IDF logistic regression")
+    threads: int | None = Field(
+        1,
+        ge=1,
+        description="torch threads while curve units run (they run side by side on the engine's workers)",
+    )
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: list[int | str]) -> list[int | str]:
+        if not v:
+            raise ValueError("give at least one budget")
+        if any(isinstance(b, int) and b < 1 for b in v) or len(set(map(str, v))) != len(v):
+            raise ValueError("budgets are distinct positive numbers of examples per class, or 'all'")
+        return v
 
 
 class EvaluateConfig(BaseModel):
@@ -21,3 +56,4 @@ class EvaluateConfig(BaseModel):
     max_new_tokens: int = Field(48, ge=1)
     seed: int = Field(0, description="Seed of the sampled generations")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    curve: CurveConfig = Field(default_factory=CurveConfig)
