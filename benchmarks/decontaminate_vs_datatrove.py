@@ -15,7 +15,8 @@ sentences are short).
   ``NGramsDecontFilter.filter`` over the same documents (its index built with its own
   normalisation, word tokenizer and hash, as its indexer does), one process each;
 * memory: each side in a fresh process on 1x and ``--scale``x input (the corpus repeated with
-  new ids), peak RSS: the stage streams shards, so its memory must not grow with the input.
+  new ids), and tokenmill alone on twice that, peak RSS: the stage streams batches of
+  ``batch_docs`` documents, so past one full batch its memory must not grow with the input.
 
 Usage: python benchmarks/decontaminate_vs_datatrove.py [--docs FILE.jsonl] [--eval FILE ...]
            [--n 8] [--plant 200] [--scale 10]
@@ -71,9 +72,8 @@ def build_corpus(docs: Path, evals: list[str], n: int, plant: int, scale: int, o
 
 
 # -- tokenmill, in its own process --------------------------------------------------------------------
-def run_tokenmill(root: str, corpus: str, eval_paths: list[str], n: int) -> dict:
-    from pipeline.decontaminate.config import DecontaminateConfig, EvalSetConfig
-    from pipeline.decontaminate.stage import DecontaminateStage
+def prepare_tokenmill(root: str, corpus: str, eval_paths: list[str]) -> dict:
+    """Ingest the corpus and read the labeled sentences (published under ``root``)."""
     from pipeline.ingest.config import IngestConfig, SourceConfig
     from pipeline.ingest.stage import IngestStage
     from pipeline.labeled.config import LabeledConfig, LabeledSourceConfig
@@ -81,23 +81,28 @@ def run_tokenmill(root: str, corpus: str, eval_paths: list[str], n: int) -> dict
     from pipeline.stage import run_stage
 
     ingest = run_stage(IngestStage(), IngestConfig(sources=[SourceConfig(path=corpus)]), root, {})
-    lab = run_stage(
-        LabeledStage(),
-        LabeledConfig(
-            sources=[
-                LabeledSourceConfig(path=p, format="tsv", text_field="reviews", label_field="sentiment")
-                for p in eval_paths
-            ]
-        ),
-        root,
-        {},
-    )
+    sources = [
+        LabeledSourceConfig(path=p, format="tsv", text_field="reviews", label_field="sentiment")
+        for p in eval_paths
+    ]
+    lab = run_stage(LabeledStage(), LabeledConfig(sources=sources), root, {})
+    return {"ingest": str(ingest.path), "labeled": str(lab.path)}
+
+
+def run_tokenmill(root: str, inputs: dict, eval_paths: list[str], n: int) -> dict:
+    """The decontaminate stage alone, in a fresh process (its peak RSS is the stage's)."""
+    from pipeline.dataset import Dataset
+    from pipeline.decontaminate.config import DecontaminateConfig, EvalSetConfig
+    from pipeline.decontaminate.stage import DecontaminateStage
+    from pipeline.stage import run_stage
+
+    ingest, lab = Dataset(inputs["ingest"]), Dataset(inputs["labeled"])
     cfg = DecontaminateConfig(
         n=n, eval_sets=[EvalSetConfig(path=p, format="tsv", text_field="reviews") for p in eval_paths]
     )
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     c0, t0 = time.process_time(), time.perf_counter()
-    res = run_stage(DecontaminateStage(), cfg, root, {"filter": ingest.dataset, "labeled": lab.dataset})
+    res = run_stage(DecontaminateStage(), cfg, root, {"filter": ingest, "labeled": lab})
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     import pyarrow.parquet as pq
 
@@ -134,7 +139,9 @@ def run_datatrove(corpus: str, eval_paths: list[str], n: int) -> dict:
             return raw_hash(text.encode("utf-8"))
 
         hashes = set()
-        for e in load_eval([Path(p) for p in eval_paths]):  # what NGramsDecontIndexer.compute_hashes does for a label without a query
+        for e in load_eval(
+            [Path(p) for p in eval_paths]
+        ):  # what NGramsDecontIndexer.compute_hashes does for a label without a query
             words = tok.word_tokenize(simplify_text(e, cfg.norm_config))
             hashes.update(map(hash_fn, map(" ".join, ngrams(words, n))))
         np.array(sorted(hashes), dtype=cfg.hash_config.np_descr).tofile(f"{index_dir}/sentiment.index.hashes")
@@ -186,15 +193,16 @@ def main() -> None:
         corpus = work / f"corpus-{scale}x.jsonl"
         planted = build_corpus(args.docs, evals, args.n, args.plant, scale, corpus)
         mb = corpus.stat().st_size / 1e6
+        root, evals_ = str(work / f"root-{scale}"), [str(p) for p in args.eval]
         ours = in_process(
-            "run_tokenmill", str(work / f"root-{scale}"), str(corpus), [str(p) for p in args.eval], args.n
+            "run_tokenmill", root, in_process("prepare_tokenmill", root, str(corpus), evals_), evals_, args.n
         )
         peer = in_process("run_datatrove", str(corpus), [str(p) for p in args.eval], args.n)
         results[scale] = (ours, peer, planted, mb)
         print(
             f"{scale}x ({ours['docs']:,} docs, {mb:.1f} MB, {ours['words']:,} words): tokenmill scan "
             f"{ours['scan_cpu']:.2f} s CPU (stage {ours['cpu']:.2f} s CPU, {ours['wall']:.1f} s wall), peak RSS {ours['rss_mb']:.0f} MB "
-            f"({ours['rss_before_mb']:.0f} MB before the stage); datatrove filter {peer['cpu']:.2f} s CPU "
+            f"({ours['rss_before_mb']:.0f} MB after imports); datatrove filter {peer['cpu']:.2f} s CPU "
             f"({peer['wall']:.1f} s wall), peak RSS {peer['rss_mb']:.0f} MB",
             flush=True,
         )
@@ -222,6 +230,7 @@ def main() -> None:
                 f"mb_per_cpu_s={big_mb / big_ours['scan_cpu']:.2f}",
                 f"rss_mb_1x={ours['rss_mb']:.0f}",
                 f"rss_mb_{args.scale}x={big_ours['rss_mb']:.0f}",
+                f"rss_mb_{2 * args.scale}x={results[2 * args.scale][0]['rss_mb']:.0f}",
                 f"peer_rss_mb_{args.scale}x={big_peer['rss_mb']:.0f}",
                 f"index_entries={ours['index_entries']}",
             ]

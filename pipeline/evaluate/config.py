@@ -22,9 +22,11 @@ class CurveConfig(BaseModel):
         20.0, gt=0, description="Passes over a budget's examples, within [min_steps, max_steps]"
     )
     min_steps: int = Field(30, ge=1)
-    max_steps: int = Field(150, ge=1, description="Caps the large budgets: the curve's CPU cost")
-    batch_size: int | None = Field(None, ge=1, description="Default: the fine-tune recipe's")
-    max_len: int | None = Field(None, ge=2, description="Tokens per text; default: the fine-tune recipe's")
+    max_steps: int = Field(100, ge=1, description="Caps the large budgets: most of the curve's CPU cost")
+    batch_size: int | None = Field(16, ge=1, description="None: the fine-tune recipe's")
+    max_len: int | None = Field(
+        64, ge=2, description="Tokens per text (the first ones); None: the fine-tune recipe's"
+    )
     tfidf_c: float = Field(10.0, gt=0, description="Inverse regularisation of the TF-IDF logistic regression")
     threads: int | None = Field(
         1,
