@@ -102,7 +102,7 @@ class DecontaminateStage(Stage):
         for name, s in sets.items():
             s["docs_rejected"] = sum(r["rejected"].get(PREFIX + name, 0) for r in results)
             s["docs_overlapping"] = sum(r["overlapping"].get(name, 0) for r in results)
-            s["texts_found"] = len({t for r in results for t in r["texts_found"].get(name, [])})
+            s["texts_found"] = len({t for r in results for t in r["texts_found"].get(name, [])})  # distinct
         words = sum(r["words"] for r in results)
         scan_seconds = sum(r["seconds"] for r in results)
         scan_cpu = sum(r["cpu_seconds"] for r in results)
@@ -144,7 +144,7 @@ def scan_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     rows_in = words_total = 0
     rejected: dict[str, int] = {}
     overlapping: dict[str, int] = {}
-    found: dict[str, set[str]] = {}
+    found: dict[str, set[int]] = {}  # eval set -> indices of the eval texts found
     for batch in pq.ParquetFile(source.shard_path(shard)).iter_batches(batch_size=cfg.batch_docs):
         rows_in += batch.num_rows
         words, hashes = text_words(batch.column("text"), cfg.normalize)
@@ -159,7 +159,7 @@ def scan_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
             rejected[PREFIX + name] = rejected.get(PREFIX + name, 0) + 1
             for s in m.sets:
                 overlapping[index.sets[s]] = overlapping.get(index.sets[s], 0) + 1
-            found.setdefault(name, set()).add(index.ids[index.text[m.entry]])
+            found.setdefault(name, set()).add(int(index.text[m.entry]))
         data.write(batch.filter(pa.array(keep)))
         if bad:
             rejects.write(reject_rows_table(bad))
