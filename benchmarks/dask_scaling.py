@@ -133,7 +133,7 @@ def run_engine(
             FilterConfig(shard_rows=shard_rows),
             lambda: {"annotate": out["annotate_path"]},
         ),
-        ("tokenize", tokenize_flow, tok_cfg, lambda: {"filter": docs_path}),
+        ("tokenize", tokenize_flow, tok_cfg, lambda: {"decontaminate": docs_path}),
     ]
     for stage, stage_flow, cfg, inputs in steps:
         runner = stage_flow.with_options(task_runner=task_runner(engine))
@@ -214,7 +214,7 @@ def main() -> None:
         _, t_dedup, c_dedup = measured(
             lambda: run_stage(DedupStage(), DedupConfig(partitions=2), work / "base", {"ingest": docs}), None
         )
-        trained = run_stage(TokenizeStage(), TokenizeConfig(), work / "base", {"filter": docs})
+        trained = run_stage(TokenizeStage(), TokenizeConfig(), work / "base", {"decontaminate": docs})
         tokenizer = trained.path / "tokenizer"
         print(f"input: {n_docs} docs, {mb:.2f} MB of text, {len(docs.shard_paths())} shards", flush=True)
         print(

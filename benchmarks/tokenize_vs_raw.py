@@ -75,7 +75,7 @@ def worker_tokenmill(dataset: str, tokenizer: str, root: str, seq_len: int) -> d
     observe.add_reporter(lambda event, data: gx.update(data) if event == "validation" else None)
     cfg = TokenizeConfig(tokenizer="pretrained", tokenizer_path=tokenizer, seq_len=seq_len)
     t0 = time.perf_counter()
-    res = run_stage(TokenizeStage(), cfg, root, {"filter": Dataset(Path(dataset))})
+    res = run_stage(TokenizeStage(), cfg, root, {"decontaminate": Dataset(Path(dataset))})
     seconds = time.perf_counter() - t0
     totals = res.dataset.manifest["totals"]
     return {

@@ -10,8 +10,8 @@ knowledge into a layer when its probe beats the random one; fine-tuning can only
     python benchmarks/transfer_probe.py CHECKPOINT_DIR [--labeled FILE ...] [--max-len 96]
 
 CHECKPOINT_DIR is a pretrain dataset's ``checkpoint/`` (it holds the tokenizer). Labeled files
-are read as by finetune_transfer.py. Last line: ``pretrained_<layer>=`` and ``random_<layer>=``
-accuracies, ``tfidf_lr=`` and ``n=``.
+are read as by finetune_transfer.py (CSV or TSV, columns (label, sentence) or (sentence, label)).
+Last line: ``pretrained_<layer>=`` and ``random_<layer>=`` accuracies, ``tfidf_lr=`` and ``n=``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def read_labeled(paths: list[Path]) -> tuple[list[str], list[str]]:
     texts, labels, skipped = [], [], 0
     for path in paths:
         layout = sniff_layout(path)
-        for _, rec in read_source_file(path, "tsv", layout, "text"):
+        for _, rec in read_source_file(path, layout.format, layout, "text"):
             if isinstance(rec, Problem) or not str(rec.get("text") or "").strip() or rec.get("label") is None:
                 skipped += 1
                 continue

@@ -1,9 +1,11 @@
 """The run report: one markdown file per end-to-end run, written under the data root.
 
 ``build_run_report(root, results)`` takes the published stage results of a run and writes
-``<root>/reports/<run-id>.md`` with, in order: the headline (pretrained + fine-tuned vs from
-scratch vs majority class), every stage's counts, the lineage from raw sources through datasets
-and tokenizer to checkpoints (followed through the manifests' ``inputs``), the figures (linked
+``<root>/reports/<run-id>.md`` with, in order: the headline (the label-efficiency curve:
+pretrained + fine-tuned vs from scratch at each label budget, with the seed spread, TF-IDF and
+the majority class; then the published fine-tuned model), every stage's counts, the
+contamination found per evaluation set, the lineage from raw sources through datasets and
+tokenizer to checkpoints (followed through the manifests' ``inputs``), the figures (linked
 PNGs), and the evaluation tables. The run id hashes the result fingerprints, so the same run
 writes the same file. The flows publish the same text as a Prefect markdown artifact.
 """
@@ -39,7 +41,7 @@ def render_report(root: Path, results: list[StageResult], run_id: str, where: Pa
     out = [f"# tokenmill run `{run_id}`", ""]
     evaluate = by_stage.get("evaluate")
     if evaluate is not None:
-        out += _headline(evaluate.stats)
+        out += _headline(evaluate.stats, evaluate.path, where)
     out += [
         "## Stages",
         "",
@@ -54,6 +56,9 @@ def render_report(root: Path, results: list[StageResult], run_id: str, where: Pa
             f"{c.get('rows_out', 0):,} | {c.get('rows_rejected', 0):,} | "
             f"{', '.join(f'{k} {v:,}' for k, v in reasons) or '-'} | {r.seconds:.1f} |"
         )
+    decontaminate = by_stage.get("decontaminate")
+    if decontaminate is not None and decontaminate.stats.get("eval_sets"):
+        out += ["", "## Decontamination", ""] + decontamination_section(decontaminate.stats)
     out += [
         "",
         "## Lineage",
@@ -76,11 +81,19 @@ def render_report(root: Path, results: list[StageResult], run_id: str, where: Pa
 
 
 # -- sections ----------------------------------------------------------------------------------------
-def _headline(s: dict[str, Any]) -> list[str]:
+def _headline(s: dict[str, Any], evaluate_path: Path, where: Path) -> list[str]:
+    lines = ["## Headline: pretrained then fine-tuned vs trained from scratch", ""]
+    curve = s.get("curve")
+    if curve:
+        png = evaluate_path / curve["png"]
+        lines += curve_section(curve, _rel(png, where) if png.is_file() else None) + [""]
     h = s.get("headline", {})
     metric = h.get("metric", "accuracy")
-    lines = ["## Headline: pretrained then fine-tuned vs trained from scratch", ""]
-    lines += [f"Task: {s.get('task')}, measured on the {s.get('split')} split ({s.get('n')} examples).", ""]
+    lines += [
+        f"The published models (fine-tune stage, every train label, one seed), task {s.get('task')}, "
+        f"on the {s.get('split')} split ({s.get('n')} examples):",
+        "",
+    ]
     lines += [f"| model | {metric} |", "| --- | ---: |"]
     names = {
         "finetuned": "pretrained + fine-tuned",
@@ -91,12 +104,63 @@ def _headline(s: dict[str, Any]) -> list[str]:
         if k in h:
             lines.append(f"| {label} | {_fmt(h[k])} |")
     if "gain" in h:
-        better = "better" if h["gain"] > 0 else "not better"
         lines += [
             "",
-            f"Transfer gain: **{_fmt(h['gain'])}** ({metric}; fine-tuning the pretrained model is {better}).",
+            f"Difference: {_fmt(h['gain'])} ({metric}; one seed: "
+            + ("the curve above gives its spread)." if curve else "no spread measured, no gain claimed)."),
         ]
     return lines + [""]
+
+
+def curve_section(curve: dict[str, Any], png: str | None) -> list[str]:
+    """The label-efficiency headline, its table (mean ± sd over seeds) and the figure."""
+    h = curve["headline"]
+    lines = [f"**{h['text']}**", ""]
+    lines += [
+        "| labels per class | train examples | pretrained + fine-tuned | from scratch | paired gain | "
+        "beyond the seed spread | TF-IDF + logistic regression |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in curve["budgets"]:
+        cells = [
+            _pm(r.get("finetuned")),
+            _pm(r.get("scratch")),
+            f"{r['gain']:+.4f} ± {r['gain_sd']:.4f}",
+            "yes" if r["holds"] else "no",
+            _pm(r.get("tfidf")),
+        ]
+        lines.append(f"| {r['budget']} | {r['n_train']:,} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"{curve['metric'].capitalize()} on the {curve.get('split', 'test')} split, mean ± sd over "
+        f"{max((r['seeds'] for r in curve['budgets']), default=0)} seeds (each seed draws its own subset and "
+        f"initialisation; both networks share it); majority class {curve['majority']:.4f}. A gain counts only "
+        "when it is larger than the sd of the per-seed paired gains and positive on every seed.",
+    ]
+    if png:
+        lines += ["", f"![label efficiency]({png})"]
+    return lines
+
+
+def _pm(st: dict[str, Any] | None) -> str:
+    return f"{st['mean']:.4f} ± {st['sd']:.4f}" if st else "-"
+
+
+def decontamination_section(stats: dict[str, Any]) -> list[str]:
+    """Contamination per evaluation set: documents rejected, and how the set's texts are matched."""
+    lines = [
+        "| eval set | texts | n | by n-gram | whole text (under n words) | exact document | "
+        "documents rejected | documents overlapping | eval texts found |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, e in stats["eval_sets"].items():
+        by = e.get("matched_by", {})
+        lines.append(
+            f"| {name} | {e['texts']:,} | {e['n']} | {by.get('ngram', 0):,} | {by.get('whole_text', 0):,} | "
+            f"{by.get('exact_document', 0):,} | {e.get('docs_rejected', 0):,} | {e.get('docs_overlapping', 0):,} | "
+            f"{e.get('texts_found', 0):,} |"
+        )
+    return lines + ["", stats.get("rule", "")]
 
 
 def _lineage(root: Path, results: list[StageResult], where: Path) -> list[str]:
@@ -233,11 +297,10 @@ def _lm_eval(lm: dict[str, Any] | None) -> list[str]:
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-_ORDER = ["ingest", "dedup", "filter", "tokenize", "pretrain", "labeled", "finetune", "evaluate"]
-
-
 def _order(stage: str) -> int:
-    return _ORDER.index(stage) if stage in _ORDER else len(_ORDER)
+    from .stages import ORDER
+
+    return ORDER.index(stage) if stage in ORDER else len(ORDER)
 
 
 def _scalar_stats(m: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -8,6 +8,7 @@ that names an unknown or later input, or a name twice, fails at once.
 
 from __future__ import annotations
 
+from .decontaminate.stage import DecontaminateStage
 from .dedup.stage import DedupStage
 from .evaluate.stage import EvaluateStage
 from .filter.annotate import AnnotateStage
@@ -25,9 +26,10 @@ STAGES: list[Stage] = [
     DedupStage(),
     AnnotateStage(),
     FilterStage(),
+    LabeledStage(),
+    DecontaminateStage(),
     TokenizeStage(),
     PretrainStage(),
-    LabeledStage(),
     FinetuneStage(),
     EvaluateStage(),
 ]

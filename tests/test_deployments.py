@@ -59,9 +59,12 @@ def test_prefect_yaml_is_generated_current_and_covers_every_stage_flow():
     assert nightly["parameters"]["stages"] == [[s for s in ops.DATA_PATH if s in STAGE_FLOWS][-1]]
     if any(s in STAGE_FLOWS for s in ops.TRAINING):
         assert by_name["weekly-training"]["schedules"][0]["cron"] == ops.WEEKLY_CRON
-    if {"filter", "tokenize"} <= set(STAGE_FLOWS):
+    if {"decontaminate", "tokenize"} <= set(STAGE_FLOWS):
         (tok,) = [d for d in deployments if d["entrypoint"].endswith(f":{STAGE_FLOWS['tokenize'].__name__}")]
-        assert [t["match"]["tokenmill.stage"] for t in tok["triggers"]] == ["filter"]
+        assert [t["match"]["tokenmill.stage"] for t in tok["triggers"]] == ["decontaminate"]
+        # Decontamination waits for both the filtered documents and the labeled eval splits.
+        (dec,) = [d for d in deployments if d["entrypoint"].endswith(f":{STAGE_FLOWS['decontaminate'].__name__}")]
+        assert [t["match"]["tokenmill.stage"] for t in dec["triggers"]] == ["filter", "labeled"]
 
 
 def test_trigger_parameters_take_stage_relative_and_dotted_keys(tmp_path):

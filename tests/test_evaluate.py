@@ -106,3 +106,129 @@ def test_evaluate_instruct_reports_response_perplexity_and_answers(tmp_path):
     assert s["headline"]["gain"] == pytest.approx(s["models"]["scratch"]["response_perplexity"] - ft_ppl)
     sample = s["models"]["finetuned"]["samples"][0]
     assert sample["prompt"].startswith("Repeat") and isinstance(sample["answer"], str)
+
+
+# -- label-efficiency curves --------------------------------------------------------------------------
+def test_curve_subsets_are_balanced_nested_and_seeded():
+    from pipeline.evaluate.curves import subset
+
+    ids = [f"doc{i}" for i in range(300)]
+    labels = np.array([i % 3 for i in range(300)])
+    small, big = subset(ids, labels, 8, seed=0), subset(ids, labels, 32, seed=0)
+    assert np.bincount(labels[small]).tolist() == [8, 8, 8] and np.bincount(labels[big]).tolist() == [32] * 3
+    assert set(small) <= set(big)  # one seed's smaller budget is part of its larger one
+    assert set(subset(ids, labels, 8, seed=1)) != set(small)
+    assert subset(ids, labels, None, seed=0).tolist() == list(range(300))
+    assert len(subset(ids, labels, 500, seed=0)) == 300  # a budget above a class's size takes the class
+
+
+def test_curve_steps_scale_with_the_budget_within_bounds():
+    from pipeline.evaluate.curves import curve_steps
+
+    assert curve_steps(48, 32, 20, 30, 150) == 30
+    assert curve_steps(192, 32, 20, 30, 150) == 120
+    assert curve_steps(5000, 32, 20, 30, 150) == 150
+
+
+def _runs(budget, per_class, ft, sc, tf=None):
+    out = []
+    for seed, (a, b) in enumerate(zip(ft, sc, strict=True)):
+        out.append(
+            {
+                "budget": budget,
+                "per_class": per_class,
+                "n_train": 60,
+                "steps": 30,
+                "seed": seed,
+                "model": "finetuned",
+                "accuracy": a,
+            }
+        )
+        out.append(
+            {
+                "budget": budget,
+                "per_class": per_class,
+                "n_train": 60,
+                "steps": 30,
+                "seed": seed,
+                "model": "scratch",
+                "accuracy": b,
+            }
+        )
+        if tf:
+            out.append(
+                {
+                    "budget": budget,
+                    "per_class": per_class,
+                    "n_train": 60,
+                    "seed": seed,
+                    "model": "tfidf",
+                    "accuracy": tf[seed],
+                }
+            )
+    return out
+
+
+def test_curve_summary_pairs_seeds_and_claims_only_gains_beyond_the_spread():
+    from pipeline.evaluate.curves import holds, summarize
+
+    results = _runs("8", 8, [0.60, 0.70, 0.65], [0.40, 0.45, 0.42], [0.5, 0.5, 0.5])
+    results += _runs("all", None, [0.80, 0.90, 0.85], [0.82, 0.80, 0.86])
+    s = summarize(results, majority=0.3)
+    eight, full = s["budgets"]
+    assert eight["gain"] == pytest.approx(np.mean([0.20, 0.25, 0.23]))
+    assert eight["gain_sd"] == pytest.approx(np.std([0.20, 0.25, 0.23], ddof=1))
+    assert eight["finetuned"]["mean"] == pytest.approx(0.65) and eight["tfidf"]["sd"] == 0.0
+    assert eight["holds"] and not full["holds"]  # +0.023 +- 0.08 at "all" is noise
+    h = s["headline"]
+    assert h["budget"] == "8" and h["holds"] and "larger than the seed spread" in h["text"]
+    # The largest gain inside the noise is named, but never claimed.
+    noisy = summarize(_runs("8", 8, [0.70, 0.40, 0.65], [0.40, 0.45, 0.42]), majority=0.3)["headline"]
+    assert noisy["gain"] > 0 and not noisy["holds"] and "no gain is claimed" in noisy["text"]
+    worse = summarize(_runs("8", 8, [0.3, 0.3], [0.4, 0.5]), majority=0.3)["headline"]
+    assert not worse["holds"] and "does not help" in worse["text"]
+    assert not holds([0.2])  # one seed has no spread: nothing is claimed
+    assert not holds([0.3, 0.01, -0.001])  # a seed where it lost
+
+
+def test_curve_plot_is_a_png(tmp_path):
+    from pipeline.evaluate.curves import summarize
+    from pipeline.evaluate.plots import plot_label_efficiency
+
+    s = summarize(
+        _runs("8", 8, [0.6, 0.7], [0.4, 0.45], [0.5, 0.55]) + _runs("all", None, [0.8, 0.9], [0.8, 0.8]), 0.3
+    )
+    s["classes"], s["split"] = 2, "test"
+    png = plot_label_efficiency(s, tmp_path / "c.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+
+
+def test_evaluate_draws_the_label_efficiency_curve(tuned):
+    from pipeline.evaluate.config import CurveConfig
+
+    root, ft, lab = tuned
+    cfg = EvaluateConfig(
+        samples=0,
+        curve=CurveConfig(budgets=[4, 16, "all"], seeds=2, epochs=4, min_steps=4, max_steps=12, max_len=16),
+    )
+    res = run_stage(EvaluateStage(), cfg, root, {"finetune": ft.dataset, "labeled": lab})
+    curve = res.stats["curve"]
+    assert [r["budget"] for r in curve["budgets"]] == ["all", "16", "4"]
+    four = curve["budgets"][2]
+    assert four["n_train"] == 8 and four["seeds"] == 2 and len(four["finetuned"]["runs"]) == 2
+    assert four["gains"] == pytest.approx(
+        np.subtract(four["finetuned"]["runs"], four["scratch"]["runs"]).tolist()
+    )
+    assert 0 <= four["tfidf"]["mean"] <= 1 and curve["majority"] == pytest.approx(0.5)
+    assert curve["headline"]["budget"] in {"all", "16", "4"} and curve["headline"]["text"]
+    assert (res.path / curve["png"]).stat().st_size > 5_000
+    rows = pq.read_table(res.data_path).to_pylist()
+    curve_rows = [r for r in rows if r["budget"] is not None]
+    assert len(curve_rows) == 3 * 3 * 2 * 2  # budgets x models x seeds x (accuracy, macro_f1)
+    assert {r["model"] for r in curve_rows} == {"finetuned", "scratch", "tfidf"}
+    # Deterministic: the same inputs and config give the same curve.
+    again = run_stage(
+        EvaluateStage(), cfg.model_copy(update={"seed": 1}), root, {"finetune": ft.dataset, "labeled": lab}
+    )
+    assert again.fingerprint != res.fingerprint
+    assert again.stats["curve"]["budgets"] == curve["budgets"]

@@ -411,7 +411,7 @@ def test_packed_sequences_read_every_version_of_an_incremental_token_series(tmp_
     run_stage(IngestStage(), cfg, root, {})
     (raw / "b.txt").write_text("\n\n".join(paras[40:80]))
     v2 = run_stage(IngestStage(), cfg, root, {})
-    tokens = run_stage(TokenizeStage(), tok_cfg, root, {"filter": v2.dataset}).dataset
+    tokens = run_stage(TokenizeStage(), tok_cfg, root, {"decontaminate": v2.dataset}).dataset
     versions = tokens.chain()
     assert len(versions) == 2
     assert all(any(p.name.startswith("train-") for p in v.shard_paths()) for v in versions)

@@ -83,7 +83,7 @@ def tokenize(root, dataset, **cfg):
         "shard_sequences": 64,
         "row_group_rows": 32,
     }
-    return run_stage(TokenizeStage(), TokenizeConfig(**{**base, **cfg}), root, {"filter": dataset})
+    return run_stage(TokenizeStage(), TokenizeConfig(**{**base, **cfg}), root, {"decontaminate": dataset})
 
 
 @pytest.fixture
@@ -258,10 +258,10 @@ def test_duplicate_ids_and_empty_encodings_go_to_rejects(tmp_path):
 
     # The loaded file's bytes are part of the fingerprint.
     cfg = TokenizeConfig(tokenizer="pretrained", tokenizer_path=str(tok_dir))
-    before = plan(TokenizeStage(), cfg, tmp_path / "root", {"filter": dataset}).fingerprint
+    before = plan(TokenizeStage(), cfg, tmp_path / "root", {"decontaminate": dataset}).fingerprint
     tok.tokenizer.normalizer = None
     (tok_dir / "tokenizer.json").write_text(tok.to_json())
-    assert plan(TokenizeStage(), cfg, tmp_path / "root", {"filter": dataset}).fingerprint != before
+    assert plan(TokenizeStage(), cfg, tmp_path / "root", {"decontaminate": dataset}).fingerprint != before
 
 
 def test_incremental_version_reuses_the_parent_tokenizer(tmp_path):

@@ -128,7 +128,7 @@ def token_dataset(tmp_path_factory):
         IngestStage(), IngestConfig(sources=[SourceConfig(path=str(src), id_field="id")]), root, {}
     )
     cfg = TokenizeConfig(vocab_size=280, seq_len=8, val_fraction=0.2)
-    return run_stage(TokenizeStage(), cfg, root, {"filter": ingest.dataset}).dataset
+    return run_stage(TokenizeStage(), cfg, root, {"decontaminate": ingest.dataset}).dataset
 
 
 def staged_copy(dataset: Dataset, tmp_path: Path):

@@ -5,7 +5,12 @@ manifest, PNG beside the views) of the fine-tuned model, of the same-budget mode
 scratch (both from the fine-tune stage) and of the majority-class baseline. For instruction
 tuning: perplexity of the response tokens for both models and greedy answers to test prompts.
 Always, for the pretrained language model itself: its perplexity on the held-out texts and a
-few greedy continuations. The headline is the first: pretrained-then-fine-tuned vs from scratch.
+few greedy continuations.
+
+For classifiers, a second phase draws the label-efficiency curve (`curves.py`): pretrained vs
+from scratch vs TF-IDF at several label budgets, several seeds each, one unit of work per
+(budget, seed, model) so an engine runs them side by side. The run's headline is the curve's:
+the budget with the largest paired gain, and whether that gain exceeds the seed spread.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from ..models.runtime import perplexity, resolve_device
 from ..pretrain.generate import generate
 from ..stage import Phase, Stage, StageContext
 from .config import EvaluateConfig
+from .curves import MODELS as CURVE_MODELS
+from .curves import curve_steps, subset, summarize, tfidf_accuracy
 from .metrics import classification_metrics, majority_baseline
-from .plots import plot_confusion
+from .plots import plot_confusion, plot_label_efficiency
 
 LM_EVAL_SPLIT = "lm_eval"  # the split column of lm-eval rows; their metric is "<task>:<metric>"
 
@@ -39,17 +46,22 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("metric", pa.string(), nullable=False),  # accuracy | macro_f1 | loss | perplexity
         pa.field("value", pa.float64(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
+        pa.field("budget", pa.string(), nullable=True),  # label-efficiency runs: labels per class or "all"
+        pa.field("seed", pa.int64(), nullable=True),
     ]
 )
+CURVE_PNG = "label-efficiency.png"
 
 
 class EvaluateStage(Stage):
     name = "evaluate"
     inputs = ("finetune", "labeled")
     config_model = EvaluateConfig
-    description = "Score fine-tuned vs from-scratch vs majority class on the test split; LM perplexity and samples."
+    description = (
+        "Score fine-tuned vs from-scratch vs majority class on the test split; LM perplexity and samples."
+    )
     schedule = "training"
-    version = "1"
+    version = "2"  # 2: label-efficiency curves
     data_schema = RESULTS_SCHEMA
     rows_out_is_data_rows = False  # the data view holds metric rows; rows count test examples
 
@@ -63,12 +75,33 @@ class EvaluateStage(Stage):
             )
 
     def phases(self) -> list[Phase]:
-        return [Phase("evaluate", lambda ctx, _: ["all"], evaluate_unit)]
+        return [
+            Phase("evaluate", plan_evaluate, evaluate_unit),
+            Phase("curve", plan_curve, curve_unit),
+        ]
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
-        (r,) = results
+        (r,) = ctx.extra["evaluated"]
+        stats = r["stats"]
+        if results:
+            majority = stats["models"]["majority"]["accuracy"]
+            curve = summarize(results, majority)
+            curve["split"], curve["png"], curve["classes"] = stats["split"], CURVE_PNG, len(stats["labels"])
+            curve["recipe"] = ctx.extra["curve_recipe"]
+            plot_label_efficiency(curve, ctx.staging_dir / CURVE_PNG)
+            stats["curve"] = curve
         counts = {"rows_in": r["n"], "rows_out": r["n"], "rows_rejected": 0, "rejected_by_reason": {}}
-        return {"counts": counts, "stats": r["stats"], "totals": {"examples": r["n"]}}
+        return {"counts": counts, "stats": stats, "totals": {"examples": r["n"]}}
+
+    def summary_markdown(self, dataset: Dataset) -> str | None:
+        from ..report import curve_section
+
+        curve = dataset.manifest.get("stats", {}).get("curve")
+        return "\n".join(curve_section(curve, None)) if curve else None
+
+
+def plan_evaluate(ctx: StageContext, _: list[Any]) -> list[str]:
+    return ["all"]  # one unit: every published model on the held-out split
 
 
 def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
@@ -86,7 +119,16 @@ def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
     stats: dict[str, Any] = {"task": ft_cfg.task, "split": cfg.split, "n": n, "models": {}}
 
     def add(model: str, metric: str, value: float) -> None:
-        results.append({"model": model, "metric": metric, "value": float(value), "split": cfg.split})
+        results.append(
+            {
+                "model": model,
+                "metric": metric,
+                "value": float(value),
+                "split": cfg.split,
+                "budget": None,
+                "seed": None,
+            }
+        )
 
     if ft_cfg.task == "classify":
         labels = [x["label"] for x in sorted(labeled.manifest["stats"]["labels"], key=lambda x: x["id"])]
@@ -235,3 +277,161 @@ def pretrained_lm(
         "tokens": int(sum(len(t) for t in ex.ids)),
         "samples": samples,
     }
+
+
+# -- label-efficiency curve ----------------------------------------------------------------------
+def plan_curve(ctx: StageContext, evaluated: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One unit per (budget, seed, model), the largest budgets first (they take longest)."""
+    ctx.extra["evaluated"] = evaluated
+    cfg: EvaluateConfig = ctx.config
+    finetune = ctx.input("finetune")
+    ft_cfg = FinetuneConfig.model_validate(finetune.manifest["config"])
+    if ft_cfg.task != "classify" or not cfg.curve.enabled:
+        return []
+    counts = {x["label"]: x["train"] for x in ctx.input("labeled").manifest["stats"]["labels"]}
+    largest = max(counts.values(), default=0)
+    budgets = sorted(cfg.curve.budgets, key=lambda b: -(largest + 1 if b == "all" else int(b)))
+    units = []
+    for b in budgets:
+        for model in CURVE_MODELS:
+            for seed in range(cfg.curve.seeds):
+                units.append(
+                    {
+                        "budget": str(b),
+                        "per_class": None if b == "all" else int(b),
+                        "seed": seed,
+                        "model": model,
+                    }
+                )
+    ctx.extra["curve_recipe"] = curve_recipe(ft_cfg, cfg).model_dump(mode="json") | {
+        "epochs": cfg.curve.epochs,
+        "min_steps": cfg.curve.min_steps,
+        "max_steps": cfg.curve.max_steps,
+    }
+    return units
+
+
+def curve_recipe(ft_cfg: FinetuneConfig, cfg: EvaluateConfig) -> FinetuneConfig:
+    """The fine-tune recipe as the curve uses it: fixed steps, final weights, no validation."""
+    return ft_cfg.model_copy(
+        update={
+            "batch_size": cfg.curve.batch_size or ft_cfg.batch_size,
+            "max_len": cfg.curve.max_len or ft_cfg.max_len,
+            "patience": 0,
+            "adapt_steps": 0,
+            "threads": cfg.curve.threads,
+        }
+    )
+
+
+def curve_unit(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
+    """Train one model on one budget's subset for one seed; its score on the held-out split."""
+    import time
+
+    import torch
+
+    from ..finetune.heads import SequenceClassifier
+    from ..finetune.lora import apply_lora
+    from ..finetune.train import class_weights, train
+    from ..models import build_model
+    from ..models.checkpoint import read_model_config
+
+    t0 = time.perf_counter()
+    cfg: EvaluateConfig = ctx.config
+    finetune, labeled = ctx.input("finetune"), ctx.input("labeled")
+    recipe = curve_recipe(FinetuneConfig.model_validate(finetune.manifest["config"]), cfg)
+    labels = [x["label"] for x in sorted(labeled.manifest["stats"]["labels"], key=lambda x: x["id"])]
+    train_rows = _rows_with_ids(labeled, "train")
+    test_rows = load_split_rows(labeled, cfg.split)
+    y_train = np.array(train_rows["label_id"], dtype=np.int64)
+    y_test = np.array(test_rows["label_id"], dtype=np.int64)
+    pick = subset(train_rows["id"], y_train, unit["per_class"], unit["seed"])
+    texts = [train_rows["text"][i] for i in pick.tolist()]
+    steps = curve_steps(
+        len(pick), recipe.batch_size, cfg.curve.epochs, cfg.curve.min_steps, cfg.curve.max_steps
+    )
+    if unit["model"] == "tfidf":
+        preds = tfidf_accuracy(texts, y_train[pick], test_rows["text"], cfg.curve.tfidf_c)
+        steps = None
+    else:
+        if recipe.threads:
+            torch.set_num_threads(recipe.threads)
+        device = resolve_device(cfg.device)
+        ckpt = ctx.root / finetune.manifest["stats"]["pretrained_checkpoint"]
+        pretrained = Dataset(ckpt.parent).path / ckpt.name
+        tok = open_tokenizer(pretrained)
+        arch = read_model_config(pretrained)
+        max_len = min(recipe.max_len, arch["block_size"])
+        rows = {"text": texts, "label_id": y_train[pick].tolist(), "response": [None] * len(texts)}
+        train_ex = build_examples(rows, tok, recipe, max_len)
+        test_ex = build_examples(test_rows, tok, recipe, max_len)
+        seed = recipe.seed * 1_000 + unit["seed"]
+        torch.manual_seed(seed)
+        if unit["model"] == "finetuned":
+            backbone, _ = load_model(pretrained)
+            if recipe.method == "lora":
+                lora = recipe.lora
+                apply_lora(backbone, lora.target_modules, lora.rank, lora.alpha, lora.dropout)
+        else:
+            backbone = build_model(arch["arch"], **{k: v for k, v in arch.items() if k != "arch"})
+        model = SequenceClassifier(backbone, len(labels), recipe.pooling, recipe.head_dropout)
+        weight = class_weights(train_ex.labels, len(labels), recipe.class_weights)
+        run = recipe.model_copy(
+            update={
+                "max_steps": steps,
+                "eval_interval": steps,
+                "seed": seed,
+                "warmup_steps": min(recipe.warmup_steps, max(1, steps // 10)),
+            }
+        )
+        none = Examples([], labels=np.zeros(0, dtype=np.int64))
+        train(
+            model,
+            train_ex,
+            none,
+            run,
+            pad_id=tok.eot_id,
+            device=device,
+            weight=weight,
+            name=f"curve-{unit['budget']}-{unit['model']}-{unit['seed']}",
+        )
+        preds = evaluate(model, test_ex, tok.eot_id, device, cfg.batch_size)["predictions"]
+    m = classification_metrics(y_test, preds, len(labels))
+    writer = ctx.writer(
+        DATA_VIEW, RESULTS_SCHEMA, prefix=f"curve-{unit['budget']}-{unit['model']}-{unit['seed']}"
+    )
+    writer.write_rows(
+        [
+            {
+                "model": unit["model"],
+                "metric": k,
+                "value": float(m[k]),
+                "split": cfg.split,
+                "budget": unit["budget"],
+                "seed": unit["seed"],
+            }
+            for k in ("accuracy", "macro_f1")
+        ]
+    )
+    writer.close()
+    return {
+        **unit,
+        "n_train": len(pick),
+        "steps": steps,
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _rows_with_ids(labeled: Dataset, split: str) -> dict[str, list[Any]]:
+    """Ids, texts and label ids of one split, in the dataset's order."""
+    import pyarrow.compute as pc
+
+    out: dict[str, list[Any]] = {"id": [], "text": [], "label_id": []}
+    for batch in labeled.iter_batches(columns=["id", "text", "label_id", "split"]):
+        t = pa.Table.from_batches([batch])
+        t = t.filter(pc.equal(t["split"], split))
+        for k, values in out.items():
+            values.extend(t[k].to_pylist())
+    return out

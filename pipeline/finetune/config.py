@@ -62,6 +62,12 @@ class FinetuneConfig(BaseModel):
     )
     adapt_lr: float = Field(1e-3, gt=0, description="Peak learning rate of the domain-adaptive LM steps")
     eval_interval: int = Field(20, ge=1, description="Steps between validation evaluations")
+    select_on: Literal["accuracy", "loss"] = Field(
+        "accuracy",
+        description="Classify: keep the weights with the best validation accuracy (ties: lower loss), or the "
+        "lowest validation loss. Accuracy by default: on a few hundred validation texts the loss of a "
+        "pretrained model bottoms out early while its accuracy still climbs. Instruct always uses loss",
+    )
     patience: int = Field(
         4, ge=0, description="Stop after this many evaluations without improvement; 0 = never"
     )

@@ -217,6 +217,7 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         "steps": result.steps,
         "best_step": result.best_step,
         "best_val_loss": result.best_val_loss,
+        "best_val_accuracy": result.best_val_accuracy,
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 2),
         "trainable_params": result.trainable_params,

@@ -3,8 +3,9 @@
 Examples are held in memory as token-id arrays (labeled sets are small next to a pretraining
 corpus: 100k examples of 128 tokens are 100 MB). Batches are drawn by a seeded shuffle per epoch
 and right-padded to the longest example in the batch. Validation runs every ``eval_interval``
-steps; the weights with the best validation loss are kept, and training stops early after
-``patience`` evaluations without improvement.
+steps; the weights with the best validation accuracy (classifiers, by default; ties go to the
+lower loss) or loss are kept, and training stops early after ``patience`` evaluations without
+improvement.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ def evaluate(
 class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per step logged / evaluation
     best_step: int = 0
-    best_val_loss: float = math.inf
+    best_val_loss: float = math.inf  # the validation loss of the kept weights
+    best_val_accuracy: float | None = None  # and their accuracy (classifiers)
     steps: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
@@ -185,6 +187,8 @@ def train(
     )
     rng = np.random.default_rng(cfg.seed)
     best_state = copy.deepcopy(model.state_dict())
+    by_accuracy = cfg.select_on == "accuracy" and train_ex.labels is not None
+    best_key: tuple[float, float] = (-math.inf, -math.inf)
     bad_evals, step, t0 = 0, 0, time.perf_counter()
     order, pos = rng.permutation(len(train_ex)), 0
     running, running_n = 0.0, 0
@@ -221,8 +225,10 @@ def train(
             report("progress", stage=f"finetune.{name}", done=step, total=cfg.max_steps)
             if on_eval:
                 on_eval(row)
-            if val["loss"] < res.best_val_loss:
-                res.best_val_loss, res.best_step, bad_evals = val["loss"], step, 0
+            key = (val["accuracy"], -val["loss"]) if by_accuracy else (-val["loss"], 0.0)
+            if key > best_key:
+                best_key, res.best_step, bad_evals = key, step, 0
+                res.best_val_loss, res.best_val_accuracy = val["loss"], val.get("accuracy")
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 bad_evals += 1

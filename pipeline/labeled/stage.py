@@ -67,7 +67,8 @@ class LabeledStage(Stage):
     inputs = ()
     config_model = LabeledConfig
     description = "Read labeled examples, map labels to ids, split train/validation/test (stratified)."
-    schedule = "training"
+    # The nightly data path needs it: decontaminate reads its validation and test texts.
+    schedule = "data"
     version = "1"
     data_schema = LABELED_SCHEMA
 

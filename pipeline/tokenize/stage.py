@@ -30,7 +30,7 @@ from .tokenizer import TextTokenizer, build_char, load_tokenizer, source_digest,
 
 class TokenizeStage(Stage):
     name = "tokenize"
-    inputs = ("filter",)
+    inputs = ("decontaminate",)
     config_model = TokenizeConfig
     description = "Train (or load) the tokenizer, write per-document and packed token shards, validate them."
     schedule = "data"
