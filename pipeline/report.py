@@ -18,6 +18,8 @@ from typing import Any
 
 from . import storage
 from .dataset import Dataset, is_published
+from .decontaminate.summary import decontamination_section
+from .evaluate.summary import curve_section
 from .hashing import fingerprint
 from .stage import StageResult
 
@@ -110,57 +112,6 @@ def _headline(s: dict[str, Any], evaluate_path: Path, where: Path) -> list[str]:
             + ("the curve above gives its spread)." if curve else "no spread measured, no gain claimed)."),
         ]
     return lines + [""]
-
-
-def curve_section(curve: dict[str, Any], png: str | None) -> list[str]:
-    """The label-efficiency headline, its table (mean ± sd over seeds) and the figure."""
-    h = curve["headline"]
-    lines = [f"**{h['text']}**", ""]
-    lines += [
-        "| labels per class | train examples | pretrained + fine-tuned | from scratch | paired gain | "
-        "beyond the seed spread | TF-IDF + logistic regression |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
-    ]
-    for r in curve["budgets"]:
-        cells = [
-            _pm(r.get("finetuned")),
-            _pm(r.get("scratch")),
-            f"{r['gain']:+.4f} ± {r['gain_sd']:.4f}",
-            "yes" if r["holds"] else "no",
-            _pm(r.get("tfidf")),
-        ]
-        lines.append(f"| {r['budget']} | {r['n_train']:,} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"{curve['metric'].capitalize()} on the {curve.get('split', 'test')} split, mean ± sd over "
-        f"{max((r['seeds'] for r in curve['budgets']), default=0)} seeds (each seed draws its own subset and "
-        f"initialisation; both networks share it); majority class {curve['majority']:.4f}. A gain counts only "
-        "when it is larger than the sd of the per-seed paired gains and positive on every seed.",
-    ]
-    if png:
-        lines += ["", f"![label efficiency]({png})"]
-    return lines
-
-
-def _pm(st: dict[str, Any] | None) -> str:
-    return f"{st['mean']:.4f} ± {st['sd']:.4f}" if st else "-"
-
-
-def decontamination_section(stats: dict[str, Any]) -> list[str]:
-    """Contamination per evaluation set: documents rejected, and how the set's texts are matched."""
-    lines = [
-        "| eval set | texts | n | by n-gram | whole text (under n words) | exact document | "
-        "documents rejected | documents overlapping | eval texts found |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, e in stats["eval_sets"].items():
-        by = e.get("matched_by", {})
-        lines.append(
-            f"| {name} | {e['texts']:,} | {e['n']} | {by.get('ngram', 0):,} | {by.get('whole_text', 0):,} | "
-            f"{by.get('exact_document', 0):,} | {e.get('docs_rejected', 0):,} | {e.get('docs_overlapping', 0):,} | "
-            f"{e.get('texts_found', 0):,} |"
-        )
-    return lines + ["", stats.get("rule", "")]
 
 
 def _lineage(root: Path, results: list[StageResult], where: Path) -> list[str]:

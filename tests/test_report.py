@@ -64,7 +64,7 @@ def test_run_report(tmp_path):
 
 
 def test_report_shows_contamination_per_eval_set():
-    from pipeline.report import decontamination_section
+    from pipeline.decontaminate.summary import decontamination_section
 
     stats = {
         "eval_sets": {

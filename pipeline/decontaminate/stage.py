@@ -87,7 +87,7 @@ class DecontaminateStage(Stage):
         ctx.extra["index_entries"] = int(index.keys.size)
 
     def summary_markdown(self, dataset: Dataset) -> str | None:
-        from ..report import decontamination_section
+        from .summary import decontamination_section
 
         stats = dataset.manifest.get("stats", {})
         return "\n".join(decontamination_section(stats)) if stats.get("eval_sets") else None

@@ -94,7 +94,7 @@ class EvaluateStage(Stage):
         return {"counts": counts, "stats": stats, "totals": {"examples": r["n"]}}
 
     def summary_markdown(self, dataset: Dataset) -> str | None:
-        from ..report import curve_section
+        from .summary import curve_section
 
         curve = dataset.manifest.get("stats", {}).get("curve")
         return "\n".join(curve_section(curve, None)) if curve else None
