@@ -166,9 +166,33 @@ def short_docs(corpora: Path) -> Iterator[Doc]:
 
 # Page furniture, written for this benchmark: what extracted web pages carry around their text.
 _MENU = [
-    "Home", "About", "About Us", "Services", "Products", "Shop", "Blog", "News", "Events", "Gallery",
-    "FAQ", "Contact", "Contact Us", "Careers", "Support", "Pricing", "Login", "Sign in", "Register",
-    "My Account", "Cart (0)", "Checkout", "Search", "Menu", "Resources", "Locations", "Donate",
+    "Home",
+    "About",
+    "About Us",
+    "Services",
+    "Products",
+    "Shop",
+    "Blog",
+    "News",
+    "Events",
+    "Gallery",
+    "FAQ",
+    "Contact",
+    "Contact Us",
+    "Careers",
+    "Support",
+    "Pricing",
+    "Login",
+    "Sign in",
+    "Register",
+    "My Account",
+    "Cart (0)",
+    "Checkout",
+    "Search",
+    "Menu",
+    "Resources",
+    "Locations",
+    "Donate",
 ]
 _COOKIES = [
     "We use cookies to ensure that we give you the best experience on our website. If you continue "
@@ -183,15 +207,37 @@ _COOKIES = [
 _TOP = ["Skip to content", "Skip to main content", "Toggle navigation", "Search for:", "Close menu"]
 _SHARE = ["Share this:", "Facebook", "Twitter", "Pinterest", "LinkedIn", "Email", "Print", "WhatsApp"]
 _AFTER = [
-    "Related Posts", "Leave a Reply", "Your email address will not be published.",
-    "Required fields are marked *", "Comment", "Name *", "Email *", "Website", "Post Comment",
-    "Please enable JavaScript to view the comments.", "Previous Post", "Next Post",
-    "Posted in Uncategorized", "Tags:", "Read more", "Load more", "Subscribe to our newsletter",
-    "Enter your email address", "Subscribe", "Follow us", "Back to top",
+    "Related Posts",
+    "Leave a Reply",
+    "Your email address will not be published.",
+    "Required fields are marked *",
+    "Comment",
+    "Name *",
+    "Email *",
+    "Website",
+    "Post Comment",
+    "Please enable JavaScript to view the comments.",
+    "Previous Post",
+    "Next Post",
+    "Posted in Uncategorized",
+    "Tags:",
+    "Read more",
+    "Load more",
+    "Subscribe to our newsletter",
+    "Enter your email address",
+    "Subscribe",
+    "Follow us",
+    "Back to top",
 ]
 _FOOTER = [
-    "Privacy Policy", "Terms of Use", "Terms and Conditions", "Sitemap", "Accessibility",
-    "Powered by WordPress", "Theme by ThemeGrill", "All rights reserved.",
+    "Privacy Policy",
+    "Terms of Use",
+    "Terms and Conditions",
+    "Sitemap",
+    "Accessibility",
+    "Powered by WordPress",
+    "Theme by ThemeGrill",
+    "All rights reserved.",
 ]
 
 
@@ -331,7 +377,12 @@ def summary(path: Path) -> dict[str, float | int | str]:
             digest.update(line)
             docs += 1
             size += len(json.loads(line)["text"].encode())
-    return {"docs": docs, "mb": size / 1e6, "kb_per_doc": size / 1e3 / max(1, docs), "sha256": digest.hexdigest()[:16]}
+    return {
+        "docs": docs,
+        "mb": size / 1e6,
+        "kb_per_doc": size / 1e3 / max(1, docs),
+        "sha256": digest.hexdigest()[:16],
+    }
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ artifact) go into the manifest.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import math
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow.parquet as pq
 
-from . import observe
+from . import duckdb_session, observe
 from .dataset import DATA_VIEW
 from .errors import ConfigError, ValidationFailed
 from .schema import DOCUMENT_SCHEMA
@@ -394,33 +395,37 @@ _SUPPORTED = {
 
 def _run_duckdb(suites: list[Suite]) -> tuple[list[dict[str, Any]], list[int], str]:
     """Each suite as one query: the row count and every expectation's measure, in one pass."""
-    con = duckdb.connect()
     results: list[dict[str, Any]] = []
     counts: list[int] = []
-    for s in suites:
-        unknown = [e.type for e in s.expectations if e.type not in _SUPPORTED]
-        if unknown:
-            raise ConfigError(f"{s.name}: {unknown[0]} has no DuckDB form; run it with {ENGINE_ENV}=gx")
-        if s.rows.columns is not None:  # a schema suite: column names, no rows
-            counts.append(0)
-            results += [_columns_result(s, e, s.rows.columns, 0) for e in s.expectations]
-            continue
-        measures = ["count(*)"] + [_measure(e) for e in s.expectations]
-        row = con.execute(
-            f"WITH t AS MATERIALIZED ({s.rows.sql()}) SELECT {', '.join(measures)} FROM t"
-        ).fetchone()
-        n, values = int(row[0]), row[1:]
-        counts.append(n)
-        for e, v in zip(s.expectations, values):
-            if e.type == "expect_table_columns_to_match_set":
-                results.append(_columns_result(s, e, s.rows.names(con), n))
-            else:
-                results.append(_duckdb_result(s, e, v, n))
+    with duckdb_session.cursor() as con:
+        for s in suites:
+            counts.append(_run_duckdb_suite(con, s, results))
     return (
         results,
         counts,
         f"great_expectations {_gx_version()} expectations, run in duckdb {duckdb.__version__}",
     )
+
+
+def _run_duckdb_suite(con: duckdb.DuckDBPyConnection, s: Suite, results: list[dict[str, Any]]) -> int:
+    """Append one suite's results; return its row count."""
+    unknown = [e.type for e in s.expectations if e.type not in _SUPPORTED]
+    if unknown:
+        raise ConfigError(f"{s.name}: {unknown[0]} has no DuckDB form; run it with {ENGINE_ENV}=gx")
+    if s.rows.columns is not None:  # a schema suite: column names, no rows
+        results += [_columns_result(s, e, s.rows.columns, 0) for e in s.expectations]
+        return 0
+    measures = ["count(*)"] + [_measure(e) for e in s.expectations]
+    row = con.execute(
+        f"WITH t AS MATERIALIZED ({s.rows.sql()}) SELECT {', '.join(measures)} FROM t"
+    ).fetchone()
+    n, values = int(row[0]), row[1:]
+    for e, v in zip(s.expectations, values):
+        if e.type == "expect_table_columns_to_match_set":
+            results.append(_columns_result(s, e, s.rows.names(con), n))
+        else:
+            results.append(_duckdb_result(s, e, v, n))
+    return n
 
 
 def _measure(e: Expectation) -> str:
@@ -470,6 +475,7 @@ def _columns_result(s: Suite, e: Expectation, names: list[str], n: int) -> dict[
     return _result(s, e.type, e.kwargs, ok, n, None, sorted(actual))
 
 
+@functools.cache
 def _gx_version() -> str:
     try:
         return importlib.metadata.version("great_expectations")
@@ -489,7 +495,7 @@ def _run_gx(suites: list[Suite]) -> tuple[list[dict[str, Any]], list[int], str]:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("tokenmill")
-    con = duckdb.connect()
+    con = duckdb_session.cursor()  # only reads the frames; GX runs on pandas
     results: list[dict[str, Any]] = []
     counts: list[int] = []
     for s in suites:
