@@ -11,6 +11,7 @@ gather   per bucket: permute and write one shard of the packed view (packing.py)
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,14 @@ class TokenizeStage(Stage):
 
     def prepare(self, ctx: StageContext) -> None:
         validation.preload()  # with the gx engine: GX takes seconds to import, overlap it
-        tok = make_tokenizer(ctx)
-        remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
+        # The id check is a DuckDB query (which releases the GIL): it runs while the tokenizer
+        # loads or trains, so small inputs do not pay the two one after the other.
+        with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
+            duplicates = pool.submit(find_duplicate_ids, ctx.input())
+            tok = make_tokenizer(ctx)
+            remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
+            ctx.extra["duplicates"] = duplicates.result()
         ctx.extra["tokenizer"] = tok.meta()
-        ctx.extra["duplicates"] = find_duplicate_ids(ctx.input())
 
     def phases(self) -> list[Phase]:
         return [
