@@ -55,6 +55,12 @@ class TokenizeConfig(BaseModel):
         ge=1,
         description="Text bytes per encode_batch call, at most (bounds memory with long documents)",
     )
+    word_cache: int = Field(
+        100_000,
+        ge=1,
+        description="Words a BPE tokenizer memoizes while encoding (tokenizers keeps 10,000): memory "
+        "(a few hundred bytes a word) for speed on large corpora; the ids are the same",
+    )
     shard_sequences: int = Field(
         16_384, ge=1, description="Packed sequences per output shard (shuffle bucket)"
     )

@@ -129,7 +129,7 @@ def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
 def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     """Encode one input shard: docs view rows, rejects, and one token stream file per split."""
     cfg: TokenizeConfig = ctx.config
-    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR)
+    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, cfg.word_cache)
     f = pq.ParquetFile(ctx.input().shard_path(shard))
     lineage = [c for c in LINEAGE if c in f.schema_arrow.names]
     docs = ctx.writer(DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows)
@@ -191,8 +191,8 @@ def remember_tokenizer(path: Path, tok: TextTokenizer) -> None:
             del _staged[next(iter(_staged))]
 
 
-def stage_tokenizer(path: Path) -> TextTokenizer:
-    """The staged tokenizer, loaded once per process (not once per shard).
+def stage_tokenizer(path: Path, word_cache: int) -> TextTokenizer:
+    """The staged tokenizer, loaded once per process (not once per shard), its word cache set.
 
     The staging path is named by the version's fingerprint, which covers the tokenizer.
     """
@@ -200,6 +200,7 @@ def stage_tokenizer(path: Path) -> TextTokenizer:
         tok = _staged.get(path)
     if tok is None:
         tok = load_tokenizer(path)
+        tok.set_word_cache(word_cache)
         remember_tokenizer(path, tok)
     return tok
 

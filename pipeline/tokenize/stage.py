@@ -56,6 +56,7 @@ class TokenizeStage(Stage):
         with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
             duplicates = pool.submit(find_duplicate_ids, ctx.input())
             tok = make_tokenizer(ctx)
+            tok.set_word_cache(ctx.config.word_cache)
             remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
             ctx.extra["duplicates"] = duplicates.result()
         ctx.extra["tokenizer"] = tok.meta()

@@ -82,6 +82,16 @@ class TextTokenizer:
     def encode_arrays(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return self.to_arrays(self.encode_native(texts))
 
+    def set_word_cache(self, words: int) -> None:
+        """Let a BPE model memoize up to ``words`` encoded words (others have no such cache).
+
+        `tokenizers` caches 10,000 words and then stops adding: on a large corpus most words
+        are encoded from scratch. A larger cache changes no id, only the time taken.
+        """
+        resize = getattr(self.tokenizer.model, "_resize_cache", None)
+        if resize is not None:
+            resize(words)
+
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
