@@ -178,7 +178,7 @@ def measure(inputs: list[Path], work: Path, args: argparse.Namespace) -> dict:
             "raw and tokenmill disagree on token counts"
         )
     med = {
-        k: {m: statistics.median(x[m] for x in v) for m in ("seconds", "peak_rss_mb")}
+        k: {m: statistics.median(x[m] for x in v) for m in ("seconds", "cpu_seconds", "peak_rss_mb")}
         for k, v in runs.items()
     }
     val = {k: statistics.median(x["validation_seconds"] for x in runs[k]) for k in ("tm_1x", "tm_big")}
