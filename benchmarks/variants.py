@@ -5,7 +5,7 @@ built offline, deterministically (the same corpora give byte-identical files), a
 file with one document per line: ``id``, ``text``, ``variant`` and ``origin`` (the id of the
 document it came from). Sources: the shared web sample, the UDHR paragraphs (both in
 ``../shared/corpora``) and the built-in corpus's standard-library docstrings and distribution
-descriptions (``pipeline.ingest.default_corpus``, so ``code`` follows the Python installation).
+descriptions (``pipeline.sources.builtin``, so ``code`` follows the Python installation).
 
 =============  =================================================================================
 variant        what it is
@@ -282,14 +282,14 @@ CODE_DOC_BYTES = 4000  # docstrings of one module are grouped up to about this s
 
 def code(corpora: Path) -> Iterator[Doc]:
     """Docstrings holding code, grouped per module; then the READMEs with code blocks."""
-    from pipeline.ingest import default_corpus
-    from pipeline.ingest.config import DefaultCorpusConfig
+    from pipeline.sources import builtin
+    from pipeline.sources.builtin import DefaultCorpusConfig
 
     docstrings = DefaultCorpusConfig(distribution_descriptions=False, licence_files=False)
     group: list[str] = []
     first = module = ""
-    for unit in default_corpus.units(docstrings):
-        for _, rec in default_corpus.read_unit(unit, docstrings):
+    for unit in builtin.units(docstrings):
+        for _, rec in builtin.read_unit(unit, docstrings):
             if not _HAS_CODE.search(rec["text"]):
                 continue
             size = sum(len(t.encode()) + 2 for t in group)
@@ -302,8 +302,8 @@ def code(corpora: Path) -> Iterator[Doc]:
     if group:
         yield first, "\n\n".join(group)
     readmes = DefaultCorpusConfig(stdlib_docstrings=False, licence_files=False)
-    for unit in default_corpus.units(readmes):
-        for _, rec in default_corpus.read_unit(unit, readmes):
+    for unit in builtin.units(readmes):
+        for _, rec in builtin.read_unit(unit, readmes):
             if _HAS_CODE_BLOCK.search(rec["text"]):
                 yield rec["id"], rec["text"].strip()
 

@@ -296,7 +296,7 @@ def test_duckdb_engine_agrees_with_great_expectations(token_dataset, tmp_path):
     docs = pq.read_table(next((staging / "docs").glob("*.parquet")))
     append_row(staging / "docs", docs.slice(0, 2))
     stage = TokenizeStage()
-    suites = validation.SUITES["tokens"](stage, staging, manifest)
+    suites = stage.validation_suites(staging, manifest)
     fast, gx = validation.run_suites(suites, "duckdb"), validation.run_suites(suites, "gx")
     assert not fast["success"] and comparable(fast) == comparable(gx)
 
@@ -308,7 +308,7 @@ def test_duckdb_engine_agrees_with_great_expectations(token_dataset, tmp_path):
         {"id": "b", "text": "", "source": "s"},
     ]
     pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), view / "part.parquet")
-    suites = validation.SUITES["documents"](RowsStage(), view.parent, {"counts": {"rows_out": 2}})
+    suites = RowsStage().validation_suites(view.parent, {"counts": {"rows_out": 2}})
     fast, gx = validation.run_suites(suites, "duckdb"), validation.run_suites(suites, "gx")
     assert not fast["success"] and comparable(fast) == comparable(gx)
 
