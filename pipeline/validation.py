@@ -419,6 +419,7 @@ def _run_duckdb_suite(con: duckdb.DuckDBPyConnection, s: Suite, results: list[di
     row = con.execute(
         f"WITH t AS MATERIALIZED ({s.rows.sql()}) SELECT {', '.join(measures)} FROM t"
     ).fetchone()
+    assert row is not None  # an aggregate query returns one row
     n, values = int(row[0]), row[1:]
     for e, v in zip(s.expectations, values):
         if e.type == "expect_table_columns_to_match_set":
