@@ -130,6 +130,20 @@ def test_bpe_is_deterministic_lossless_and_round_trips(tmp_path):
     assert {"kind", "vocab_size", "eot_token", "eot_id", "fingerprint"} <= set(meta)
 
 
+def test_word_cache_size_changes_no_id():
+    texts = [d["text"] for d in make_docs()] + UNICODE
+    tok = train_bpe([texts], vocab_size=300)
+    flat, lengths = tok.encode_arrays(texts)
+    assert list(lengths) == [len(tok.encode(t)) for t in texts]
+    assert flat.tolist() == [i for t in texts for i in tok.encode(t)]
+    before = tok.to_json()
+    for words in (1, 100_000):
+        tok.set_word_cache(words)
+        again, again_lengths = tok.encode_arrays(texts)
+        assert np.array_equal(again, flat) and np.array_equal(again_lengths, lengths)
+    assert tok.to_json() == before  # not part of the tokenizer's file or fingerprint
+
+
 def test_char_tokenizer_numbers_characters_in_code_point_order():
     tok = build_char([["ba", "c\n"], ["a"]])
     assert tok.kind == "char" and tok.vocab_size == 6

@@ -47,11 +47,19 @@ class TokenizeConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of the global shuffle of packed sequences")
 
     # -- engineering ----------------------------------------------------------------------------
-    batch_docs: int = Field(1_024, ge=1, description="Documents per encode_batch call, at most")
+    # Small batches keep the encoder busy: the next batch encodes while this one is written, so
+    # a shard of a few hundred documents is not encoded, then written, one after the other.
+    batch_docs: int = Field(256, ge=1, description="Documents per encode_batch call, at most")
     batch_bytes: int = Field(
-        4_000_000,
+        1_000_000,
         ge=1,
         description="Text bytes per encode_batch call, at most (bounds memory with long documents)",
+    )
+    word_cache: int = Field(
+        100_000,
+        ge=1,
+        description="Words a BPE tokenizer memoizes while encoding (tokenizers keeps 10,000): memory "
+        "(a few hundred bytes a word) for speed on large corpora; the ids are the same",
     )
     shard_sequences: int = Field(
         16_384, ge=1, description="Packed sequences per output shard (shuffle bucket)"

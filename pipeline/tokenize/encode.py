@@ -8,20 +8,20 @@ phases cut into sequences.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Encoding
 
+from .. import duckdb_session
 from ..dataset import Dataset, ShardWriter
 from ..observe import report
 from ..rejects import REJECT_TEXT_LIMIT
@@ -116,15 +116,12 @@ def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
     """
     files = [str(p) for p in dataset.shard_paths()]
     index = {f: i for i, f in enumerate(files)}
-    rows = (
-        duckdb.connect()
-        .execute(
+    with duckdb_session.cursor() as con:
+        rows = con.execute(
             "SELECT id, min(struct_pack(f := filename, r := file_row_number)) FROM "
             "read_parquet($files, filename = true, file_row_number = true) GROUP BY id HAVING count(*) > 1",
             {"files": files},
-        )
-        .fetchall()
-    )
+        ).fetchall()
     # Shard files sort by name in the manifest, so the smallest file name is the first shard.
     return {i: (index[first["f"]], int(first["r"])) for i, first in rows}
 
@@ -132,7 +129,7 @@ def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
 def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     """Encode one input shard: docs view rows, rejects, and one token stream file per split."""
     cfg: TokenizeConfig = ctx.config
-    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR)
+    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, cfg.word_cache)
     f = pq.ParquetFile(ctx.input().shard_path(shard))
     lineage = [c for c in LINEAGE if c in f.schema_arrow.names]
     docs = ctx.writer(DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows)
@@ -181,10 +178,31 @@ def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=4)
-def stage_tokenizer(path: Path) -> TextTokenizer:
-    """The staged tokenizer, loaded once per process (not once per shard)."""
-    return load_tokenizer(path)
+_staged: dict[Path, TextTokenizer] = {}
+_staged_lock = threading.Lock()
+STAGED_TOKENIZERS = 4  # tokenizers kept per process
+
+
+def remember_tokenizer(path: Path, tok: TextTokenizer) -> None:
+    """Hand the tokenizer just saved at ``path`` to this process's encode units (no reload)."""
+    with _staged_lock:
+        _staged[path] = tok
+        while len(_staged) > STAGED_TOKENIZERS:
+            del _staged[next(iter(_staged))]
+
+
+def stage_tokenizer(path: Path, word_cache: int) -> TextTokenizer:
+    """The staged tokenizer, loaded once per process (not once per shard), its word cache set.
+
+    The staging path is named by the version's fingerprint, which covers the tokenizer.
+    """
+    with _staged_lock:
+        tok = _staged.get(path)
+    if tok is None:
+        tok = load_tokenizer(path)
+        tok.set_word_cache(word_cache)
+        remember_tokenizer(path, tok)
+    return tok
 
 
 def encode_ahead(

@@ -11,6 +11,7 @@ gather   per bucket: permute and write one shard of the packed view (packing.py)
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..dataset import DATA_VIEW, REJECTS_VIEW, Dataset
 from ..schema import REJECT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
 from .config import EOT_TOKEN, TokenizeConfig
-from .encode import encode_shard, find_duplicate_ids, training_batches
+from .encode import encode_shard, find_duplicate_ids, remember_tokenizer, training_batches
 from .formats import DOCS_VIEW, SCRATCH_DIR, SPLITS, TOKENIZER_DIR, docs_schema, packed_schema
 from .packing import gather_bucket, plan_gather, plan_scatter, scatter_chunk
 from .tokenizer import TextTokenizer, build_char, load_tokenizer, source_digest, train_bpe
@@ -49,11 +50,16 @@ class TokenizeStage(Stage):
         return validation.tokens_suite(self, staging_dir, manifest, docs_view=DOCS_VIEW)
 
     def prepare(self, ctx: StageContext) -> None:
-        validation.preload()  # GX takes seconds to import: overlap it with the encoding
-        tok = make_tokenizer(ctx)
-        tok.save(ctx.staging_dir / TOKENIZER_DIR)
+        validation.preload()  # with the gx engine: GX takes seconds to import, overlap it
+        # The id check is a DuckDB query (which releases the GIL): it runs while the tokenizer
+        # loads or trains, so small inputs do not pay the two one after the other.
+        with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
+            duplicates = pool.submit(find_duplicate_ids, ctx.input())
+            tok = make_tokenizer(ctx)
+            tok.set_word_cache(ctx.config.word_cache)
+            remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
+            ctx.extra["duplicates"] = duplicates.result()
         ctx.extra["tokenizer"] = tok.meta()
-        ctx.extra["duplicates"] = find_duplicate_ids(ctx.input())
 
     def phases(self) -> list[Phase]:
         return [

@@ -1,0 +1,169 @@
+"""Fixed cost per stage: what each data stage costs on a near-empty input, validation included.
+
+The data path (ingest, dedup, annotate, filter, tokenize with a tokenizer trained beforehand) runs
+on the first ``--docs`` web pages (default 10, so per-row work is a few milliseconds) in one
+process per validation engine. The first pass pays the process's one-time costs (imports, model
+loads, DuckDB's start); then ``--repeats`` passes, each in a fresh data root so nothing is
+cached, are timed stage by stage. A stage's validation seconds come from its own ``validation``
+report. The ``duckdb`` engine is the default; ``gx`` runs the same suites through Great
+Expectations, whose import is timed on its own before its first pass.
+
+Prints a table (median seconds per stage, per engine) and on the last line ``fixed_cost_max_s``
+(the slowest stage, warm, default engine), ``validation_max_s`` (its largest validation
+seconds), ``gx_fixed_cost_max_s``, ``gx_validation_max_s``, ``gx_import_s`` and both engines'
+first-pass seconds (``first_pass_s``, ``gx_first_pass_s``: the whole path in a fresh process).
+
+    python benchmarks/stage_fixed_cost.py [--input FILE.jsonl] [--docs 10] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT = ROOT.parent / "shared" / "corpora" / "web" / "cc_main_2019-30_sample.jsonl"
+STAGES = ("ingest", "dedup", "annotate", "filter", "tokenize")
+
+
+def data_path(root: Path, source: Path, tokenizer: Path) -> dict[str, dict[str, float]]:
+    """Run the five stages once in ``root``; seconds and validation seconds per stage."""
+    from pipeline import observe
+    from pipeline.config import PipelineConfig
+    from pipeline.dedup.stage import DedupStage
+    from pipeline.filter import AnnotateStage, FilterStage
+    from pipeline.ingest.config import SourceConfig
+    from pipeline.ingest.stage import IngestStage
+    from pipeline.stage import run_stage
+    from pipeline.tokenize import TokenizeConfig, TokenizeStage
+
+    cfg = PipelineConfig()
+    cfg.ingest.sources = [SourceConfig(path=str(source))]
+    plan = [
+        (IngestStage(), cfg.ingest, {}),
+        (DedupStage(), cfg.dedup, {"ingest": "ingest"}),
+        (AnnotateStage(), cfg.annotate, {"dedup": "dedup"}),
+        (FilterStage(), cfg.filter, {"annotate": "annotate"}),
+        (
+            TokenizeStage(),
+            TokenizeConfig(tokenizer="pretrained", tokenizer_path=str(tokenizer)),
+            {"filter": "filter"},
+        ),
+    ]
+    validation: dict[str, float] = {}
+    observe.add_reporter(
+        lambda event, data: (
+            validation.__setitem__(data["stage"], data["seconds"]) if event == "validation" else None
+        )
+    )
+    out: dict[str, dict[str, float]] = {}
+    made = {}
+    for stage, config, inputs in plan:
+        t0 = time.perf_counter()
+        res = run_stage(stage, config, root, {k: made[v] for k, v in inputs.items()})
+        out[stage.name] = {"seconds": time.perf_counter() - t0, "validation": validation.get(stage.name, 0.0)}
+        assert not res.cached
+        made[stage.name] = res.dataset
+    return out
+
+
+def worker(engine: str, source: str, tokenizer: str, work: str, repeats: int) -> dict:
+    os.environ["TOKENMILL_VALIDATION_ENGINE"] = engine
+    gx_import = None
+    if engine == "gx":
+        t0 = time.perf_counter()
+        import great_expectations  # noqa: F401
+
+        gx_import = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    data_path(Path(work) / "first", Path(source), Path(tokenizer))
+    first = time.perf_counter() - t0
+    passes = [data_path(Path(work) / f"pass{r}", Path(source), Path(tokenizer)) for r in range(repeats)]
+    return {
+        "engine": engine,
+        "gx_import": gx_import,
+        "first_pass": first,
+        "stages": {
+            s: {k: statistics.median(p[s][k] for p in passes) for k in ("seconds", "validation")}
+            for s in STAGES
+        },
+    }
+
+
+def setup(path: Path, docs: int, work: Path) -> tuple[Path, Path]:
+    """The first ``docs`` records as a file, and a BPE tokenizer trained on the first 200."""
+    from pipeline.tokenize.tokenizer import train_bpe
+
+    small = work / "input.jsonl"
+    texts = []
+    with path.open(encoding="utf-8") as src, small.open("w", encoding="utf-8") as out:
+        for n, line in enumerate(src):
+            if n < docs:
+                out.write(line)
+            if n < 200:
+                texts.append(json.loads(line).get("text") or "")
+    return small, train_bpe([texts], 4096).save(work / "tokenizer")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--input", type=Path, default=DEFAULT)
+    ap.add_argument("--docs", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    if not args.input.is_file():
+        sys.exit(f"{args.input}: no such file (the shared corpora live in ../shared/corpora)")
+    work = Path(tempfile.mkdtemp(prefix="stage_fixed_cost-"))
+    source, tokenizer = setup(args.input, args.docs, work)
+    res = {}
+    for engine in ("duckdb", "gx"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                engine,
+                str(source),
+                str(tokenizer),
+                str(work / engine),
+                str(args.repeats),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            sys.exit(f"{engine} worker failed:\n{out.stderr[-3000:]}")
+        res[engine] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{'stage':10s} {'seconds':>8s} {'validation':>10s} {'gx_seconds':>10s} {'gx_validation':>13s}")
+    for s in STAGES:
+        d, g = res["duckdb"]["stages"][s], res["gx"]["stages"][s]
+        print(
+            f"{s:10s} {d['seconds']:8.3f} {d['validation']:10.3f} {g['seconds']:10.3f} {g['validation']:13.3f}"
+        )
+    d, g = res["duckdb"]["stages"], res["gx"]["stages"]
+    print(
+        f"docs={args.docs} repeats={args.repeats} "
+        f"fixed_cost_max_s={max(x['seconds'] for x in d.values()):.3f} "
+        f"validation_max_s={max(x['validation'] for x in d.values()):.3f} "
+        f"gx_fixed_cost_max_s={max(x['seconds'] for x in g.values()):.3f} "
+        f"gx_validation_max_s={max(x['validation'] for x in g.values()):.3f} "
+        f"gx_import_s={res['gx']['gx_import']:.2f} first_pass_s={res['duckdb']['first_pass']:.2f} "
+        f"gx_first_pass_s={res['gx']['first_pass']:.2f} cpus={os.cpu_count()}"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        engine, source, tokenizer, work, repeats = sys.argv[2:7]
+        print(json.dumps(worker(engine, source, tokenizer, work, int(repeats))))
+    else:
+        main()
