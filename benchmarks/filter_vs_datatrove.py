@@ -15,7 +15,13 @@ figure is the median of three runs around it (see ``compare``). The last line al
 signal and rule code alone (``kernel_speedup_vs_datatrove``) and the speed of a full annotate
 (every signal group: language ID, toxicity classifier, PII, bias too).
 
-    python benchmarks/filter_vs_datatrove.py [--input FILE.jsonl ...]
+Inputs: every stress variant of benchmarks/variants.py (``--variants``, the default; see that
+module for the list), one comparison per variant, or the ``--input`` files (``--no-variants``).
+One line per input, then the last line: the existing keys over all inputs pooled, and
+``agreement_min`` / ``speedup_min`` (wall clock) / ``cpu_speedup_min``: the smallest per-input
+figures, with the input each came from.
+
+    python benchmarks/filter_vs_datatrove.py [--variants [NAME ...] | --no-variants --input FILE.jsonl ...]
 
 Needs the bench extra (datatrove) and spaCy, which datatrove uses to split English words.
 """
@@ -38,8 +44,10 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT = ROOT.parent / "shared" / "corpora" / "web" / "cc_main_2019-30_sample.jsonl"
+CORPORA = ROOT.parent / "shared" / "corpora"
+DEFAULT = CORPORA / "web" / "cc_main_2019-30_sample.jsonl"
 
+from benchmarks.variants import VARIANTS, build_variants
 from pipeline.filter import AnnotateConfig, AnnotateStage, FilterConfig, FilterStage, c4
 from pipeline.filter.annotate import annotate_table
 from pipeline.filter.rules import build_rules, judge
@@ -159,52 +167,83 @@ def compare(path: Path, texts: list[str | None], line_index: dict[int, int], roo
     }
 
 
+def run_file(path: Path) -> dict:
+    """Both sides on one JSONL file: agreement counts, kept counts and seconds."""
+    texts, line_index = read_records(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = compare(path, texts, line_index, Path(tmp))
+    dt_keep = [t is not None for t in r["dt_out"]]
+    tm_keep = [t is not None for t in r["tm_out"]]
+    both = [(a, b) for a, b in zip(r["dt_out"], r["tm_out"]) if a is not None and b is not None]
+    return {
+        **{k: r[k] for k in ("dt_s", "dt_cpu", "tm_s", "tm_cpu", "kernel_s", "full_s")},
+        "docs": len(texts),
+        "agree": sum(a == b for a, b in zip(dt_keep, tm_keep)),
+        "both_kept": len(both),
+        "same_text": sum(cleaned_lines(a) == cleaned_lines(b) for a, b in both),
+        "dt_kept": sum(dt_keep),
+        "tm_kept": sum(tm_keep),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--variants",
+        nargs="*",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        metavar="NAME",
+        help=f"stress variants to run (default: all of {', '.join(VARIANTS)})",
+    )
+    ap.add_argument("--no-variants", action="store_true", help="run the --input files only")
     ap.add_argument("--input", nargs="+", type=Path, default=[DEFAULT])
+    ap.add_argument("--corpora", type=Path, default=CORPORA, help="where the variants are built from")
     args = ap.parse_args()
     pa.set_cpu_count(1)  # one core for both sides
     pa.set_io_thread_count(1)
-    agree = total = both_kept = same_text = 0
-    dt_s = tm_s = dt_cpu = tm_cpu = full_s = kernel_s = 0.0
-    dt_kept = tm_kept = 0
-    for path in args.input:
-        if not path.is_file():
-            sys.exit(f"{path}: no such file (the shared corpora live in ../shared/corpora)")
-        texts, line_index = read_records(path)
-        with tempfile.TemporaryDirectory() as tmp:
-            r = compare(path, texts, line_index, Path(tmp))
-        dt_out, tm_out = r["dt_out"], r["tm_out"]
-        dt_s += r["dt_s"]
-        dt_cpu += r["dt_cpu"]
-        tm_s += r["tm_s"]
-        tm_cpu += r["tm_cpu"]
-        full_s += r["full_s"]
-        kernel_s += r["kernel_s"]
-        dt_keep = [t is not None for t in dt_out]
-        tm_keep = [t is not None for t in tm_out]
-        agree += sum(a == b for a, b in zip(dt_keep, tm_keep))
-        for a, b in zip(dt_out, tm_out):
-            if a is not None and b is not None:
-                both_kept += 1
-                same_text += cleaned_lines(a) == cleaned_lines(b)
-        total += len(texts)
-        dt_kept += sum(dt_keep)
-        tm_kept += sum(tm_keep)
+    if args.no_variants or not args.variants:
+        for path in args.input:
+            if not path.is_file():
+                sys.exit(f"{path}: no such file (the shared corpora live in ../shared/corpora)")
+        cases = {p.name: p for p in args.input}
+    else:
+        try:
+            cases = build_variants(
+                Path(tempfile.mkdtemp(prefix="filter-variants-")), args.variants, args.corpora
+            )
+        except FileNotFoundError as e:
+            sys.exit(f"cannot build the variants: {e}")
+
+    results = {}
+    for name, path in cases.items():
+        r = results[name] = run_file(path)
         print(
-            f"{path.name}: {len(texts)} docs, datatrove keeps {sum(dt_keep)} in {dt_s:.2f}s, "
-            f"tokenmill keeps {sum(tm_keep)} in {tm_s:.2f}s",
+            f"{name}: {r['docs']} docs, agreement {r['agree'] / r['docs']:.4f}, "
+            f"text_agreement {r['same_text'] / max(1, r['both_kept']):.4f}, "
+            f"datatrove keeps {r['dt_kept']} in {r['dt_s']:.2f}s, tokenmill keeps {r['tm_kept']} in {r['tm_s']:.2f}s, "
+            f"speedup {r['dt_s'] / r['tm_s']:.2f}, cpu_speedup {r['dt_cpu'] / r['tm_cpu']:.2f}",
             flush=True,
         )
-    dt_rate, tm_rate = total / dt_s, total / tm_s
+    tot = {k: sum(r[k] for r in results.values()) for k in next(iter(results.values()))}
+    total = tot["docs"]
+    dt_rate, tm_rate = total / tot["dt_s"], total / tot["tm_s"]
+    agreement = {n: r["agree"] / r["docs"] for n, r in results.items()}
+    speedup = {n: r["dt_s"] / r["tm_s"] for n, r in results.items()}
+    low_agree, low_speed = min(agreement, key=agreement.__getitem__), min(speedup, key=speedup.__getitem__)
     print(
-        f"docs={total} agreement={agree / total:.4f} text_agreement={same_text / max(1, both_kept):.4f} "
-        f"datatrove_kept={dt_kept} tokenmill_kept={tm_kept} "
+        f"docs={total} agreement={tot['agree'] / total:.4f} "
+        f"text_agreement={tot['same_text'] / max(1, tot['both_kept']):.4f} "
+        f"datatrove_kept={tot['dt_kept']} tokenmill_kept={tot['tm_kept']} "
         f"datatrove_docs_per_s={dt_rate:.1f} tokenmill_docs_per_s={tm_rate:.1f} "
-        f"speedup_vs_datatrove={tm_rate / dt_rate:.2f} datatrove_cpu_docs_per_s={total / dt_cpu:.1f} "
-        f"tokenmill_cpu_docs_per_s={total / tm_cpu:.1f} cpu_speedup_vs_datatrove={dt_cpu / tm_cpu:.2f} "
-        f"kernel_speedup_vs_datatrove={dt_s / kernel_s:.2f} "
-        f"full_annotate_docs_per_s={total / full_s:.1f}"
+        f"speedup_vs_datatrove={tm_rate / dt_rate:.2f} datatrove_cpu_docs_per_s={total / tot['dt_cpu']:.1f} "
+        f"tokenmill_cpu_docs_per_s={total / tot['tm_cpu']:.1f} "
+        f"cpu_speedup_vs_datatrove={tot['dt_cpu'] / tot['tm_cpu']:.2f} "
+        f"kernel_speedup_vs_datatrove={tot['dt_s'] / tot['kernel_s']:.2f} "
+        f"full_annotate_docs_per_s={total / tot['full_s']:.1f} "
+        f"agreement_min={agreement[low_agree]:.4f} agreement_min_input={low_agree} "
+        f"speedup_min={speedup[low_speed]:.2f} speedup_min_input={low_speed} "
+        f"cpu_speedup_min={min(r['dt_cpu'] / r['tm_cpu'] for r in results.values()):.2f} inputs={len(results)}"
     )
 
 
