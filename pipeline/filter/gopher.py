@@ -16,11 +16,19 @@ from pydantic import Field
 from .batch import TextBatch, per_doc, ratio
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
+from .text import SPACE_RE2, TERMINAL_PUNCT, re2_class
 
 # Gopher's stop words: a document of natural English holds at least two of them (case-sensitive).
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-# A token made only of punctuation or these ASCII symbols is not a word (RE2 syntax).
-SYMBOL_ONLY = r"^[\p{P}\p{Cc}$+<=>^`|~]+$"
+# A token made only of these characters is not a word: datatrove's punctuation set (ASCII
+# punctuation, control characters, some CJK and typographic marks, sentence terminals).
+SYMBOLS = (
+    "".join(map(chr, [*range(0, 9), *range(11, 32), *range(127, 160)]))
+    + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    + "«´»–—’“”„…∶━►、。〈〉《》「」【】！％（），．１：；？～"
+    + TERMINAL_PUNCT
+)
+SYMBOL_ONLY = "^" + re2_class(SYMBOLS) + "+$"
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 
@@ -72,9 +80,11 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
         "gopher_mean_word_length": ratio(per_doc(w.doc[is_word], w.lengths[is_word], b.n), n_words),
         "gopher_hash_to_word_ratio": ratio(b.count("#"), tokens),
         "gopher_ellipsis_to_word_ratio": ratio(b.count("...") + b.count("…"), tokens),
-        "gopher_bullet_lines_frac": ratio(per_doc(lines.doc, lines.matches(r"^\s*[•-]"), b.n), n_lines),
+        "gopher_bullet_lines_frac": ratio(
+            per_doc(lines.doc, lines.matches(f"^{SPACE_RE2}*[•-]"), b.n), n_lines
+        ),
         "gopher_ellipsis_lines_frac": ratio(
-            per_doc(lines.doc, lines.matches(r"(\.\.\.|…)\s*$"), b.n), n_lines
+            per_doc(lines.doc, lines.matches(rf"(\.\.\.|…){SPACE_RE2}*$"), b.n), n_lines
         ),
         "gopher_alpha_words_frac": ratio(per_doc(w.doc, w.matches(r"\p{L}"), b.n), tokens),
         "gopher_stop_words_distinct": distinct_stop,
@@ -251,7 +261,7 @@ def repetition_rules(c: GopherRepetitionRules, facts: dict[str, Any]) -> list[Ru
 
 SIGNAL = Signal(
     name="gopher",
-    version="1",
+    version="2",  # 2: words split as spaCy's English tokenizer does; datatrove's symbol set
     columns=QUALITY_COLUMNS + REPETITION_COLUMNS,
     compute=lambda b, cfg, state: {**quality(b), **repetition(b)},
     settings={"gopher": (bool, Field(True, description="Gopher quality and repetition signals (gopher_*)"))},

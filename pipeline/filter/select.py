@@ -12,8 +12,9 @@ documents lose their offending lines, each listed with its rule in the ``c4_remo
 column (the original text is recoverable from it). A document left with nothing but whitespace
 is rejected (``filter.c4.remove_lines``). The FineWeb signals are then recomputed on the cleaned
 text (cheap: four line ratios) before the FineWeb rules run, because FineWeb's thresholds were
-set on text after C4's cleaning (its pipeline runs C4QualityFilter first); the stored
-``fineweb_*`` columns of kept rows hold these values. Every other signal column describes the
+set on text after C4's cleaning (its pipeline runs C4QualityFilter first), on the text as C4
+writes it (`c4.as_written`: lines stripped, citation marks removed); the stored ``fineweb_*``
+columns of kept rows hold these values. Every other signal column describes the
 text annotate saw. Rejected rows keep the original text.
 """
 
@@ -176,7 +177,8 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
             docs_cleaned += counts.pop("docs")
             for unit, by_rule in counts.items():
                 add_counts(c4_removed[unit], by_rule)
-            out = with_fineweb_of_text(out)
+            words = "c4_kept_word_count" + ("_punct_lines" if cfg.section("c4").terminal_punct_lines_only else "")
+            out = with_fineweb_of_text(out, words)
         kept, charged = judge(out, rules[n_before_cleaning:])
         for rows, rule in charged:
             rejected[rule.reason] = rejected.get(rule.reason, 0) + len(rows)
@@ -249,7 +251,8 @@ def clean_lines(table: pa.Table, terminal_punct: bool) -> tuple[pa.Table, np.nda
     col = table.schema.get_field_index("text")
     field = table.schema.field(col)
     cleaned, removed = c4.remove_lines(table.column("text"), terminal_punct)
-    empty = ~pc.match_substring_regex(cleaned, NOT_SPACE).to_numpy(zero_copy_only=False)
+    # Empty as C4 writes it: a text left with citation marks alone is empty too.
+    empty = ~pc.match_substring_regex(c4.as_written(cleaned), NOT_SPACE).to_numpy(zero_copy_only=False)
     table = table.set_column(col, field, cleaned.cast(field.type)).append_column(
         c4.REMOVED_LINES_FIELD, removed
     )
@@ -268,12 +271,19 @@ def emptied_rejects(original: pa.Table, emptied: np.ndarray) -> pa.Table:
     return reject_rows(rows, "filter.c4.remove_lines", lines, "no line left", "{}")
 
 
-def with_fineweb_of_text(table: pa.Table) -> pa.Table:
-    """``table`` with its fineweb_* columns (those it has) recomputed from its text."""
+def with_fineweb_of_text(table: pa.Table, words_column: str | None = None) -> pa.Table:
+    """``table`` with its fineweb_* columns (those it has) recomputed from its text as C4 writes it.
+
+    ``words_column``: a column holding the word count of that text (annotate's count over the
+    lines C4 keeps, which spares splitting the text into words again), if the table has it.
+    """
     names = [c.name for c in fineweb.COLUMNS if c.name in table.column_names]
     if not names or table.num_rows == 0:
         return table
-    values = fineweb.signals(TextBatch(table.column("text")))
+    words = None
+    if words_column is not None and words_column in table.column_names:
+        words = pc.fill_null(table.column(words_column), 0).to_numpy().astype(np.int64)
+    values = fineweb.signals(TextBatch(c4.as_written(table.column("text").combine_chunks())), words)
     for c in fineweb.COLUMNS:
         if c.name in names:
             i = table.schema.get_field_index(c.name)
