@@ -33,10 +33,11 @@ class Pieces:
     doc: np.ndarray  # int64 document index of each piece
     n_docs: int
     by_value: bool = False
+    encoded: pa.DictionaryArray | None = None  # the values dictionary-encoded, if known
 
     @cached_property
     def _encoded(self) -> pa.DictionaryArray:
-        return pc.dictionary_encode(self.values)
+        return self.encoded if self.encoded is not None else pc.dictionary_encode(self.values)
 
     @cached_property
     def lengths(self) -> np.ndarray:
@@ -131,7 +132,7 @@ class TextBatch:
     def words(self) -> Pieces:
         """Tokens of every document, the unit of every word count."""
         s = self.line_split
-        return Pieces(s.tokens, np.repeat(self.lines.doc, s.counts), self.n, by_value=True)
+        return Pieces(s.tokens, np.repeat(self.lines.doc, s.counts), self.n, by_value=True, encoded=s.encoded)
 
     @cached_property
     def lower_words(self) -> pa.Array:

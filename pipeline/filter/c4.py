@@ -158,7 +158,7 @@ def kept_line_counts(
     counts = split.counts[line]
     first = np.concatenate([[0], np.cumsum(split.counts)[:-1]])[line]
     index = np.repeat(first - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
-    sentences[own] = count_sentences(split.tokens.take(pa.array(index)), counts)
+    sentences[own] = count_sentences(counts, split.ids[index], split.vocab)
     words[own] = counts
     again = at[redo]
     if len(again):

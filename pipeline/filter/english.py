@@ -79,9 +79,10 @@ _UNCASED = _codes(
     "0B80-0BFF 0C00-0C7F AC00-D7AF 1100-11FF 3040-30FF 4E00-9FFF 3400-4DBF 20000-2A6DF 2A700-2EBEF "
     "2E80-2FDF 2FF0-303F 31C0-31EF 3200-33FF F900-FAFF FE30-FE4F 1F200-1F2FF 2F800-2FA1F"
 )
-LOWER = _class(_of_category(_LATIN, "Ll") | _IPA | _CYRILLIC_LOWER | _GREEK_LOWER | _UNCASED)
-UPPER = _class(_of_category(_LATIN, "Lu") | _CYRILLIC_UPPER | _GREEK_UPPER | {0x3A2} | _UNCASED)
-ALPHA = LOWER + UPPER + _class(_of_category(_LATIN, "Lt") | {0x1BB})
+LOWER_CODES = _of_category(_LATIN, "Ll") | _IPA | _CYRILLIC_LOWER | _GREEK_LOWER | _UNCASED
+UPPER_CODES = _of_category(_LATIN, "Lu") | _CYRILLIC_UPPER | _GREEK_UPPER | {0x3A2} | _UNCASED
+ALPHA_CODES = LOWER_CODES | UPPER_CODES | _of_category(_LATIN, "Lt") | {0x1BB}
+LOWER, UPPER, ALPHA = _class(LOWER_CODES), _class(UPPER_CODES), _class(ALPHA_CODES)
 # Symbols (Unicode 11's "So"), split off like punctuation.
 ICONS = _class(
     _codes(
@@ -150,12 +151,17 @@ SUFFIX_RE = re.compile(
 # Longest suffix but a run of dots: a unit or currency sign after a number ("5اكواب", "5US$").
 _ASCII_DIGIT = re.compile("[0-9]")
 _LONGEST_SUFFIX = max(len(x) for x in (*UNITS, *CURRENCY, "……", "'s")) + 1
+# Every infix starts with one of these characters; testing that first (a lookahead) spares
+# trying each alternative and its lookbehind at every position.
+_INFIX_FIRST = "." + "…" + "+-*^," + "".join(h[0] for h in HYPHENS) + ":<>=/"
 INFIX_RE = re.compile(
+    rf"(?=[{_esc(_INFIX_FIRST)}{ICONS}])(?:"
     rf"\.\.+|…|[{ICONS}]|(?<=[0-9])[+\-*^](?=[0-9-])"
     rf"|(?<=[{LOWER}{_esc(QUOTES)}])\.(?=[{UPPER}{_esc(QUOTES)}])"
     rf"|(?<=[{ALPHA}]),(?=[{ALPHA}])"
     rf"|(?<=[{ALPHA}0-9])(?:{'|'.join(_esc(h) for h in HYPHENS)})(?=[{ALPHA}])"
     rf"|(?<=[{ALPHA}0-9])[:<>=/](?=[{ALPHA}])"
+    ")"
 )
 # A URL or e-mail-like address is one token: optional scheme, optional user@, a public IPv4
 # address or dotted host names ending in a lowercase top-level domain, optional port and path.

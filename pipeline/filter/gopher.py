@@ -71,9 +71,10 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
     n_words = per_doc(w.doc[is_word], None, b.n)
     lines = b.text_lines
     n_lines = lines.count
-    stop_index = pc.index_in(w.values, value_set=pa.array(STOP_WORDS, pa.large_string()))
-    has_stop = stop_index.is_valid().to_numpy(zero_copy_only=False)
-    stop_key = w.doc[has_stop] * len(STOP_WORDS) + stop_index.filter(stop_index.is_valid()).to_numpy()
+    vocab_stop = pc.index_in(w._encoded.dictionary, value_set=pa.array(STOP_WORDS, pa.large_string()))
+    stop_index = pc.fill_null(vocab_stop, -1).to_numpy(zero_copy_only=False)[w.ids]
+    has_stop = stop_index >= 0
+    stop_key = w.doc[has_stop] * len(STOP_WORDS) + stop_index[has_stop]
     distinct_stop = per_doc(np.unique(stop_key) // len(STOP_WORDS), None, b.n)
     return {
         "gopher_word_count": n_words,
@@ -137,8 +138,9 @@ class NGrams:
             for k in range(1, n):
                 key = key * self._MIX + self.ids[starts + k]
             key ^= self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
-        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        count = counts[inverse]
+        # Equal keys by hashing (Arrow), not by sorting: a fraction of np.unique's time.
+        inverse = pc.dictionary_encode(pa.array(key)).indices.to_numpy(zero_copy_only=False)
+        count = np.bincount(inverse)[inverse]
         repeated = count > 1
         self._repeated[n] = starts[repeated]
         self._found[n] = (key[repeated], count[repeated])

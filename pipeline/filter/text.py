@@ -62,19 +62,168 @@ SPACE_MARK = "\x00"  # stands for such a run while counting sentences
 # apply). UNIT_END: a digit then a unit at the end ("10km"), which the tokenizer splits off.
 PLAIN = r"^[\pL\pM\pN]+$"
 UNIT_END = "[0-9](?:" + "|".join(u.replace("/", "\\/") for u in english.UNITS) + ")$"
-_LEADS = "".join(
-    c for c in "§%=—–" + english.PUNCT + english.QUOTES + "".join(x for x in english.CURRENCY if len(x) == 1)
+
+
+def _re2_codes(codes: set[int]) -> str:
+    """An RE2 character class matching exactly the code points ``codes``."""
+    s, out, i = sorted(codes), [], 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        out.append(f"\\x{{{s[i]:x}}}" + ("" if i == j else f"-\\x{{{s[j]:x}}}"))
+        i = j + 1
+    return "[" + "".join(out) + "]"
+
+
+# A "shaped" chunk: an optional opening mark, a core, up to two closing marks. The core is runs
+# of letters, marks and digits joined by single separators, with an optional final 's. Such a
+# chunk's tokens follow from a few local rules, applied by Arrow kernels (_shaped_tokens).
+_SEG = r"[\pL\pM\pN]+"
+_SEPS = "-,:/=<>+*^'’._"
+_LEADS = "§%=—–" + english.PUNCT + english.QUOTES + "".join(c for c in english.CURRENCY if len(c) == 1)
+_TRAILS = english.PUNCT + english.QUOTES + "—–."
+SHAPED = f"^{re2_class(_LEADS)}{{0,2}}{_SEG}(?:{re2_class(_SEPS)}{_SEG})*{re2_class(_TRAILS)}{{0,2}}$"
+_HAS_SEP = re2_class(_SEPS)
+# Cores the rules below do not cover: a period not between digits (abbreviations, URLs, "a.B"
+# splits), a period with a slash (an IP address with a path is a URL), two closing marks that
+# are one suffix ("..", "……") or a period after a dash.
+UNSHAPED_CORE = r"[^0-9]\.|\.[^0-9]|\..*/|/.*\."
+UNSHAPED_TRAIL = r"^(?:\.\.|……|[—–]\.)$"
+_DIGIT, _ALPHA = "[0-9]", _re2_codes(english.ALPHA_CODES)
+_ALPHA_OR_DIGIT = _re2_codes(english.ALPHA_CODES | set(range(0x30, 0x3A)))
+# Infixes (english.INFIX_RE) a core can hold, as "insert spaces around the separator". A match
+# consumes the characters on both sides, so it is applied twice (for "a-b-c").
+INFIX_SPACES = (
+    f"({_DIGIT})([-+*^])({_DIGIT})|({_ALPHA_OR_DIGIT})([-:/=<>])({_ALPHA})|({_ALPHA})(,)({_ALPHA})",
+    r"\1\4\7 \2\5\8 \3\6\9",
 )
-_TRAILS = english.PUNCT + english.QUOTES + "—–"
-WRAPPED = "^" + re2_class(_LEADS) + r"?[\pL\pM\pN]+" + re2_class(_TRAILS + ".") + "?$"
-# A period after these (or after two uppercase letters) is split off ("word." -> "word", ".").
+POSSESSIVE = r"['’][sS]$"  # the suffix 's (a core's last separator is followed by a letter)
 _PERIOD_AFTER = english.re.compile(f"[{english._PERIOD_AFTER}]")
 _UPPER = english.re.compile(f"[{english.UPPER}]")
 _SPECIAL_KEYS = pa.array(sorted(SPECIAL), pa.large_string())
+_LEAD_SET = pa.array(sorted(set(_LEADS)), pa.large_string())
+_TRAIL_SET = pa.array(sorted(set(_TRAILS)), pa.large_string())
+_MERGE_PAIRS = pa.array(sorted(f"{a}\x1f{b}" for a, b in english._MERGE_PAIRS), pa.large_string())
 
 
 def _bool(a: pa.Array) -> np.ndarray:
     return pc.fill_null(a, False).to_numpy(zero_copy_only=False)
+
+
+def _is_special(values: pa.Array) -> np.ndarray:
+    return _bool(pc.is_in(values, value_set=_SPECIAL_KEYS))
+
+
+def _join(*parts: pa.Array | str) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
+
+
+def _where(values: pa.Array, mask: np.ndarray, fn) -> pa.Array:
+    """``values`` with the rows in ``mask`` replaced by ``fn`` of them (only those are computed)."""
+    if not mask.any():
+        return values
+    changed = fn(values.filter(pa.array(mask))).cast(values.type)
+    index = np.arange(len(values))
+    index[mask] = len(values) + np.arange(int(mask.sum()))
+    return pa.concat_arrays([values, changed]).take(pa.array(index))
+
+
+def _shaped_tokens(chunks: pa.Array) -> tuple[np.ndarray, pa.ListArray]:
+    """Tokens of the shaped chunks among ``chunks`` (see SHAPED): (which, their token lists).
+
+    The tokenizer peels the marks (a period only after a lowercase letter, a digit or two
+    capitals), then 's, then cuts the core at its infixes. A chunk is left to the full algorithm
+    when any string it passes through on the way is a special case, when the core ends in a unit,
+    or when two of its tokens would merge into an affixed special case (``)`` ``:``).
+    """
+    n = len(chunks)
+    ok = _bool(pc.match_substring_regex(chunks, SHAPED)) & ~_is_special(chunks)
+    at = np.flatnonzero(ok)
+    if len(at) == 0:
+        return np.zeros(n, dtype=bool), pa.array([], pa.list_(pa.large_string()))
+    # The shape holds: the first one or two characters are opening marks unless they are
+    # letters or digits, and the last one or two are closing marks unless they are.
+    c = chunks.take(pa.array(at))
+    empty = pa.scalar("", pa.large_string())
+
+    def mark(start: int, stop: int | None, marks: pa.Array) -> np.ndarray:
+        return _bool(pc.is_in(pc.utf8_slice_codeunits(c, start, stop), value_set=marks))
+
+    n_lead = mark(0, 1, _LEAD_SET).astype(np.int64)
+    n_lead += (n_lead == 1) & mark(1, 2, _LEAD_SET)
+    n_trail = mark(-1, None, _TRAIL_SET).astype(np.int64)
+    n_trail += (n_trail == 1) & mark(-2, -1, _TRAIL_SET)
+    core = c
+    for k in (1, 2):
+        core = _where(core, n_lead == k, lambda v, k=k: pc.utf8_slice_codeunits(v, k, 1 << 30))
+        core = _where(core, n_trail == k, lambda v, k=k: pc.utf8_slice_codeunits(v, 0, -k))
+
+    def pick(mask: np.ndarray, start: int, stop: int | None) -> pa.Array:
+        return pc.if_else(pa.array(mask), pc.utf8_slice_codeunits(c, start, stop), empty)
+
+    l1, l2 = pick(n_lead >= 1, 0, 1), pick(n_lead == 2, 1, 2)
+    t1 = pc.if_else(pa.array(n_trail == 2), pc.utf8_slice_codeunits(c, -2, -1), pick(n_trail == 1, -1, None))
+    t2 = pick(n_trail == 2, -1, None)
+    trail = _join(t1, t2)
+    good = ~_bool(pc.match_substring_regex(core, UNSHAPED_CORE))
+    good &= ~_bool(pc.match_substring_regex(trail, UNSHAPED_TRAIL))
+    good &= ~_bool(pc.match_substring_regex(core, UNIT_END))
+    # No string the peeling passes through may be a special case: the chunk less up to two
+    # characters at either end (a superset of those strings).
+    cuts = [
+        pc.utf8_slice_codeunits(c, front, -back if back else 1 << 30)
+        for front in (0, 1, 2)
+        for back in (0, 1, 2)
+        if front or back
+    ]
+    special = _is_special(pa.concat_arrays(cuts)).reshape(len(cuts), len(c))
+    good &= ~special.any(axis=0)
+    # The suffix 's: what precedes it must not be special, end in a unit or in another 's.
+    possessive = _bool(pc.match_substring_regex(core, POSSESSIVE))
+    if possessive.any():
+        stem = pc.utf8_slice_codeunits(core.filter(pa.array(possessive)), 0, -2)
+        good[possessive] &= ~(
+            _is_special(stem)
+            | _bool(pc.match_substring_regex(stem, UNIT_END))
+            | _bool(pc.match_substring_regex(stem, r"['’][sS]$"))
+        )
+    # A first closing period splits off after a lowercase letter, digit, mark... (english.SUFFIX_RE).
+    period = _bool(pc.equal(t1, "."))
+    split_t1 = _bool(pc.not_equal(t1, empty))
+    if period.any():
+        ends = pc.utf8_slice_codeunits(core.filter(pa.array(period)), -2).to_pylist()
+        split_t1[period] = [
+            bool(_PERIOD_AFTER.match(e[-1])) or (len(e) == 2 and all(_UPPER.match(ch) for ch in e))
+            for e in ends
+        ]
+    space = pa.scalar(" ", pa.large_string())
+    spaced = _where(
+        core,
+        possessive,
+        lambda v: _join(pc.utf8_slice_codeunits(v, 0, -2), space, pc.utf8_slice_codeunits(v, -2)),
+    )
+    for _ in range(2):
+        inner = _bool(pc.match_substring_regex(spaced, _HAS_SEP))
+        spaced = _where(spaced, inner, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
+    parts = [
+        _where(l1, n_lead >= 1, lambda v: _join(v, space)),
+        _where(l2, n_lead >= 2, lambda v: _join(v, space)),
+        spaced,
+        _where(t1, split_t1, lambda v: _join(space, v)),
+        _where(t2, n_trail >= 2, lambda v: _join(space, v)),
+    ]
+    tokens = pc.utf8_split_whitespace(_join(*parts))
+    # No two neighbouring tokens may form an affixed special case.
+    flat = pc.list_flatten(tokens)
+    owner = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False)
+    if len(flat) > 1:
+        pairs = _join(flat.slice(0, len(flat) - 1), pa.scalar("\x1f", pa.large_string()), flat.slice(1))
+        hit = _bool(pc.is_in(pairs, value_set=_MERGE_PAIRS)) & (owner[:-1] == owner[1:])
+        good[np.unique(owner[:-1][hit])] = False
+    which = np.zeros(n, dtype=bool)
+    which[at[good]] = True
+    return which, tokens.filter(pa.array(good))
 
 
 def _chunk_tokens(
@@ -84,60 +233,12 @@ def _chunk_tokens(
     n = len(chunks)
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
-    special = _bool(pc.is_in(chunks, value_set=_SPECIAL_KEYS))
     plain = _bool(pc.match_substring_regex(chunks, PLAIN))
-    unit = plain & _bool(pc.match_substring_regex(chunks, UNIT_END))
-    simple = plain & ~special & ~unit
-    # Wrapped: one opening and/or closing mark around a simple core, in no special case.
-    cand = np.flatnonzero(~plain & ~special & _bool(pc.match_substring_regex(chunks, WRAPPED)))
-    wrapped = np.zeros(n, dtype=bool)
-    lead = core = trail = pa.array([], pa.large_string())
-    has_lead = has_trail = np.zeros(0, dtype=bool)
-    split_period = np.zeros(0, dtype=bool)
-    if len(cand):
-        c = chunks.take(pa.array(cand))
-        first = pc.utf8_slice_codeunits(c, 0, 1)
-        last = pc.utf8_slice_codeunits(c, -1)
-        has_lead = _bool(pc.is_in(first, value_set=pa.array(list(_LEADS), pa.large_string())))
-        has_lead &= ~_bool(pc.match_substring_regex(first, PLAIN))
-        has_trail = _bool(pc.is_in(last, value_set=pa.array(list(_TRAILS + "."), pa.large_string())))
-        has_trail &= ~_bool(pc.match_substring_regex(last, PLAIN))
-        core = pc.utf8_slice_codeunits(c, 0, 1 << 30)
-        core = pc.if_else(pa.array(has_lead), pc.utf8_slice_codeunits(c, 1, 1 << 30), core)
-        core = pc.if_else(pa.array(has_trail), pc.utf8_slice_codeunits(core, 0, -1), core)
-        empty = pa.scalar("", pa.large_string())
-        lead = pc.if_else(pa.array(has_lead), first, empty)
-        trail = pc.if_else(pa.array(has_trail), last, empty)
-        core_ok = _bool(pc.match_substring_regex(core, PLAIN))
-        core_ok &= ~_bool(pc.is_in(core, value_set=_SPECIAL_KEYS))
-        core_ok &= ~_bool(pc.match_substring_regex(core, UNIT_END))
-        # Without its opening mark, or without its closing mark, it must not be a special case.
-        no_lead = pc.binary_join_element_wise(core, trail, empty)
-        no_trail = pc.binary_join_element_wise(lead, core, empty)
-        core_ok &= ~(has_lead & _bool(pc.is_in(no_lead, value_set=_SPECIAL_KEYS)))
-        core_ok &= ~(has_trail & _bool(pc.is_in(no_trail, value_set=_SPECIAL_KEYS)))
-        keep = np.flatnonzero(core_ok)
-        cand = cand[keep]
-        wrapped[cand] = True
-        take = pa.array(keep)
-        lead, core, trail = lead.take(take), core.take(take), trail.take(take)
-        has_lead, has_trail = has_lead[keep], has_trail[keep]
-        # A final period is split off after a lowercase letter, digit or mark (see english.SUFFIX_RE).
-        period = _bool(pc.equal(trail, "."))
-        split_period = np.ones(len(keep), dtype=bool)
-        if period.any():
-            ends = pc.utf8_slice_codeunits(core.filter(pa.array(period)), -2).to_pylist()
-            split_period[period] = [
-                bool(_PERIOD_AFTER.match(e[-1])) or (len(e) == 2 and all(_UPPER.match(ch) for ch in e))
-                for e in ends
-            ]
-        # No split: the core keeps its period ("J.") and the trail goes.
-        merged = ~split_period
-        if merged.any():
-            joined = pc.binary_join_element_wise(core, trail, pa.scalar("", pa.large_string()))
-            core = pc.if_else(pa.array(merged), joined, core)
-            has_trail = has_trail & split_period
-    other = np.flatnonzero(~simple & ~wrapped)
+    simple = plain & ~_is_special(chunks) & ~_bool(pc.match_substring_regex(chunks, UNIT_END))
+    rest = np.flatnonzero(~simple)
+    shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)))
+    shaped_at = rest[shaped]
+    other = rest[~shaped]
     pieces: list[str] = []
     per_other = np.zeros(len(other), dtype=np.int64)
     if len(other):
@@ -149,38 +250,39 @@ def _chunk_tokens(
             pieces += toks
             per_other[k] = len(toks)
     # Tokens per chunk and, for each output token, where it comes from in `source`.
+    per_shaped = pc.list_value_length(shaped_tokens).to_numpy(zero_copy_only=False).astype(np.int64)
     per_chunk = np.ones(n, dtype=np.int64)
-    per_chunk[wrapped] = 1 + has_lead + has_trail
+    per_chunk[shaped_at] = per_shaped
     per_chunk[other] = per_other
     start = np.concatenate([[0], np.cumsum(per_chunk)[:-1]]).astype(np.int64)
-    base_lead = n
-    base_core = base_lead + len(lead)
-    base_trail = base_core + len(core)
-    base_pieces = base_trail + len(trail)
     index = np.empty(int(per_chunk.sum()), dtype=np.int64)
     index[start[simple]] = np.flatnonzero(simple)
-    w_start = start[cand] if len(cand) else np.zeros(0, dtype=np.int64)
-    index[w_start[has_lead]] = base_lead + np.flatnonzero(has_lead)
-    index[w_start + has_lead] = base_core + np.arange(len(cand))
-    index[(w_start + has_lead + 1)[has_trail]] = base_trail + np.flatnonzero(has_trail)
-    if len(other):
-        o_start = np.repeat(start[other] - np.concatenate([[0], np.cumsum(per_other)[:-1]]), per_other)
-        index[o_start + np.arange(len(pieces))] = base_pieces + np.arange(len(pieces))
+    base = n
+    for at, per, count in ((shaped_at, per_shaped, int(per_shaped.sum())), (other, per_other, len(pieces))):
+        if len(at):
+            first = np.concatenate([[0], np.cumsum(per)[:-1]])
+            index[np.repeat(start[at] - first, per) + np.arange(count)] = base + np.arange(count)
+        base += count
     source = pa.concat_arrays(
-        [chunks, lead.cast(pa.large_string()), core.cast(pa.large_string()), trail.cast(pa.large_string()),
-         pa.array(pieces, pa.large_string())]
-    )  # fmt: skip
+        [chunks, pc.list_flatten(shaped_tokens).cast(pa.large_string()), pa.array(pieces, pa.large_string())]
+    )
     return source.take(pa.array(index)), per_chunk
 
 
 @dataclass
 class Split:
-    """Texts split into tokens: every token, flat and in order; tokens and chunks (maximal runs
-    of non-whitespace characters) per text."""
+    """Texts split into tokens: every token, flat and in order, also as ids into ``vocab`` (its
+    distinct tokens); tokens and chunks (maximal runs of non-whitespace characters) per text."""
 
     tokens: pa.Array
     counts: np.ndarray
     chunks: np.ndarray
+    ids: np.ndarray
+    vocab: pa.Array
+
+    @property
+    def encoded(self) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(self.ids, pa.int64()), self.vocab)
 
 
 def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> Split:
@@ -188,9 +290,14 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     related texts, e.g. a batch's lines and some of them rewritten."""
     texts = texts.cast(pa.large_string())
     chunks = pc.utf8_split_whitespace(texts)
-    per_text = pc.list_value_length(chunks).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(chunks)
-    chunk_doc = np.repeat(np.arange(len(texts), dtype=np.int64), per_text)
+    chunk_doc = pc.list_parent_indices(chunks).to_numpy(zero_copy_only=False).astype(np.int64)
+    # Arrow marks leading and trailing whitespace with an empty chunk: drop those.
+    nonempty = pc.greater(pc.binary_length(flat), 0)
+    if not pc.all(nonempty).as_py():
+        flat = flat.filter(nonempty)
+        chunk_doc = chunk_doc[nonempty.to_numpy(zero_copy_only=False)]
+    per_text = np.bincount(chunk_doc, minlength=len(texts)).astype(np.int64)
     encoded = pc.dictionary_encode(flat)
     ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     tokens, per_unique = _chunk_tokens(encoded.dictionary.cast(pa.large_string()), cache)
@@ -201,7 +308,11 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     occ_start = np.concatenate([[0], np.cumsum(per_occurrence)[:-1]]).astype(np.int64)
     index = np.repeat(first[ids] - occ_start, per_occurrence) + np.arange(total, dtype=np.int64)
     counts = np.bincount(chunk_doc, weights=per_occurrence, minlength=len(texts)).astype(np.int64)
-    return Split(tokens.take(pa.array(index)), counts, per_text)
+    # The distinct chunks' tokens are few: their ids give every token's id.
+    source = pc.dictionary_encode(tokens)
+    source_ids = source.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    take = pa.array(index)
+    return Split(tokens.take(take), counts, per_text, source_ids[index], source.dictionary)
 
 
 def word_lists(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> tuple[pa.Array, np.ndarray]:
@@ -237,20 +348,24 @@ def sentence_counts(
     marks = pc.equal(s.tokens, SPACE_MARK).to_numpy(zero_copy_only=False)
     line = np.repeat(np.arange(len(lines), dtype=np.int64), s.counts)
     words = s.counts - np.bincount(line[marks], minlength=len(lines))
-    return count_sentences(s.tokens, s.counts), words
+    return count_sentences(s.counts, s.ids, s.vocab), words
 
 
-def count_sentences(tokens: pa.Array, counts: np.ndarray) -> np.ndarray:
-    """Sentences in each of ``len(counts)`` lines whose tokens are ``tokens`` (flat, in order)."""
+def sentence_roles(vocab: pa.Array) -> np.ndarray:
+    """The sentencizer's view of each distinct token: a final mark, other punctuation, or else."""
+    role = np.full(len(vocab), _S, dtype=np.int8)
+    if len(vocab):
+        role[_bool(pc.match_substring_regex(vocab, r"^\p{P}+$"))] = _O
+        role[_bool(pc.is_in(vocab, value_set=pa.array(sorted(SENTENCE_FINAL), vocab.type)))] = _T
+    return role
+
+
+def count_sentences(counts: np.ndarray, ids: np.ndarray, vocab: pa.Array) -> np.ndarray:
+    """Sentences in each of ``len(counts)`` lines whose tokens are ``vocab[ids]`` (flat, in order)."""
     n = len(counts)
-    if len(tokens) == 0:
+    if len(ids) == 0:
         return np.zeros(n, dtype=np.int64)
-    encoded = pc.dictionary_encode(tokens)
-    values = encoded.dictionary
-    role = np.full(len(values), _S, dtype=np.int8)
-    role[_bool(pc.match_substring_regex(values, r"^\p{P}+$"))] = _O
-    role[_bool(pc.is_in(values, value_set=pa.array(sorted(SENTENCE_FINAL), values.type)))] = _T
-    role = role[encoded.indices.to_numpy(zero_copy_only=False)]
+    role = sentence_roles(vocab)[ids]
     line = np.repeat(np.arange(n, dtype=np.int64), counts)
     cum_final = np.cumsum(role == _T)
     starts = np.flatnonzero(role == _S)
