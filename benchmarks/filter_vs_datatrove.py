@@ -117,8 +117,12 @@ def run_datatrove_documented(texts: list[str | None]) -> list[bool]:
     text normalized as ingest does, repeated n-grams compared word by word."""
     from datatrove.pipeline.filters import gopher_repetition_filter
 
+    original = gopher_repetition_filter.find_all_duplicate
     gopher_repetition_filter.find_all_duplicate = _dup_ngram_chars_by_words
-    out, _, _ = run_datatrove([None if t is None else normalize_text(t) for t in texts])
+    try:
+        out, _, _ = run_datatrove([None if t is None else normalize_text(t) for t in texts])
+    finally:
+        gopher_repetition_filter.find_all_duplicate = original
     return [t is not None for t in out]
 
 
