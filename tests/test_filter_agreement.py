@@ -131,7 +131,16 @@ def pool(tmp_path_factory):
     """Documents of the stress variants, by variant (skips without the shared corpora)."""
     if not CORPORA.is_dir():
         pytest.skip(f"{CORPORA} is absent: the shared corpora are optional")
-    names = ["web_100", "lowercase", "ptb", "no_newlines", "short_docs", "boilerplate", "code", "multilingual"]
+    names = [
+        "web_100",
+        "lowercase",
+        "ptb",
+        "no_newlines",
+        "short_docs",
+        "boilerplate",
+        "code",
+        "multilingual",
+    ]
     paths = build_variants(tmp_path_factory.mktemp("variants"), names)
     return {n: [json.loads(line)["text"] for line in p.open(encoding="utf-8")] for n, p in paths.items()}
 

@@ -33,6 +33,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import pairwise
 
 # -- character classes --------------------------------------------------------------------------
 
@@ -65,7 +66,9 @@ def _of_category(codes: set[int], *categories: str) -> set[int]:
 
 # Cased letters: Latin (basic, Latin-1, Extended A-D, Extended Additional, fullwidth) and IPA, the
 # Russian, Ukrainian, Macedonian and Tatar Cyrillic letters, and the basic Greek letters.
-_LATIN = _codes("0041-005A 0061-007A 00C0-00D6 00D8-00F6 00F8-024F 1E00-1EFF 2C60-2C7F A722-A7B9 A7FA FF21-FF3A FF41-FF5A")
+_LATIN = _codes(
+    "0041-005A 0061-007A 00C0-00D6 00D8-00F6 00F8-024F 1E00-1EFF 2C60-2C7F A722-A7B9 A7FA FF21-FF3A FF41-FF5A"
+)
 _IPA = _codes("0250-02AF 1D00-1D25 1D6B-1D77 1D79-1D9A AB30-AB5A AB60-AB64")  # lowercase by convention
 _CYRILLIC_LOWER = _codes("0430-044F 0451") | {ord(c) for c in "іїєґѓѕјљњќѐѝәөүҗңһ"}
 _CYRILLIC_UPPER = _codes("0410-042F 0401") | {ord(c) for c in "ІЇЄҐЃЅЈЉЊЌЀЍӘӨҮҖҢҺ"}
@@ -137,8 +140,10 @@ _PREFIX_CHARS = "§%=—–" + PUNCT + QUOTES
 _SUFFIX_CHARS = PUNCT + QUOTES + "—–"
 _PERIOD_AFTER = "0-9" + LOWER + _esc("%²-+" + PUNCT + "|(?:)" + QUOTES)
 PREFIX_RE = re.compile(
-    rf"[{_esc(_PREFIX_CHARS)}{ICONS}]|\+(?![0-9])|\.\.+|" + "|".join(_esc(c) for c in CURRENCY if len(c) > 1)
-    + "|" + f"[{_esc(''.join(c for c in CURRENCY if len(c) == 1))}]"
+    rf"[{_esc(_PREFIX_CHARS)}{ICONS}]|\+(?![0-9])|\.\.+|"
+    + "|".join(_esc(c) for c in CURRENCY if len(c) > 1)
+    + "|"
+    + f"[{_esc(''.join(c for c in CURRENCY if len(c) == 1))}]"
 )
 # Every alternative ends the string, so the leftmost match is the longest suffix.
 SUFFIX_RE = re.compile(
@@ -218,17 +223,23 @@ def _special_cases() -> dict[str, tuple[str, ...]]:
     modal = ("could", "might", "must", "should", "would")
     for verb in ("ca", "do", "does", "did", "had", "may", "need", "ought", "sha", "wo", *modal):
         for v in _cased(verb):
-            add(v, "n't"), add(v, "nt"), add(v, "n't", "'ve"), add(v, "nt", "ve")
+            add(v, "n't")
+            add(v, "nt")
+            add(v, "n't", "'ve")
+            add(v, "nt", "ve")
     for verb in modal:
         for v in _cased(verb):
-            add(v, "'ve"), add(v, "ve")
+            add(v, "'ve")
+            add(v, "ve")
     for verb in ("ai", "are", "is", "was", "were", "have", "has", "dare"):
         for v in _cased(verb):
-            add(v, "n't"), add(v, "nt")
+            add(v, "n't")
+            add(v, "nt")
     # Dropped letters kept whole: "doin'", "nothin", "'em", "'nuff".
     for word in ("doin", "goin", "nothin", "nuthin", "ol", "somethin", "lovin", "havin"):
         for w in _cased(word):
-            add(w), add(w + "'")
+            add(w)
+            add(w + "'")
     for word in ("em", "ll", "nuff", "re", "d", "s", "S", "bout", "cos", "coz", "cuz", "cause"):
         add("'" + word)
     for word in ("em", "ll", "nuff", "'Cause", "'Cos", "'Coz", "'Cuz", "\u2018S", "\u2018s"):
@@ -237,12 +248,18 @@ def _special_cases() -> dict[str, tuple[str, ...]]:
         for period in ("a.m.", "am", "p.m.", "pm"):
             add(str(h), period)
     for w in _cased("not"):
-        add(w, "'ve"), add(w, "ve")
+        add(w, "'ve")
+        add(w, "ve")
     for a, b in (("can", "not"), ("gon", "na"), ("got", "ta"), ("let", "'s"), ("c'm", "on")):
-        add(a, b), add(a.capitalize(), b)
-    add("y'", "all"), add("y", "all"), add("how", "'d", "'y"), add("How", "'d", "'y")
+        add(a, b)
+        add(a.capitalize(), b)
+    add("y'", "all")
+    add("y", "all")
+    add("how", "'d", "'y")
+    add("How", "'d", "'y")
     for w in ("ma'am", "o'clock"):
-        add(w), add(w.capitalize())
+        add(w)
+        add(w.capitalize())
     # Abbreviations that keep their period.
     abbreviations = (
         "Mt. Ak. Ala. Apr. Ariz. Ark. Aug. Calif. Colo. Conn. Dec. Del. Feb. Fla. Ga. Ia. Id. Ill. "
@@ -392,7 +409,7 @@ _MERGE_PAIRS = frozenset(p[0][:2] for v in _MERGE.values() for p in v)
 def _merge_specials(tokens: list[str]) -> list[str]:
     """Runs of tokens that spell an affixed special case become that case's tokens (longest
     runs first, then leftmost; a run overlapping one already considered is skipped)."""
-    if _MERGE_PAIRS.isdisjoint(zip(tokens, tokens[1:])):
+    if _MERGE_PAIRS.isdisjoint(pairwise(tokens)):
         return tokens
     found = []
     for i, t in enumerate(tokens):

@@ -177,7 +177,9 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
             docs_cleaned += counts.pop("docs")
             for unit, by_rule in counts.items():
                 add_counts(c4_removed[unit], by_rule)
-            words = "c4_kept_word_count" + ("_punct_lines" if cfg.section("c4").terminal_punct_lines_only else "")
+            words = "c4_kept_word_count" + (
+                "_punct_lines" if cfg.section("c4").terminal_punct_lines_only else ""
+            )
             out = with_fineweb_of_text(out, words)
         kept, charged = judge(out, rules[n_before_cleaning:])
         for rows, rule in charged:

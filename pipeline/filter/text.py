@@ -225,9 +225,7 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     return which, tokens.filter(pa.array(good))
 
 
-def _chunk_tokens(
-    chunks: pa.Array, cache: dict[str, list[str]] | None
-) -> tuple[pa.Array, np.ndarray]:
+def _chunk_tokens(chunks: pa.Array, cache: dict[str, list[str]] | None) -> tuple[pa.Array, np.ndarray]:
     """Tokens of each distinct chunk, flat, and the number of tokens of each chunk."""
     n = len(chunks)
     if n == 0:
