@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 
 from ..dataset import Dataset
 from ..observe import report as progress
-from ..rejects import reject_rows_table
-from ..schema import DOCUMENT_SCHEMA
+from ..rejects import REJECT_TEXT_LIMIT
+from ..schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
 from . import c4, domain, fineweb, pii, report
 from .batch import NOT_SPACE, TextBatch
@@ -222,25 +222,29 @@ def reject_table(rows: pa.Table, rule: Rule, values: list | None = None) -> pa.T
 
 
 def reject_rows(rows: pa.Table, reason: str, values: list, threshold: str, detail: str) -> pa.Table:
-    """Reject rows for documents ``rows``, one measured value each."""
-    out = []
-    for i, r in enumerate(rows.select(DOCUMENT_SCHEMA.names).to_pylist()):
-        v = values[i]
-        out.append(
-            {
-                "id": r["id"],
-                "reason": reason,
-                "value": None if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)),
-                "threshold": threshold,
-                "duplicate_of": None,
-                "detail": detail,
-                "source": r["source"],
-                "source_file": r["source_file"],
-                "source_record": r["source_record"],
-                "text": r["text"],
-            }
-        )
-    return reject_rows_table(out)
+    """Reject rows for documents ``rows``, one measured value each (texts cut as `pipeline.rejects`
+    cuts them), built column by column: no document goes through Python objects."""
+    n = rows.num_rows
+
+    def same(value: str | None) -> pa.Array:
+        return pa.array([value] * n, pa.string())
+
+    columns = {
+        "id": rows.column("id"),
+        "reason": same(reason),
+        "value": pa.array(
+            [None if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in values],
+            pa.string(),
+        ),
+        "threshold": same(threshold),
+        "duplicate_of": same(None),
+        "detail": same(detail),
+        "source": rows.column("source"),
+        "source_file": rows.column("source_file"),
+        "source_record": rows.column("source_record"),
+        "text": pc.utf8_slice_codeunits(rows.column("text"), 0, REJECT_TEXT_LIMIT),
+    }
+    return pa.table(columns).cast(REJECT_SCHEMA)
 
 
 def clean_lines(table: pa.Table, terminal_punct: bool) -> tuple[pa.Table, np.ndarray, dict[str, Any]]:
