@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .text import word_lists
+from .text import Split, split_texts
 
 # RE2 for "a character str.isspace() rejects": RE2's \s alone is ASCII-only.
 NOT_SPACE = r"[^\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]"
@@ -33,10 +33,11 @@ class Pieces:
     doc: np.ndarray  # int64 document index of each piece
     n_docs: int
     by_value: bool = False
+    encoded: pa.DictionaryArray | None = None  # the values dictionary-encoded, if known
 
     @cached_property
     def _encoded(self) -> pa.DictionaryArray:
-        return pc.dictionary_encode(self.values)
+        return self.encoded if self.encoded is not None else pc.dictionary_encode(self.values)
 
     @cached_property
     def lengths(self) -> np.ndarray:
@@ -100,6 +101,9 @@ class TextBatch:
     """Documents of one batch and their lazily computed splits."""
 
     def __init__(self, texts: pa.Array | list[str]):
+        # chunk -> tokens for chunks the word splitter handles in Python, shared by every split
+        # of this batch (its lines, then C4's lines rewritten)
+        self.chunk_cache: dict[str, list[str]] = {}
         if not isinstance(texts, pa.Array | pa.ChunkedArray):
             texts = pa.array(texts, pa.large_string())
         if isinstance(texts, pa.ChunkedArray):
@@ -119,10 +123,16 @@ class TextBatch:
         return pc.count_substring(self.texts, substring).to_numpy(zero_copy_only=False).astype(np.int64)
 
     @cached_property
+    def line_split(self) -> Split:
+        """Tokens of every line of :attr:`lines` (`pipeline.filter.text.split_texts`). A token
+        never spans a newline, so a document's tokens are its lines' tokens, in order."""
+        return split_texts(self.lines.values, self.chunk_cache)
+
+    @cached_property
     def words(self) -> Pieces:
-        """Tokens of :func:`pipeline.filter.text.word_lists`, the unit of every word count."""
-        tokens, counts = word_lists(self.texts)
-        return Pieces(tokens, np.repeat(np.arange(self.n, dtype=np.int64), counts), self.n, by_value=True)
+        """Tokens of every document, the unit of every word count."""
+        s = self.line_split
+        return Pieces(s.tokens, np.repeat(self.lines.doc, s.counts), self.n, by_value=True, encoded=s.encoded)
 
     @cached_property
     def lower_words(self) -> pa.Array:
@@ -140,13 +150,17 @@ class TextBatch:
         return _split(self.texts, "\n", regex=False)
 
     @cached_property
-    def text_lines(self) -> Pieces:
-        """``str.splitlines()``: as :attr:`lines`, without the empty piece after a final newline."""
+    def text_line_mask(self) -> np.ndarray:
+        """Which of :attr:`lines` are :attr:`text_lines` (all but an empty piece after a final newline)."""
         lines = self.lines
         last = np.ones(len(lines.doc), dtype=bool)
         last[:-1] = lines.doc[1:] != lines.doc[:-1]
-        drop = last & (lines.lengths == 0)
-        return lines.where(~drop)
+        return ~(last & (lines.lengths == 0))
+
+    @cached_property
+    def text_lines(self) -> Pieces:
+        """``str.splitlines()``: as :attr:`lines`, without the empty piece after a final newline."""
+        return self.lines.where(self.text_line_mask)
 
     @cached_property
     def nonempty_lines(self) -> Pieces:

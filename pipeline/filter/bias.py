@@ -108,7 +108,7 @@ def rules(c: BiasRules, facts: dict[str, Any]) -> list[Rule]:
 
 SIGNAL = Signal(
     name="bias",
-    version="1",
+    version="2",  # 2: words split as spaCy's English tokenizer does
     columns=COLUMNS,
     compute=lambda b, cfg, state: signals(b, cfg.bias_window),
     settings={

@@ -4,13 +4,16 @@ C4 cleans line by line and then judges the page. A line is *eligible* when it ha
 1,000 characters and at least 3 whitespace-separated words; eligible lines that mention
 "javascript" or a cookie/terms-of-use phrase are removed; the page is dropped if an eligible line
 says "lorem ipsum" or holds a curly bracket, or if fewer than 5 sentences remain. Wikipedia-style
-citation marks ([1], [edit]) are removed before the line's end is looked at. The signals count
-these per document, so a threshold can be chosen in `select` (as datatrove's C4QualityFilter).
+citation marks ([1], [edit]) are removed before the line's end is looked at. Sentences are those
+of spaCy's rule-based sentencizer over the English tokenizer's tokens (`text.sentence_counts`),
+as datatrove's C4QualityFilter counts them. The signals count these per document, so a threshold
+can be chosen in `select` (as datatrove's C4QualityFilter).
 
 :func:`remove_lines` is the cleaning itself, which the `filter` stage applies to the documents it
 keeps: it deletes the offending lines (C4 also deletes lines without terminal punctuation, a
 switch in the filter config) and reports each removed line with its rule, so the original text
-is recoverable. Unlike C4 it leaves kept lines as they are (no stripping, citations kept).
+is recoverable. Unlike C4 it leaves kept lines as they are (no stripping, citations kept);
+:func:`as_written` gives a cleaned text as C4 writes it, which FineWeb's rules are judged on.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from pydantic import Field
 from .batch import NOT_SPACE, TextBatch, per_doc, ratio
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
-from .text import TERMINAL_PUNCT_RE2
+from .text import SPACE_TOKEN_BEFORE_PUNCT_RE2, count_sentences, sentence_counts
 
 MIN_WORDS_PER_LINE = 3
 MAX_WORD_LENGTH = 1000
-CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
+CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"  # Python's re (\d: any decimal digit)
+CITATION_RE2 = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"  # the same for Arrow
 POLICY_PHRASES = (
     "terms of use",
     "privacy policy",
@@ -39,11 +43,6 @@ POLICY_PHRASES = (
     "use cookies",
 )
 END_PUNCT = r"[.?!\"']$"  # C4 keeps lines ending in these, but not in an ellipsis
-# A sentence ends at a terminal mark that stands as its own token (after a word or number, not
-# in an initial like "J.") and is followed, after closing quotes or brackets, by more text (RE2).
-SENTENCE_BREAK = (
-    rf"(?:\pL\pL|\p{{Ll}}|\pN|[\p{{Pe}}\p{{Pf}}\"'%]){TERMINAL_PUNCT_RE2}+[\p{{Pe}}\p{{Pf}}\"']*\s+\S"
-)
 
 # Line rules of remove_lines, in C4's order: a line is charged to the first that applies.
 LINE_RULES = ("too_long_word", "no_terminal_punct", "too_few_words", "javascript", "policy")
@@ -66,6 +65,14 @@ COLUMNS = [
         "c4_sentence_count_punct_lines",
         "as c4_sentence_count, counting only kept lines that end in punctuation",
     ),
+    i32(
+        "c4_kept_word_count",
+        "words in the lines C4 keeps, as C4 writes them (the word count of the cleaned text)",
+    ),
+    i32(
+        "c4_kept_word_count_punct_lines",
+        "as c4_kept_word_count, counting only kept lines that end in punctuation",
+    ),
     i32("c4_lorem_ipsum_lines", "eligible lines containing 'lorem ipsum'"),
     i32("c4_curly_bracket_lines", "eligible lines without 'javascript' holding '{'"),
     i32("c4_javascript_lines", "eligible lines mentioning 'javascript' (C4 removes them)"),
@@ -73,16 +80,20 @@ COLUMNS = [
 ]
 
 
-def line_flags(b: TextBatch) -> dict[str, np.ndarray]:
+def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
     """C4's verdict on every line of ``b.text_lines``: one boolean array per check, in C4's order.
 
     ``too_long_word``, ``no_terminal_punct`` (computed for every line; the `filter` stage decides
     whether it removes), ``too_few_words``, ``lorem_ipsum``, ``javascript``, ``curly_bracket`` and
-    ``policy``; plus ``sentences`` (sentences in the line) and ``nonempty``.
+    ``policy``; ``nonempty``; with ``sentences``, also ``sentences`` and ``words`` in each line C4
+    keeps, as it writes the line (zero for the others).
     """
     lines = b.text_lines
     text = pc.utf8_trim_whitespace(lines.values)
-    n_ws_words = pc.count_substring_regex(text, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
+    if sentences:  # the lines are split into tokens anyway: count their chunks there
+        n_ws_words = b.line_split.chunks[b.text_line_mask]
+    else:
+        n_ws_words = pc.count_substring_regex(text, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
     # Only a line longer than MAX_WORD_LENGTH can hold such a word: check those alone.
     long_word = np.zeros(len(n_ws_words), dtype=bool)
     long_lines = np.flatnonzero(pc.utf8_length(text).to_numpy(zero_copy_only=False) > MAX_WORD_LENGTH)
@@ -95,7 +106,8 @@ def line_flags(b: TextBatch) -> dict[str, np.ndarray]:
             pc.utf8_length(pc.list_flatten(words)).to_numpy(zero_copy_only=False),
         )
         long_word[long_lines] = longest > MAX_WORD_LENGTH
-    text = pc.replace_substring_regex(text, CITATION, "")
+    has_citation = pc.match_substring_regex(text, CITATION_RE2).to_numpy(zero_copy_only=False)
+    text = pc.replace_substring_regex(text, CITATION_RE2, "")
     lower = pc.utf8_lower(text)
 
     def has(pattern: str, source=lower, regex: bool = False) -> np.ndarray:
@@ -111,10 +123,7 @@ def line_flags(b: TextBatch) -> dict[str, np.ndarray]:
     curly = eligible & ~javascript & has("{", text)
     policy = eligible & ~javascript & has("|".join(POLICY_PHRASES), regex=True)
     kept = eligible & ~javascript & ~policy
-    sentences = np.zeros(len(kept), dtype=np.int64)
-    breaks = pc.count_substring_regex(text.filter(pa.array(kept)), SENTENCE_BREAK)
-    sentences[kept] = breaks.to_numpy(zero_copy_only=False).astype(np.int64) + 1
-    return {
+    out = {
         "too_long_word": long_word,
         "no_terminal_punct": ~ends_punct,
         "too_few_words": few_words,
@@ -122,9 +131,39 @@ def line_flags(b: TextBatch) -> dict[str, np.ndarray]:
         "javascript": javascript,
         "curly_bracket": curly,
         "policy": policy,
-        "sentences": sentences,
         "nonempty": n_ws_words > 0,
     }
+    if sentences:
+        out["sentences"], out["words"] = kept_line_counts(b, kept, has_citation, text)
+    return out
+
+
+def kept_line_counts(
+    b: TextBatch, kept: np.ndarray, has_citation: np.ndarray, written: pa.Array
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sentences and words in each kept line of ``b.text_lines`` as C4 writes it (``written``:
+    stripped, citation marks removed). Most lines are their own tokens, already split; a line
+    that lost citation marks, or whose whitespace could start a sentence, is split again."""
+    sentences = np.zeros(len(kept), dtype=np.int64)
+    words = np.zeros(len(kept), dtype=np.int64)
+    at = np.flatnonzero(kept)  # in text_lines
+    if len(at) == 0:
+        return sentences, words
+    redo = has_citation[at] | pc.match_substring_regex(
+        written.take(pa.array(at)), SPACE_TOKEN_BEFORE_PUNCT_RE2
+    ).to_numpy(zero_copy_only=False)
+    split = b.line_split
+    own = at[~redo]
+    line = np.flatnonzero(b.text_line_mask)[own]  # in b.lines
+    counts = split.counts[line]
+    first = np.concatenate([[0], np.cumsum(split.counts)[:-1]])[line]
+    index = np.repeat(first - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+    sentences[own] = count_sentences(counts, split.ids[index], split.vocab)
+    words[own] = counts
+    again = at[redo]
+    if len(again):
+        sentences[again], words[again] = sentence_counts(written.take(pa.array(again)), b.chunk_cache)
+    return sentences, words
 
 
 def signals(b: TextBatch) -> dict[str, np.ndarray]:
@@ -137,6 +176,8 @@ def signals(b: TextBatch) -> dict[str, np.ndarray]:
         ),
         "c4_sentence_count": per_doc(doc, f["sentences"], b.n),
         "c4_sentence_count_punct_lines": per_doc(doc, f["sentences"] * ends_punct, b.n),
+        "c4_kept_word_count": per_doc(doc, f["words"], b.n),
+        "c4_kept_word_count_punct_lines": per_doc(doc, f["words"] * ends_punct, b.n),
         "c4_lorem_ipsum_lines": per_doc(doc, f["lorem_ipsum"], b.n),
         "c4_curly_bracket_lines": per_doc(doc, f["curly_bracket"], b.n),
         "c4_javascript_lines": per_doc(doc, f["javascript"], b.n),
@@ -152,7 +193,7 @@ def remove_lines(texts: pa.Array, terminal_punct: bool = True) -> tuple[pa.Array
     terminal punctuation, as C4 does. Each removed line is listed as a :data:`REMOVED_LINE`.
     """
     b = TextBatch(texts)
-    flags = line_flags(b)
+    flags = line_flags(b, sentences=False)
     lines = b.text_lines
     rules = [r for r in LINE_RULES if terminal_punct or r != "no_terminal_punct"]
     rule = np.full(len(lines.doc), -1, dtype=np.int64)
@@ -177,6 +218,17 @@ def remove_lines(texts: pa.Array, terminal_punct: bool = True) -> tuple[pa.Array
     )
     cleaned = pc.binary_join(kept, pa.scalar("\n", pa.large_string()))
     return cleaned, lists(removed, entries, REMOVED_LINES_FIELD.type)
+
+
+def as_written(texts: pa.Array) -> pa.Array:
+    """Cleaned texts as C4 writes them: each line stripped, then its citation marks removed;
+    the whole stripped (what datatrove's FineWeb filter sees after its C4 filter)."""
+    texts = texts.cast(pa.large_string())
+    lines = pc.split_pattern(texts, "\n")
+    flat = pc.replace_substring_regex(pc.utf8_trim_whitespace(pc.list_flatten(lines)), CITATION_RE2, "")
+    offsets = pc.list_value_length(lines).to_numpy(zero_copy_only=False).cumsum()
+    rebuilt = pa.LargeListArray.from_arrays(pa.array(np.concatenate([[0], offsets]), pa.int64()), flat)
+    return pc.utf8_trim_whitespace(pc.binary_join(rebuilt, pa.scalar("\n", pa.large_string())))
 
 
 def removed_counts(removed: pa.Array) -> dict[str, dict[str, int]]:
@@ -221,7 +273,7 @@ def rules(c: C4Rules, facts: dict[str, Any]) -> list[Rule]:
 
 SIGNAL = Signal(
     name="c4",
-    version="1",
+    version="2",  # 2: sentences as spaCy's sentencizer counts them; citations with any digits
     columns=COLUMNS,
     compute=lambda b, cfg, state: signals(b),
     settings={"c4": (bool, Field(True, description="C4 signals (c4_*)"))},

@@ -175,7 +175,7 @@ def rules(c: DomainRules, facts: dict[str, Any]) -> list[Rule]:
 
 SIGNAL = Signal(
     name="domain",
-    version="1",
+    version="2",  # 2: words split as spaCy's English tokenizer does
     columns=COLUMNS,
     compute=lambda b, cfg, weights: signals(b, weights),
     settings={

@@ -1,7 +1,7 @@
 """FineWeb signals (Penedo et al. 2024, "The FineWeb Datasets", section 3.3: custom filters).
 
 Lines are ``text.split("\\n")`` without the blank ones; a line "ends in punctuation" when its
-last character is a Unicode sentence terminal. Same definitions as datatrove's
+last character is a sentence terminal (datatrove's list, `text.TERMINAL_PUNCT`). Same definitions as datatrove's
 FineWebQualityFilter; the rules and their published thresholds are at the end.
 """
 
@@ -29,7 +29,8 @@ COLUMNS = [
 ]
 
 
-def signals(b: TextBatch) -> dict[str, np.ndarray]:
+def signals(b: TextBatch, words: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """FineWeb's signals of each text; ``words``: the texts' word counts, if already known."""
     lines = b.nonempty_lines
     n = lines.count
     dup = lines.repeated()
@@ -42,7 +43,7 @@ def signals(b: TextBatch) -> dict[str, np.ndarray]:
         "fineweb_dup_line_char_ratio": ratio(
             per_doc(lines.doc[dup], lines.lengths[dup], b.n), b.chars - newlines
         ),
-        "fineweb_newline_to_word_ratio": ratio(newlines, b.words.count),
+        "fineweb_newline_to_word_ratio": ratio(newlines, b.words.count if words is None else words),
     }
 
 
@@ -65,7 +66,7 @@ def rules(c: FineWebRules, facts: dict[str, Any]) -> list[Rule]:
 
 SIGNAL = Signal(
     name="fineweb",
-    version="1",
+    version="2",  # 2: words split as spaCy's English tokenizer does; datatrove's terminal marks
     columns=COLUMNS,
     compute=lambda b, cfg, state: signals(b),
     settings={"fineweb": (bool, Field(True, description="FineWeb signals (fineweb_*)"))},

@@ -16,11 +16,19 @@ from pydantic import Field
 from .batch import TextBatch, per_doc, ratio
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
+from .text import SPACE_RE2, TERMINAL_PUNCT, re2_class
 
 # Gopher's stop words: a document of natural English holds at least two of them (case-sensitive).
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-# A token made only of punctuation or these ASCII symbols is not a word (RE2 syntax).
-SYMBOL_ONLY = r"^[\p{P}\p{Cc}$+<=>^`|~]+$"
+# A token made only of these characters is not a word: datatrove's punctuation set (ASCII
+# punctuation, control characters, some CJK and typographic marks, sentence terminals).
+SYMBOLS = (
+    "".join(map(chr, [*range(0, 9), *range(11, 32), *range(127, 160)]))
+    + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+    + "«´»–—’“”„…∶━►、。〈〉《》「」【】！％（），．１：；？～"
+    + TERMINAL_PUNCT
+)
+SYMBOL_ONLY = "^" + re2_class(SYMBOLS) + "+$"
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 
@@ -63,18 +71,21 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
     n_words = per_doc(w.doc[is_word], None, b.n)
     lines = b.text_lines
     n_lines = lines.count
-    stop_index = pc.index_in(w.values, value_set=pa.array(STOP_WORDS, pa.large_string()))
-    has_stop = stop_index.is_valid().to_numpy(zero_copy_only=False)
-    stop_key = w.doc[has_stop] * len(STOP_WORDS) + stop_index.filter(stop_index.is_valid()).to_numpy()
+    vocab_stop = pc.index_in(w._encoded.dictionary, value_set=pa.array(STOP_WORDS, pa.large_string()))
+    stop_index = pc.fill_null(vocab_stop, -1).to_numpy(zero_copy_only=False)[w.ids]
+    has_stop = stop_index >= 0
+    stop_key = w.doc[has_stop] * len(STOP_WORDS) + stop_index[has_stop]
     distinct_stop = per_doc(np.unique(stop_key) // len(STOP_WORDS), None, b.n)
     return {
         "gopher_word_count": n_words,
         "gopher_mean_word_length": ratio(per_doc(w.doc[is_word], w.lengths[is_word], b.n), n_words),
         "gopher_hash_to_word_ratio": ratio(b.count("#"), tokens),
         "gopher_ellipsis_to_word_ratio": ratio(b.count("...") + b.count("…"), tokens),
-        "gopher_bullet_lines_frac": ratio(per_doc(lines.doc, lines.matches(r"^\s*[•-]"), b.n), n_lines),
+        "gopher_bullet_lines_frac": ratio(
+            per_doc(lines.doc, lines.matches(f"^{SPACE_RE2}*[•-]"), b.n), n_lines
+        ),
         "gopher_ellipsis_lines_frac": ratio(
-            per_doc(lines.doc, lines.matches(r"(\.\.\.|…)\s*$"), b.n), n_lines
+            per_doc(lines.doc, lines.matches(rf"(\.\.\.|…){SPACE_RE2}*$"), b.n), n_lines
         ),
         "gopher_alpha_words_frac": ratio(per_doc(w.doc, w.matches(r"\p{L}"), b.n), tokens),
         "gopher_stop_words_distinct": distinct_stop,
@@ -127,8 +138,9 @@ class NGrams:
             for k in range(1, n):
                 key = key * self._MIX + self.ids[starts + k]
             key ^= self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
-        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        count = counts[inverse]
+        # Equal keys by hashing (Arrow), not by sorting: a fraction of np.unique's time.
+        inverse = pc.dictionary_encode(pa.array(key)).indices.to_numpy(zero_copy_only=False)
+        count = np.bincount(inverse)[inverse]
         repeated = count > 1
         self._repeated[n] = starts[repeated]
         self._found[n] = (key[repeated], count[repeated])
@@ -251,7 +263,7 @@ def repetition_rules(c: GopherRepetitionRules, facts: dict[str, Any]) -> list[Ru
 
 SIGNAL = Signal(
     name="gopher",
-    version="1",
+    version="2",  # 2: words split as spaCy's English tokenizer does; datatrove's symbol set
     columns=QUALITY_COLUMNS + REPETITION_COLUMNS,
     compute=lambda b, cfg, state: {**quality(b), **repetition(b)},
     settings={"gopher": (bool, Field(True, description="Gopher quality and repetition signals (gopher_*)"))},

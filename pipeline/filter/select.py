@@ -12,8 +12,9 @@ documents lose their offending lines, each listed with its rule in the ``c4_remo
 column (the original text is recoverable from it). A document left with nothing but whitespace
 is rejected (``filter.c4.remove_lines``). The FineWeb signals are then recomputed on the cleaned
 text (cheap: four line ratios) before the FineWeb rules run, because FineWeb's thresholds were
-set on text after C4's cleaning (its pipeline runs C4QualityFilter first); the stored
-``fineweb_*`` columns of kept rows hold these values. Every other signal column describes the
+set on text after C4's cleaning (its pipeline runs C4QualityFilter first), on the text as C4
+writes it (`c4.as_written`: lines stripped, citation marks removed); the stored ``fineweb_*``
+columns of kept rows hold these values. Every other signal column describes the
 text annotate saw. Rejected rows keep the original text.
 """
 
@@ -29,8 +30,8 @@ import pyarrow.parquet as pq
 
 from ..dataset import Dataset
 from ..observe import report as progress
-from ..rejects import reject_rows_table
-from ..schema import DOCUMENT_SCHEMA
+from ..rejects import REJECT_TEXT_LIMIT
+from ..schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
 from . import c4, domain, fineweb, pii, report
 from .batch import NOT_SPACE, TextBatch
@@ -176,7 +177,10 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
             docs_cleaned += counts.pop("docs")
             for unit, by_rule in counts.items():
                 add_counts(c4_removed[unit], by_rule)
-            out = with_fineweb_of_text(out)
+            words = "c4_kept_word_count" + (
+                "_punct_lines" if cfg.section("c4").terminal_punct_lines_only else ""
+            )
+            out = with_fineweb_of_text(out, words)
         kept, charged = judge(out, rules[n_before_cleaning:])
         for rows, rule in charged:
             rejected[rule.reason] = rejected.get(rule.reason, 0) + len(rows)
@@ -218,25 +222,29 @@ def reject_table(rows: pa.Table, rule: Rule, values: list | None = None) -> pa.T
 
 
 def reject_rows(rows: pa.Table, reason: str, values: list, threshold: str, detail: str) -> pa.Table:
-    """Reject rows for documents ``rows``, one measured value each."""
-    out = []
-    for i, r in enumerate(rows.select(DOCUMENT_SCHEMA.names).to_pylist()):
-        v = values[i]
-        out.append(
-            {
-                "id": r["id"],
-                "reason": reason,
-                "value": None if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)),
-                "threshold": threshold,
-                "duplicate_of": None,
-                "detail": detail,
-                "source": r["source"],
-                "source_file": r["source_file"],
-                "source_record": r["source_record"],
-                "text": r["text"],
-            }
-        )
-    return reject_rows_table(out)
+    """Reject rows for documents ``rows``, one measured value each (texts cut as `pipeline.rejects`
+    cuts them), built column by column: no document goes through Python objects."""
+    n = rows.num_rows
+
+    def same(value: str | None) -> pa.Array:
+        return pa.array([value] * n, pa.string())
+
+    columns = {
+        "id": rows.column("id"),
+        "reason": same(reason),
+        "value": pa.array(
+            [None if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in values],
+            pa.string(),
+        ),
+        "threshold": same(threshold),
+        "duplicate_of": same(None),
+        "detail": same(detail),
+        "source": rows.column("source"),
+        "source_file": rows.column("source_file"),
+        "source_record": rows.column("source_record"),
+        "text": pc.utf8_slice_codeunits(rows.column("text"), 0, REJECT_TEXT_LIMIT),
+    }
+    return pa.table(columns).cast(REJECT_SCHEMA)
 
 
 def clean_lines(table: pa.Table, terminal_punct: bool) -> tuple[pa.Table, np.ndarray, dict[str, Any]]:
@@ -249,7 +257,8 @@ def clean_lines(table: pa.Table, terminal_punct: bool) -> tuple[pa.Table, np.nda
     col = table.schema.get_field_index("text")
     field = table.schema.field(col)
     cleaned, removed = c4.remove_lines(table.column("text"), terminal_punct)
-    empty = ~pc.match_substring_regex(cleaned, NOT_SPACE).to_numpy(zero_copy_only=False)
+    # Empty as C4 writes it: a text left with citation marks alone is empty too.
+    empty = ~pc.match_substring_regex(c4.as_written(cleaned), NOT_SPACE).to_numpy(zero_copy_only=False)
     table = table.set_column(col, field, cleaned.cast(field.type)).append_column(
         c4.REMOVED_LINES_FIELD, removed
     )
@@ -268,12 +277,19 @@ def emptied_rejects(original: pa.Table, emptied: np.ndarray) -> pa.Table:
     return reject_rows(rows, "filter.c4.remove_lines", lines, "no line left", "{}")
 
 
-def with_fineweb_of_text(table: pa.Table) -> pa.Table:
-    """``table`` with its fineweb_* columns (those it has) recomputed from its text."""
+def with_fineweb_of_text(table: pa.Table, words_column: str | None = None) -> pa.Table:
+    """``table`` with its fineweb_* columns (those it has) recomputed from its text as C4 writes it.
+
+    ``words_column``: a column holding the word count of that text (annotate's count over the
+    lines C4 keeps, which spares splitting the text into words again), if the table has it.
+    """
     names = [c.name for c in fineweb.COLUMNS if c.name in table.column_names]
     if not names or table.num_rows == 0:
         return table
-    values = fineweb.signals(TextBatch(table.column("text")))
+    words = None
+    if words_column is not None and words_column in table.column_names:
+        words = pc.fill_null(table.column(words_column), 0).to_numpy().astype(np.int64)
+    values = fineweb.signals(TextBatch(c4.as_written(table.column("text").combine_chunks())), words)
     for c in fineweb.COLUMNS:
         if c.name in names:
             i = table.schema.get_field_index(c.name)

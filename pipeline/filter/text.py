@@ -1,146 +1,378 @@
-"""Splitting text into words: the unit every word count, ratio and n-gram is made of.
+"""Splitting a batch of texts into words and lines into sentences, as datatrove's filters count them.
 
-One word splitter serves every signal so that "a word" means the same thing in Gopher, C4,
-FineWeb, toxicity and bias columns. It follows the shape of spaCy's English tokenizer (which
-datatrove's filters use): a word runs from a letter or digit to the last letter or digit before
-the next space, keeping inner symbols (``3.5``, ``1,000``, ``O'Neil``, ``joe@x.org``, ``f(x``)
-but splitting at hyphens between words; contractions split as ``do|n't`` and ``it|'s``; URLs,
-dotted abbreviations (``U.S.``) and initials (``J.``) stay whole; every other symbol is a token
-of its own, except that an ellipsis or a run of dashes is one token.
+Words are the tokens of spaCy's English tokenizer (rules in `pipeline.filter.english`), without
+the whitespace tokens; one splitter serves every signal so that "a word" means the same thing in
+Gopher, C4, FineWeb, toxicity and bias columns. Sentences are those of spaCy's rule-based
+sentencizer over the same tokens.
 
-Fast path for a whole batch: Arrow splits the texts on whitespace; chunks made only of letters
-and digits (most of them) are tokens as they are, and a word with one opening and/or closing
-mark (``(word``, ``word,``) is split by Arrow kernels; only the other chunks (a tenth) go through
-the token regex, all in one ``findall`` call, and the pieces are put back in order with numpy.
+Fast path for a whole batch: Arrow splits the texts at whitespace into chunks and the chunks are
+dictionary-encoded, so each distinct chunk is split once. A chunk of letters, marks and digits
+(most of them) is one token unless it is a special case (``cannot``, ``dont``) or ends in a unit
+after a digit (``10km``); one such chunk with a single opening and/or closing mark (``(word``,
+``word,``, ``"word."``) is those two or three tokens; both are decided by Arrow kernels. The other
+distinct chunks (URLs, contractions, numbers with separators, code) go through
+:func:`pipeline.filter.english.split_chunk`, and the pieces are put back in order with numpy.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-import unicodedata
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import regex
 
-# Every code point once, so that character classes are found by one C-level scan each
-# (a Python loop over 1.1 M code points cost ~7 s at import, in every worker process).
-_ALL_CHARS = "".join(map(chr, range(sys.maxunicode + 1)))
-# Unicode's Sentence_Terminal property: . ! ? and their counterparts in other scripts.
-TERMINAL_PUNCT = "".join(regex.findall(r"\p{STerm}", _ALL_CHARS))
-TERMINAL_PUNCT_CLASS = "[" + regex.escape(TERMINAL_PUNCT) + "]"  # for the `regex` module
-TERMINAL_PUNCT_RE2 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in TERMINAL_PUNCT) + "]"  # for Arrow
+from . import english
+from .english import SENTENCE_FINAL, SPECIAL, split_chunk
 
-
-def _char_ranges(chars: str, category: str) -> str:
-    """A regex character-class body for the ``chars`` of one Unicode general category."""
-    codes = [ord(c) for c in chars if unicodedata.category(c) == category]
-    out, i = [], 0
-    while i < len(codes):
-        j = i
-        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
-            j += 1
-        first, last = chr(codes[i]), chr(codes[j])
-        out.append(re.escape(first) + ("" if i == j else "-" + re.escape(last)))
-        i = j + 1
-    return "".join(out)
-
-
-_FORMAT = _char_ranges(_ALL_CHARS, "Cf")
-del _ALL_CHARS
-# Characters that cannot end a word: whitespace, dashes, ASCII and general punctuation.
-_NOT_LAST = r"\s\u0964\u0965!-/:-@\[-`{-~\u00a1-\u00bf\u2010-\u205e\u3000-\u303f\uff01-\uff0f\uff1a-\uff20"
-_CONTRACTION = re.compile(r"(?<=\w)(n['’]t|['’](?:s|re|ve|ll|d|m))\b", re.IGNORECASE)
-TOKEN_RE = re.compile(
-    rf"""
-    \n                                                        # chunk separator (fast path)
-  | (?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?)\]'’]            # a URL, minus trailing punctuation
-  | n['’]t\b | ['’](?:s|re|ve|ll|d|m)\b                        # contractions, split off beforehand
-  | (?:[^\W_]\.){{2,}}                                         # U.S., e.g.
-  | (?<!\w)[A-Z]\.(?!\S)                                       # an initial: J.
-  | (?:[/\\{_FORMAT}]*|-(?=\d))[^\W_](?:[^\s\-…]*[^{_NOT_LAST}…])?  # a word
-  | \.\.+ | … | -+                                             # an ellipsis or a dash run
-  | \S                                                        # any other symbol
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
-# RE2 (Arrow) forms of the shortcuts. A chunk of letters and digits is one token as it stands;
-# one between a single opening and a single closing mark (``(word``, ``word,``, ``"word."``) is
-# those two or three tokens. Only the other chunks go through TOKEN_RE.
-PLAIN_CHUNK = r"^[\pL\pM\pN]+$"
-LEADS, TRAILS = '(["“', ".,;:!?)]\"'”’"
-WRAPPED_CHUNK = r"^[(\[\"“]?[\pL\pN][\pL\pM\pN]*[.,;:!?)\]\"'”’]?$"
-STRIP_WRAP = r"^[(\[\"“]|[.,;:!?)\]\"'”’]$"
-# Chunks TOKEN_RE splits differently: an initial ("J.") and words holding a character that
-# cannot end a word (superscripts, CJK marks; see _NOT_LAST).
-NOT_WRAPPED = r"^[(\[\"“]?[\pL\pN]\.$|[\x{a1}-\x{bf}\x{3000}-\x{303f}]"
-# _CONTRACTION without lookarounds: the letter before and the character after are kept as groups.
-CONTRACTION_RE2 = r"(?i)([\pL\pN_])(n['’]t|['’](?:s|re|ve|ll|d|m))([^\pL\pN_]|$)"
-
-
-def word_lists(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Every token of every text, flat and in order, and the number of tokens of each text."""
-    chunks = pc.utf8_split_whitespace(texts)
-    flat = pc.list_flatten(chunks).cast(pa.large_string())
-    chunk_doc = pc.list_parent_indices(chunks).to_numpy(zero_copy_only=False)
-    plain = pc.match_substring_regex(flat, PLAIN_CHUNK).to_numpy(zero_copy_only=False)
-    wrapped, (lead, word, trail) = _wrapped(flat, plain)
-    other = np.flatnonzero(~plain & ~wrapped)
-    split = pc.replace_substring_regex(flat.take(pa.array(other)), CONTRACTION_RE2, r"\1 \2\3")
-    joined = "\n".join(split.to_pylist()) + "\n" if len(other) else ""
-    pieces = pa.array(TOKEN_RE.findall(joined), pa.large_string())
-    is_sep = pc.equal(pieces, "\n").to_numpy(zero_copy_only=False)
-    sep_at = np.flatnonzero(is_sep)
-    # Tokens per chunk, and where each chunk's first token goes in the output.
-    has_lead = pc.utf8_length(lead).to_numpy(zero_copy_only=False) > 0
-    has_trail = pc.utf8_length(trail).to_numpy(zero_copy_only=False) > 0
-    per_chunk = np.ones(len(flat), dtype=np.int64)
-    per_chunk[other] = np.diff(np.concatenate([[-1], sep_at])) - 1
-    w_at = np.flatnonzero(wrapped)
-    per_chunk[w_at] += has_lead.astype(np.int64) + has_trail
-    start = np.concatenate([[0], np.cumsum(per_chunk)[:-1]])
-    # index[k] = position of output token k in `source` (flat, pieces, leads, words, trails).
-    base_pieces = len(flat)
-    base_lead = base_pieces + len(pieces)
-    base_word, base_trail = base_lead + len(lead), base_lead + 2 * len(lead)
-    index = np.empty(int(per_chunk.sum()), dtype=np.int64)
-    index[start[plain]] = np.flatnonzero(plain)
-    piece_pos = np.flatnonzero(~is_sep)  # position of each real piece in `pieces`
-    # piece k of other-chunk j goes to start[j] + k; its rank among real pieces is piece_pos order
-    chunk_of_piece = np.searchsorted(sep_at, piece_pos)
-    first_piece = np.concatenate([[0], sep_at[:-1] + 1])
-    index[start[other[chunk_of_piece]] + piece_pos - first_piece[chunk_of_piece]] = base_pieces + piece_pos
-    w_start = start[w_at]
-    index[w_start[has_lead]] = base_lead + np.flatnonzero(has_lead)
-    index[w_start + has_lead] = base_word + np.arange(len(w_at))
-    index[(w_start + has_lead + 1)[has_trail]] = base_trail + np.flatnonzero(has_trail)
-    source = pa.concat_arrays([flat, pieces, lead, word, trail])
-    tokens = source.take(pa.array(index))
-    counts = np.bincount(chunk_doc, weights=per_chunk, minlength=len(texts)).astype(np.int64)
-    return tokens, counts
-
-
-def _wrapped(flat: pa.Array, plain: np.ndarray) -> tuple[np.ndarray, tuple[pa.Array, pa.Array, pa.Array]]:
-    """Chunks that are a word with one opening and/or closing mark, and those three parts."""
-    candidates = np.flatnonzero(~plain)
-    chunks = flat.take(pa.array(candidates))
-    ok = pc.and_not(
-        pc.match_substring_regex(chunks, WRAPPED_CHUNK), pc.match_substring_regex(chunks, NOT_WRAPPED)
+# Sentence terminals as datatrove's TERMINAL_PUNCTUATION lists them (Unicode's Sentence_Terminal
+# of its time plus three Khmer signs): FineWeb's "line ends in punctuation" and part of Gopher's
+# symbol set.
+TERMINAL_PUNCT = "".join(
+    chr(c)
+    for c in english._codes(
+        "0021 002E 003F 0589 061D-061F 06D4 0700-0702 07F9 0837 0839 083D-083E 0964-0965 104A-104B "
+        "1362 1367-1368 166E 1735-1736 17D4-17D6 17D9-17DA 1803 1809 1944-1945 1AA8-1AAB 1B5A-1B5B "
+        "1B5E-1B5F 1B7D-1B7E 1C3B-1C3C 1C7E-1C7F 203C-203D 2047-2049 2E2E 2E3C 2E53-2E54 3002 A4FF "
+        "A60E-A60F A6F3 A6F7 A876-A877 A8CE-A8CF A92F A9C8-A9C9 AA5D-AA5F AAF0-AAF1 ABEB FE52 "
+        "FE56-FE57 FF01 FF0E FF1F FF61 10A56-10A57 10F55-10F59 10F86-10F89 11047-11048 110BE-110C1 "
+        "11141-11143 111C5-111C6 111CD 111DE-111DF 11238-11239 1123B-1123C 112A9 1144B-1144C "
+        "115C2-115C3 115C9-115D7 11641-11642 1173C-1173E 11944 11946 11A42-11A43 11A9B-11A9C "
+        "11C41-11C42 11EF7-11EF8 11F43-11F44 16A6E-16A6F 16AF5 16B37-16B38 16B44 16E98 1BC9F 1DA88"
     )
-    chunks = chunks.filter(ok)
-    wrapped = np.zeros(len(flat), dtype=bool)
-    wrapped[candidates[ok.to_numpy(zero_copy_only=False)]] = True
-    first = pc.utf8_slice_codeunits(chunks, 0, 1)
-    last = pc.utf8_slice_codeunits(chunks, -1)
+)
+
+
+def re2_class(chars: str) -> str:
+    """An RE2 (Arrow) character class matching exactly ``chars`` (as ranges: quicker to compile)."""
+    return _re2_codes({ord(c) for c in chars})
+
+
+def _re2_codes(codes: set[int]) -> str:
+    """An RE2 character class matching exactly the code points ``codes``."""
+    s, out, i = sorted(codes), [], 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        out.append(f"\\x{{{s[i]:x}}}" + ("" if i == j else f"-\\x{{{s[j]:x}}}"))
+        i = j + 1
+    return "[" + "".join(out) + "]"
+
+
+TERMINAL_PUNCT_RE2 = re2_class(TERMINAL_PUNCT)
+# What str.isspace() accepts (Arrow's whitespace split agrees); RE2's \s alone is ASCII-only.
+SPACE_RE2 = r"[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]"
+# A whitespace run other than one plain space: the tokenizer makes it a token of its own.
+SPACE_TOKEN_RE2 = (
+    SPACE_RE2 + r"{2,}|[\t\n\x{0b}\x{0c}\r\x{1c}-\x{1f}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}"
+    r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+)
+SPACE_MARK = "\x00"  # stands for such a run while counting sentences
+
+# Arrow forms of the fast paths. PLAIN: letters, marks and digits only (no affix or infix can
+# apply). UNIT_END: a digit then a unit at the end ("10km"), which the tokenizer splits off.
+PLAIN = r"^[\pL\pM\pN]+$"
+UNIT_END = "[0-9](?:" + "|".join(u.replace("/", "\\/") for u in english.UNITS) + ")$"
+
+
+# A "shaped" chunk: an optional opening mark, a core, up to two closing marks. The core is runs
+# of letters, marks and digits joined by single separators, with an optional final 's. Such a
+# chunk's tokens follow from a few local rules, applied by Arrow kernels (_shaped_tokens).
+_SEG = r"[\pL\pM\pN]+"
+_SEPS = "-,:/=<>+*^'’._"
+_LEADS = "§%=—–" + english.PUNCT + english.QUOTES + "".join(c for c in english.CURRENCY if len(c) == 1)
+_TRAILS = english.PUNCT + english.QUOTES + "—–."
+SHAPED = f"^{re2_class(_LEADS)}{{0,2}}{_SEG}(?:{re2_class(_SEPS)}{_SEG})*{re2_class(_TRAILS)}{{0,2}}$"
+_HAS_SEP = re2_class(_SEPS)
+# Cores the rules below do not cover: a period not between digits (abbreviations, URLs, "a.B"
+# splits), a period with a slash (an IP address with a path is a URL), two closing marks that
+# are one suffix ("..", "……") or a period after a dash.
+UNSHAPED_CORE = r"[^0-9]\.|\.[^0-9]|\..*/|/.*\."
+UNSHAPED_TRAIL = r"^(?:\.\.|……|[—–]\.)$"
+_DIGIT, _ALPHA = "[0-9]", _re2_codes(english.ALPHA_CODES)
+_ALPHA_OR_DIGIT = _re2_codes(english.ALPHA_CODES | set(range(0x30, 0x3A)))
+# Infixes (english.INFIX_RE) a core can hold, as "insert spaces around the separator". A match
+# consumes the characters on both sides, so it is applied twice (for "a-b-c").
+INFIX_SPACES = (
+    f"({_DIGIT})([-+*^])({_DIGIT})|({_ALPHA_OR_DIGIT})([-:/=<>])({_ALPHA})|({_ALPHA})(,)({_ALPHA})",
+    r"\1\4\7 \2\5\8 \3\6\9",
+)
+POSSESSIVE = r"['’][sS]$"  # the suffix 's (a core's last separator is followed by a letter)
+# A unit after a digit at the end of a chunk, or before its final 's and closing marks: such a
+# chunk is left to the full algorithm.
+UNIT_NEAR_END = UNIT_END[:-1] + f"(?:{POSSESSIVE[:-1]})?{re2_class(_TRAILS)}{{0,2}}$"
+_PERIOD_AFTER = english.re.compile(f"[{english._PERIOD_AFTER}]")
+_UPPER = english.re.compile(f"[{english.UPPER}]")
+_SPECIAL_KEYS = pa.array(sorted(SPECIAL), pa.large_string())
+_LEAD_SET = pa.array(sorted(set(_LEADS)), pa.large_string())
+_TRAIL_SET = pa.array(sorted(set(_TRAILS)), pa.large_string())
+_MERGE_PAIRS = pa.array(sorted(f"{a}\x1f{b}" for a, b in english._MERGE_PAIRS), pa.large_string())
+
+
+def _bool(a: pa.Array) -> np.ndarray:
+    return pc.fill_null(a, False).to_numpy(zero_copy_only=False)
+
+
+def _is_special(values: pa.Array) -> np.ndarray:
+    return _bool(pc.is_in(values, value_set=_SPECIAL_KEYS))
+
+
+def _join(*parts: pa.Array | str) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string()))
+
+
+def _where(values: pa.Array, mask: np.ndarray, fn) -> pa.Array:
+    """``values`` with the rows in ``mask`` replaced by ``fn`` of them (only those are computed)."""
+    if not mask.any():
+        return values
+    changed = fn(values.filter(pa.array(mask))).cast(values.type)
+    index = np.arange(len(values))
+    index[mask] = len(values) + np.arange(int(mask.sum()))
+    return pa.concat_arrays([values, changed]).take(pa.array(index))
+
+
+def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.ListArray]:
+    """Tokens of the shaped chunks among ``chunks`` (see SHAPED): (which, their token lists).
+
+    The tokenizer peels the marks (a period only after a lowercase letter, a digit or two
+    capitals), then 's, then cuts the core at its infixes. A chunk is left to the full algorithm
+    when any string it passes through on the way is a special case, when the core ends in a unit,
+    or when two of its tokens would merge into an affixed special case (``)`` ``:``). ``unit``:
+    the chunks that may end in a unit, less the marks and 's after it (UNIT_NEAR_END).
+    """
+    n = len(chunks)
+    ok = _bool(pc.match_substring_regex(chunks, SHAPED)) & ~_is_special(chunks) & ~unit
+    at = np.flatnonzero(ok)
+    if len(at) == 0:
+        return np.zeros(n, dtype=bool), pa.array([], pa.list_(pa.large_string()))
+    # The shape holds: the first one or two characters are opening marks unless they are
+    # letters or digits, and the last one or two are closing marks unless they are.
+    c = chunks.take(pa.array(at))
     empty = pa.scalar("", pa.large_string())
-    lead = pc.if_else(pc.is_in(first, value_set=pa.array(list(LEADS), pa.large_string())), first, empty)
-    trail = pc.if_else(pc.is_in(last, value_set=pa.array(list(TRAILS), pa.large_string())), last, empty)
-    word = pc.replace_substring_regex(chunks, STRIP_WRAP, "")
-    return wrapped, (lead, word, trail)
+
+    def mark(start: int, stop: int | None, marks: pa.Array) -> np.ndarray:
+        return _bool(pc.is_in(pc.utf8_slice_codeunits(c, start, stop), value_set=marks))
+
+    n_lead = mark(0, 1, _LEAD_SET).astype(np.int64)
+    n_lead += (n_lead == 1) & mark(1, 2, _LEAD_SET)
+    n_trail = mark(-1, None, _TRAIL_SET).astype(np.int64)
+    n_trail += (n_trail == 1) & mark(-2, -1, _TRAIL_SET)
+    core = c
+    for k in (1, 2):
+        core = _where(core, n_lead == k, lambda v, k=k: pc.utf8_slice_codeunits(v, k, 1 << 30))
+        core = _where(core, n_trail == k, lambda v, k=k: pc.utf8_slice_codeunits(v, 0, -k))
+
+    def pick(mask: np.ndarray, start: int, stop: int | None) -> pa.Array:
+        return pc.if_else(pa.array(mask), pc.utf8_slice_codeunits(c, start, stop), empty)
+
+    l1, l2 = pick(n_lead >= 1, 0, 1), pick(n_lead == 2, 1, 2)
+    t1 = pc.if_else(pa.array(n_trail == 2), pc.utf8_slice_codeunits(c, -2, -1), pick(n_trail == 1, -1, None))
+    t2 = pick(n_trail == 2, -1, None)
+    trail = _join(t1, t2)
+    good = ~_bool(pc.match_substring_regex(core, UNSHAPED_CORE))
+    good &= ~_bool(pc.match_substring_regex(trail, UNSHAPED_TRAIL))
+    # No string the peeling passes through may be a special case: the chunk less up to two
+    # characters at either end (a superset of those strings).
+    cuts = [
+        pc.utf8_slice_codeunits(c, front, -back if back else 1 << 30)
+        for front in (0, 1, 2)
+        for back in (0, 1, 2)
+        if front or back
+    ]
+    special = _is_special(pa.concat_arrays(cuts)).reshape(len(cuts), len(c))
+    good &= ~special.any(axis=0)
+    # The suffix 's: what precedes it must not be special or end in another 's.
+    possessive = _bool(pc.match_substring_regex(core, POSSESSIVE))
+    if possessive.any():
+        stem = pc.utf8_slice_codeunits(core.filter(pa.array(possessive)), 0, -2)
+        good[possessive] &= ~(_is_special(stem) | _bool(pc.match_substring_regex(stem, POSSESSIVE)))
+    # A first closing period splits off after a lowercase letter, digit, mark... (english.SUFFIX_RE).
+    period = _bool(pc.equal(t1, "."))
+    split_t1 = _bool(pc.not_equal(t1, empty))
+    if period.any():
+        ends = pc.utf8_slice_codeunits(core.filter(pa.array(period)), -2).to_pylist()
+        split_t1[period] = [
+            bool(_PERIOD_AFTER.match(e[-1])) or (len(e) == 2 and all(_UPPER.match(ch) for ch in e))
+            for e in ends
+        ]
+    space = pa.scalar(" ", pa.large_string())
+    spaced = _where(
+        core,
+        possessive,
+        lambda v: _join(pc.utf8_slice_codeunits(v, 0, -2), space, pc.utf8_slice_codeunits(v, -2)),
+    )
+    for _ in range(2):
+        inner = _bool(pc.match_substring_regex(spaced, _HAS_SEP))
+        spaced = _where(spaced, inner, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
+    parts = [
+        _where(l1, n_lead >= 1, lambda v: _join(v, space)),
+        _where(l2, n_lead >= 2, lambda v: _join(v, space)),
+        spaced,
+        _where(t1, split_t1, lambda v: _join(space, v)),
+        _where(t2, n_trail >= 2, lambda v: _join(space, v)),
+    ]
+    tokens = pc.utf8_split_whitespace(_join(*parts))
+    # No two neighbouring tokens may form an affixed special case.
+    flat = pc.list_flatten(tokens)
+    owner = pc.list_parent_indices(tokens).to_numpy(zero_copy_only=False)
+    if len(flat) > 1:
+        pairs = _join(flat.slice(0, len(flat) - 1), pa.scalar("\x1f", pa.large_string()), flat.slice(1))
+        hit = _bool(pc.is_in(pairs, value_set=_MERGE_PAIRS)) & (owner[:-1] == owner[1:])
+        good[np.unique(owner[:-1][hit])] = False
+    which = np.zeros(n, dtype=bool)
+    which[at[good]] = True
+    return which, tokens.filter(pa.array(good))
+
+
+def _chunk_tokens(chunks: pa.Array, cache: dict[str, list[str]] | None) -> tuple[pa.Array, np.ndarray]:
+    """Tokens of each distinct chunk, flat, and the number of tokens of each chunk."""
+    n = len(chunks)
+    if n == 0:
+        return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
+    plain = _bool(pc.match_substring_regex(chunks, PLAIN))
+    unit = _bool(pc.match_substring_regex(chunks, UNIT_NEAR_END))
+    simple = plain & ~_is_special(chunks) & ~unit
+    rest = np.flatnonzero(~simple)
+    shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)), unit[rest])
+    shaped_at = rest[shaped]
+    other = rest[~shaped]
+    pieces: list[str] = []
+    per_other = np.zeros(len(other), dtype=np.int64)
+    if len(other):
+        cache = {} if cache is None else cache
+        for k, chunk in enumerate(chunks.take(pa.array(other)).to_pylist()):
+            toks = cache.get(chunk)
+            if toks is None:
+                toks = cache[chunk] = split_chunk(chunk)
+            pieces += toks
+            per_other[k] = len(toks)
+    # Tokens per chunk and, for each output token, where it comes from in `source`.
+    per_shaped = pc.list_value_length(shaped_tokens).to_numpy(zero_copy_only=False).astype(np.int64)
+    per_chunk = np.ones(n, dtype=np.int64)
+    per_chunk[shaped_at] = per_shaped
+    per_chunk[other] = per_other
+    start = np.concatenate([[0], np.cumsum(per_chunk)[:-1]]).astype(np.int64)
+    index = np.empty(int(per_chunk.sum()), dtype=np.int64)
+    index[start[simple]] = np.flatnonzero(simple)
+    base = n
+    for at, per, count in ((shaped_at, per_shaped, int(per_shaped.sum())), (other, per_other, len(pieces))):
+        if len(at):
+            first = np.concatenate([[0], np.cumsum(per)[:-1]])
+            index[np.repeat(start[at] - first, per) + np.arange(count)] = base + np.arange(count)
+        base += count
+    source = pa.concat_arrays(
+        [chunks, pc.list_flatten(shaped_tokens).cast(pa.large_string()), pa.array(pieces, pa.large_string())]
+    )
+    return source.take(pa.array(index)), per_chunk
+
+
+@dataclass
+class Split:
+    """Texts split into tokens: every token, flat and in order, also as ids into ``vocab`` (its
+    distinct tokens); tokens and chunks (maximal runs of non-whitespace characters) per text."""
+
+    tokens: pa.Array
+    counts: np.ndarray
+    chunks: np.ndarray
+    ids: np.ndarray
+    vocab: pa.Array
+
+    @property
+    def encoded(self) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(self.ids, pa.int64()), self.vocab)
+
+
+def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> Split:
+    """The tokens of every text. ``cache`` (chunk -> tokens) may be shared between calls on
+    related texts, e.g. a batch's lines and some of them rewritten."""
+    texts = texts.cast(pa.large_string())
+    chunks = pc.utf8_split_whitespace(texts)
+    flat = pc.list_flatten(chunks)
+    chunk_doc = pc.list_parent_indices(chunks).to_numpy(zero_copy_only=False).astype(np.int64)
+    # Arrow marks leading and trailing whitespace with an empty chunk: drop those.
+    nonempty = pc.greater(pc.binary_length(flat), 0)
+    if not pc.all(nonempty).as_py():
+        flat = flat.filter(nonempty)
+        chunk_doc = chunk_doc[nonempty.to_numpy(zero_copy_only=False)]
+    per_text = np.bincount(chunk_doc, minlength=len(texts)).astype(np.int64)
+    encoded = pc.dictionary_encode(flat)
+    ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    tokens, per_unique = _chunk_tokens(encoded.dictionary.cast(pa.large_string()), cache)
+    # Expand: occurrence j of chunk ids[j] takes that chunk's tokens.
+    first = np.concatenate([[0], np.cumsum(per_unique)[:-1]]).astype(np.int64)
+    per_occurrence = per_unique[ids]
+    total = int(per_occurrence.sum())
+    occ_start = np.concatenate([[0], np.cumsum(per_occurrence)[:-1]]).astype(np.int64)
+    index = np.repeat(first[ids] - occ_start, per_occurrence) + np.arange(total, dtype=np.int64)
+    counts = np.bincount(chunk_doc, weights=per_occurrence, minlength=len(texts)).astype(np.int64)
+    # The distinct chunks' tokens are few: their ids give every token's id.
+    source = pc.dictionary_encode(tokens)
+    source_ids = source.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    take = pa.array(index)
+    return Split(tokens.take(take), counts, per_text, source_ids[index], source.dictionary)
+
+
+def word_lists(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> tuple[pa.Array, np.ndarray]:
+    """Every token of every text, flat and in order, and the number of tokens of each text."""
+    s = split_texts(texts, cache)
+    return s.tokens, s.counts
 
 
 def split_words(text: str) -> list[str]:
     """The tokens of one text (words, numbers, URLs and single punctuation marks)."""
     return word_lists(pa.array([text], pa.large_string()))[0].to_pylist()
+
+
+_S, _T, _O = 0, 1, 2  # sentence roles: starts a sentence after a final mark / final mark / other
+
+
+# Where a line's own tokens may not give its sentences: a whitespace token (see sentence_counts)
+# just before punctuation, which a final mark may precede and which then starts a sentence.
+SPACE_TOKEN_BEFORE_PUNCT_RE2 = f"(?:{SPACE_TOKEN_RE2})" + r"\p{P}"
+
+
+def sentence_counts(
+    lines: pa.Array, cache: dict[str, list[str]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sentences, words) in each line, as spaCy's sentencizer and tokenizer count them.
+
+    A sentence starts at the first token after a final mark (a token that is exactly ``.``,
+    ``!``, ``?`` or a counterpart in another script) that is not punctuation; whitespace runs
+    other than a single space are tokens too (not punctuation, not words), so they can start one.
+    """
+    marked = pc.replace_substring_regex(lines.cast(pa.large_string()), SPACE_TOKEN_RE2, f" {SPACE_MARK} ")
+    s = split_texts(marked, cache)
+    marks = pc.equal(s.tokens, SPACE_MARK).to_numpy(zero_copy_only=False)
+    line = np.repeat(np.arange(len(lines), dtype=np.int64), s.counts)
+    words = s.counts - np.bincount(line[marks], minlength=len(lines))
+    return count_sentences(s.counts, s.ids, s.vocab), words
+
+
+def sentence_roles(vocab: pa.Array) -> np.ndarray:
+    """The sentencizer's view of each distinct token: a final mark, other punctuation, or else."""
+    role = np.full(len(vocab), _S, dtype=np.int8)
+    if len(vocab):
+        role[_bool(pc.match_substring_regex(vocab, r"^\p{P}+$"))] = _O
+        role[_bool(pc.is_in(vocab, value_set=pa.array(sorted(SENTENCE_FINAL), vocab.type)))] = _T
+    return role
+
+
+def count_sentences(counts: np.ndarray, ids: np.ndarray, vocab: pa.Array) -> np.ndarray:
+    """Sentences in each of ``len(counts)`` lines whose tokens are ``vocab[ids]`` (flat, in order)."""
+    n = len(counts)
+    if len(ids) == 0:
+        return np.zeros(n, dtype=np.int64)
+    role = sentence_roles(vocab)[ids]
+    line = np.repeat(np.arange(n, dtype=np.int64), counts)
+    cum_final = np.cumsum(role == _T)
+    starts = np.flatnonzero(role == _S)
+    # Final marks since the previous starter of the same line (or since the line began).
+    line_first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    before_line = np.where(line_first > 0, cum_final[np.maximum(line_first - 1, 0)], 0)
+    prev = np.concatenate([[-1], starts[:-1]])
+    same_line = (prev >= 0) & (line[np.maximum(prev, 0)] == line[starts])
+    base = np.where(same_line, cum_final[np.maximum(prev, 0)], before_line[line[starts]])
+    boundary = cum_final[starts] > base
+    out = np.bincount(line[starts[boundary]], minlength=n) + (counts > 0)
+    return out.astype(np.int64)

@@ -58,7 +58,7 @@ def rules(c: ToxicityRules, facts: dict[str, Any]) -> list[Rule]:
 
 SIGNAL = Signal(
     name="toxicity",
-    version="1",
+    version="2",  # 2: words split as spaCy's English tokenizer does
     columns=COLUMNS,
     compute=lambda b, cfg, state: signals(b),
     settings={
