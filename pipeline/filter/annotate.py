@@ -84,6 +84,12 @@ class AnnotateStage(Stage):
         ctx.extra["state"] = {
             s.name: s.prepare(cfg, ctx.input()) for s in enabled_signals(cfg) if s.prepare is not None
         }
+        # What a signal keeps of its prepared state (a trained model) goes into the version.
+        ctx.extra["signal_stats"] = {
+            s.name: s.report(ctx.extra["state"].get(s.name), ctx.staging_dir / s.name)
+            for s in enabled_signals(cfg)
+            if s.report is not None
+        }
 
     def views(self, ctx: StageContext) -> dict[str, pa.Schema]:
         views = super().views(ctx)
@@ -94,7 +100,7 @@ class AnnotateStage(Stage):
         return [Phase("annotate", lambda ctx, _: list(range(ctx.input().num_shards())), annotate_shard)]
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
-        stats: dict[str, Any] = {}
+        stats: dict[str, Any] = dict(ctx.extra.get("signal_stats", {}))
         for s in enabled_signals(ctx.config):
             if s.stats_key is None:
                 continue

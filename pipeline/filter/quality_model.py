@@ -1,0 +1,188 @@
+"""The quality classifier's models: a linear model on hashed word n-grams, or a ready fastText model.
+
+:class:`HashedLinear` is logistic regression over the averaged bag of hashed lowercase word
+unigrams and bigrams (the features of `pipeline.filter.domain`), the shape of fastText's
+supervised classifier (an average of n-gram vectors into a linear layer) without its low-rank
+embedding: one weight per hash bucket. It is trained with AdaGrad on mini-batches, shuffled with a
+seed, so the same documents give the same weights. Measured against fastText itself in
+`benchmarks/quality_classifier.py` (README, Performance).
+
+:class:`FastTextModel` scores with a ready fastText model file (``.bin`` or ``.ftz``, such as
+DCLM's ``openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train.bin``) through the ``fasttext``
+module of ``fasttext-predict``: the probability of one label.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .batch import TextBatch
+from .domain import features
+
+MODEL_FILE = "model.npz"
+
+
+@dataclass(frozen=True)
+class Features:
+    """Hashed n-gram features of many documents, grouped by document (CSR layout)."""
+
+    indptr: np.ndarray  # int64, documents + 1: features of document i are [indptr[i], indptr[i+1])
+    buckets: np.ndarray  # int32 bucket of each feature
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.indptr) - 1
+
+    @classmethod
+    def of_texts(cls, texts: list[str], buckets: int, batch_docs: int = 1_024) -> Features:
+        counts, parts = [], []
+        for start in range(0, len(texts), batch_docs):
+            chunk = texts[start : start + batch_docs]
+            doc, bucket = features(TextBatch(chunk), buckets)
+            order = np.argsort(doc, kind="stable")
+            parts.append(bucket[order].astype(np.int32))
+            counts.append(np.bincount(doc, minlength=len(chunk)))
+        n = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+        indptr = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+        return cls(indptr, np.concatenate(parts) if parts else np.zeros(0, np.int32))
+
+    def take(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in ``docs`` of each feature, bucket) for the documents ``docs``."""
+        starts, stops = self.indptr[docs], self.indptr[docs + 1]
+        lengths = stops - starts
+        total = int(lengths.sum())
+        owner = np.repeat(np.arange(len(docs)), lengths)
+        first = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return owner, self.buckets[first + np.arange(total)]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+@dataclass
+class HashedLinear:
+    """P(positive | text) = sigmoid(mean of the text's n-gram weights + bias)."""
+
+    weights: np.ndarray  # float32, one per hash bucket
+    bias: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def buckets(self) -> int:
+        return len(self.weights)
+
+    def logits(self, owner: np.ndarray, bucket: np.ndarray, n_docs: int) -> np.ndarray:
+        n = np.bincount(owner, minlength=n_docs)
+        s = np.bincount(owner, weights=self.weights[bucket], minlength=n_docs)
+        return s / np.maximum(n, 1) + self.bias
+
+    def score_batch(self, b: TextBatch) -> np.ndarray:
+        """The positive-class probability of every document of a batch (0.5 for one with no words)."""
+        doc, bucket = features(b, self.buckets)
+        return _sigmoid(self.logits(doc, bucket, b.n))
+
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        return self.score_batch(TextBatch(texts)) if texts else np.zeros(0)
+
+    @classmethod
+    def fit(
+        cls,
+        x: Features,
+        y: np.ndarray,
+        buckets: int,
+        epochs: int = 5,
+        lr: float = 0.5,
+        batch_docs: int = 32,
+        l2: float = 1e-5,
+        seed: int = 0,
+    ) -> HashedLinear:
+        """AdaGrad on the class-balanced logistic loss, shuffled by ``seed``.
+
+        Updates touch only the buckets a mini-batch holds (as fastText's SGD does), so a step
+        costs its documents' features, not the table's size.
+        """
+        rng = np.random.default_rng(seed)
+        w = np.zeros(buckets, np.float64)
+        g2 = np.zeros(buckets, np.float64)  # AdaGrad's sums of squared gradients
+        b, b2 = 0.0, 0.0
+        pos = max(1, int(y.sum()))
+        neg = max(1, len(y) - pos)
+        class_w = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * neg))
+        for _ in range(epochs):
+            order = rng.permutation(x.n_docs)
+            for start in range(0, len(order), batch_docs):
+                docs = order[start : start + batch_docs]
+                owner, bucket = x.take(docs)
+                n = np.maximum(np.bincount(owner, minlength=len(docs)), 1)
+                z = np.bincount(owner, weights=w[bucket], minlength=len(docs)) / n + b
+                g = (_sigmoid(z) - y[docs]) * class_w[docs] / len(docs)
+                touched, inverse = np.unique(bucket, return_inverse=True)
+                gw = np.bincount(inverse, weights=(g / n)[owner], minlength=len(touched)) + l2 * w[touched]
+                g2[touched] += gw * gw
+                w[touched] -= lr * gw / (np.sqrt(g2[touched]) + 1e-8)
+                gb = float(g.sum())
+                b2 += gb * gb
+                b -= lr * gb / (np.sqrt(b2) + 1e-8)
+        return cls(w.astype(np.float32), float(b))
+
+    def predict_features(self, x: Features) -> np.ndarray:
+        owner, bucket = x.take(np.arange(x.n_docs))
+        return _sigmoid(self.logits(owner, bucket, x.n_docs))
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / MODEL_FILE
+        with open(path, "wb") as f:
+            np.savez_compressed(
+                f, weights=self.weights, bias=np.float64(self.bias), info=np.array(json.dumps(self.info))
+            )
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> HashedLinear:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["weights"], float(z["bias"]), json.loads(str(z["info"])))
+
+
+@dataclass(frozen=True)
+class FastTextModel:
+    """A ready fastText classifier file; the score is the probability of ``label``."""
+
+    path: str
+    label: str
+
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
+        model = _load_fasttext(self.path)
+        # fastText reads one line per prediction; it splits words on whitespace anyway.
+        lines = [" ".join(t.split()) for t in texts]
+        labels, probs = model.predict(lines, k=-1, threshold=0.0)
+        return np.array(
+            [
+                dict(zip(ls, ps, strict=True)).get(self.label, 0.0)
+                for ls, ps in zip(labels, probs, strict=True)
+            ],
+            dtype=np.float64,
+        )
+
+    def score_batch(self, b: TextBatch) -> np.ndarray:
+        return self.score_texts(b.texts.to_pylist())
+
+    def labels(self) -> list[str]:
+        return list(_load_fasttext(self.path).f.getLabels())
+
+
+@lru_cache(maxsize=4)
+def _load_fasttext(path: str):
+    """One loaded model per process (threads share it; Dask or Ray workers load their own)."""
+    import fasttext  # fasttext-predict's module: prediction only, no training
+
+    return fasttext.load_model(path)
