@@ -24,7 +24,7 @@ from ..finetune.instruct import encode_pair, greedy_answer, render
 from ..finetune.stage import MODELS, build_examples, load_split_rows
 from ..finetune.train import Examples, evaluate, open_tokenizer
 from ..models.checkpoint import load_model
-from ..models.runtime import perplexity, resolve_device
+from ..models.runtime import perplexity, resolve_device, torch_exclusive
 from ..pretrain.generate import generate
 from ..stage import Phase, Stage, StageContext
 from .config import EvaluateConfig
@@ -69,6 +69,7 @@ class EvaluateStage(Stage):
         return {"counts": counts, "stats": r["stats"], "totals": {"examples": r["n"]}}
 
 
+@torch_exclusive
 def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
     cfg: EvaluateConfig = ctx.config
     device = resolve_device(cfg.device)

@@ -162,22 +162,21 @@ class FastTextModel:
         if not texts:
             return np.zeros(0)
         model = _load_fasttext(self.path)
-        # fastText reads one line per prediction; it splits words on whitespace anyway.
-        lines = [" ".join(t.split()) for t in texts]
-        labels, probs = model.predict(lines, k=-1, threshold=0.0)
-        return np.array(
-            [
-                dict(zip(ls, ps, strict=True)).get(self.label, 0.0)
-                for ls, ps in zip(labels, probs, strict=True)
-            ],
-            dtype=np.float64,
-        )
+        out = np.empty(len(texts))
+        # One line per prediction (fastText splits words on whitespace anyway); fasttext-predict's
+        # list form returns labels only, so texts go one by one, as language ID does.
+        for i, text in enumerate(texts):
+            labels, probs = model.predict(" ".join(text.split()), k=-1, threshold=0.0)
+            out[i] = dict(zip(labels, probs, strict=True)).get(self.label, 0.0)
+        return np.clip(out, 0.0, 1.0)  # float rounding can give 1.00001
 
     def score_batch(self, b: TextBatch) -> np.ndarray:
         return self.score_texts(b.texts.to_pylist())
 
     def labels(self) -> list[str]:
-        return list(_load_fasttext(self.path).f.getLabels())
+        """Every label the model knows (fasttext-predict has no label list: ask for all of them)."""
+        labels, _ = _load_fasttext(self.path).predict("the", k=-1, threshold=0.0)
+        return list(labels)
 
 
 @lru_cache(maxsize=4)
