@@ -62,12 +62,16 @@ def _sum_counts(chain: list[Dataset]) -> dict[str, Any]:
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: obj}
+    """Dotted keys as `--set` takes them (list items by index)."""
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) and obj else None
+    )
+    if items is None:
+        return {prefix[:-1]: obj}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(_flatten(v, f"{prefix}{k}."))
+    return out
 
 
 def config_changes(a: Dataset, b: Dataset) -> list[dict[str, Any]]:
