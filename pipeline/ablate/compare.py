@@ -56,7 +56,7 @@ def compare(
     diffs = data_diffs(plan, datasets)
     out_dir = report.ablation_dir(root, plan.id)
     heldout.write(held, out_dir / "heldout.parquet")
-    png = report.plot(summary, out_dir / "comparison.png")
+    png = report.plot(summary, rows, out_dir / "comparison.png")
     info = {
         "until": plan.until,
         "seeds": len({r.seed for r in runs}),

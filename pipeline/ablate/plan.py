@@ -39,9 +39,7 @@ PROXY: dict[str, Any] = {
     "pretrain.warmup_steps": 20,
     "pretrain.eval_interval": 100,
     "pretrain.checkpoint_interval": 100,
-    "pretrain.threads": 1,
     "finetune.max_steps": 120,
-    "finetune.threads": 1,
 }
 
 

@@ -233,7 +233,7 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: list[dict[str, Any]], path: Path) -> Path | None:
+def plot(summary: list[dict[str, Any]], rows: list[dict[str, Any]], path: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,17 +245,17 @@ def plot(summary: list[dict[str, Any]], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     names = [s["variant"] for s in summary]
     for ax, (key, label) in zip(axes[0], panels, strict=True):
-        vals = [s.get(key) if s.get(key) is not None else float("nan") for s in summary]
-        errs = [s.get(key + "_sd") or 0.0 for s in summary]
-        colors = ["#888888" if n == BASELINE else "#3b75af" for n in names]
-        ax.bar(names, vals, yerr=errs, color=colors, capsize=4)
-        finite = [v for v in vals if not math.isnan(v)]
-        if finite:
-            lo, hi = min(finite), max(finite)
-            pad = (hi - lo) * 0.6 or abs(hi) * 0.05 or 0.1
-            ax.set_ylim(lo - pad, hi + pad)
-        ax.set_title(label)
-        ax.tick_params(axis="x", rotation=20)
+        # Points with error bars (seed sd), not bars: differences are small against the values.
+        for x, s in enumerate(summary):
+            runs = [r for r in rows if r["variant"] == s["variant"] and r.get(key) is not None]
+            color = "#777777" if s["variant"] == BASELINE else "#3b75af"
+            ax.scatter([x] * len(runs), [r[key] for r in runs], color=color, alpha=0.35, s=14)
+            if s.get(key) is not None:
+                ax.errorbar([x], [s[key]], yerr=[s.get(key + "_sd") or 0.0], fmt="o", color=color, capsize=5)
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_title(label + (" (lower is better)" if dict((k, lo) for k, _, lo in METRICS)[key] else ""))
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

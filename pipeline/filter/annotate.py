@@ -91,6 +91,25 @@ class AnnotateStage(Stage):
             if s.report is not None
         }
 
+    def summary_markdown(self, dataset: Dataset) -> str | None:
+        q = dataset.manifest.get("stats", {}).get("quality")
+        if not q:
+            return None
+        rows = [
+            ("model", q.get("kind")),
+            (
+                "positives used / available",
+                f"{q.get('positive', {}).get('used')} / {q.get('positive', {}).get('available')}",
+            ),
+            ("negatives used", q.get("negative", {}).get("used")),
+            ("held-out documents", q.get("heldout_docs")),
+            ("held-out accuracy", q.get("heldout_accuracy")),
+            ("held-out AUC", q.get("heldout_auc")),
+            ("scoring docs/s", q.get("docs_per_s")),
+        ]
+        lines = ["## Quality classifier", "", "| | |", "| --- | --- |"]
+        return "\n".join(lines + [f"| {k} | {v} |" for k, v in rows if v is not None]) + "\n"
+
     def views(self, ctx: StageContext) -> dict[str, pa.Schema]:
         views = super().views(ctx)
         views["data"] = output_schema(ctx.config)
