@@ -149,10 +149,17 @@ def ablate_flow(
     datasets = {key: Dataset(storage.local_path(s["path"])) for key, s in summaries.items()}
     result = compare(plan, root, datasets, heldout_texts=texts, max_docs=heldout_docs, ngram=ngram)
     create_markdown_artifact(result["markdown"], key="ablation-report", description=f"ablation {plan.id}")
+    for variant, diffs in result["diffs"].items():
+        for d in diffs:
+            create_markdown_artifact(
+                render_markdown(d),
+                key=_key(f"diff-{d['stage']}"),
+                description=f"ablation {plan.id}: {d['stage']}, baseline (A) vs {variant} (B)",
+            )
     create_table_artifact(
         [{k: v for k, v in s.items() if not isinstance(v, dict | list)} for s in result["summary"]],
         key="ablation-table",
         description=f"ablation {plan.id}: one row per variant",
     )
     logger.info("ablation report: %s", result["report"])
-    return {k: v for k, v in result.items() if k != "markdown"}
+    return {k: v for k, v in result.items() if k not in ("markdown", "diffs")}

@@ -87,6 +87,7 @@ def compare(
         "rows": rows,
         "heldout": held.stats,
         "plot": str(png) if png else None,
+        "diffs": diffs,
     }
 
 
