@@ -102,6 +102,7 @@ class HashedLinear:
         batch_docs: int = 32,
         l2: float = 1e-5,
         seed: int = 0,
+        balanced: bool = True,
     ) -> HashedLinear:
         """AdaGrad on the class-balanced logistic loss, shuffled by ``seed``.
 
@@ -114,7 +115,7 @@ class HashedLinear:
         b, b2 = 0.0, 0.0
         pos = max(1, int(y.sum()))
         neg = max(1, len(y) - pos)
-        class_w = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * neg))
+        class_w = np.where(y > 0, len(y) / (2 * pos), len(y) / (2 * neg)) if balanced else np.ones(len(y))
         for _ in range(epochs):
             order = rng.permutation(x.n_docs)
             for start in range(0, len(order), batch_docs):
