@@ -11,10 +11,11 @@ written under ``<data root>/reports/ablations/<id>/``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline import catalog, storage
@@ -59,7 +60,8 @@ def _run_instance(inst: dict[str, Any], root: str, summaries: dict[str, dict], e
     stage = BY_NAME[inst["stage"]]
     inputs = {up: summaries[key]["path"] for up, key in inst["inputs"].items()}
     sub = STAGE_FLOWS[stage.name].with_options(task_runner=task_runner(engine))
-    return sub(config=stage.config_model.model_validate(inst["config"]), data_dir=root, inputs=inputs)
+    summary = sub(config=stage.config_model.model_validate(inst["config"]), data_dir=root, inputs=inputs)
+    return cast(dict, summary)
 
 
 @flow(name="ablation-run", log_prints=True)
@@ -73,7 +75,7 @@ def ablation_run(
     return {i["key"]: summaries[i["key"]] for i in instances}
 
 
-@task(task_run_name="run[{run}]", cache_policy=None, persist_result=False)
+@task(task_run_name="run[{run}]", cache_policy=NO_CACHE, persist_result=False)
 def run_side_by_side(
     run: str, instances: list[dict[str, Any]], data_dir: str, known: dict[str, dict], engine: EngineConfig
 ) -> dict:
@@ -88,7 +90,7 @@ def run_side_by_side(
     log_prints=True,
     on_failure=[record_failure],
     # Runs side by side; `tokenmill ablate --parallel N` sets the pool's size.
-    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    task_runner=ThreadPoolTaskRunner(max_workers=2),  # type: ignore[arg-type]
 )
 def ablate_flow(
     variants: list[dict[str, Any]],

@@ -342,7 +342,8 @@ def ablate(
     remove = observe.add_reporter(bars)
     try:
         with api_for_workers(plan.runs[0].config.engine), bars.progress:
-            result = ablate_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=max(1, parallel)))(
+            runner = ThreadPoolTaskRunner(max_workers=max(1, parallel))
+            result = ablate_flow.with_options(task_runner=runner)(  # type: ignore[arg-type]
                 variants=[{"name": v.name, "overrides": list(v.overrides)} for v in variants],
                 until=until,
                 config_path=str(config) if config else None,

@@ -180,7 +180,7 @@ def _membership(con: duckdb.DuckDBPyConnection, samples: int) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for side, other in (("a", "b"), ("b", "a")):
         only = f"(SELECT * FROM {side} ANTI JOIN {other} USING (id))"
-        res[f"only_in_{side}"] = con.execute(f"SELECT count(*) FROM {only}").fetchone()[0]
+        res[f"only_in_{side}"] = _count(con, f"SELECT count(*) FROM {only}")
         res[f"only_in_{side}_by_source"] = dict(
             con.execute(
                 f"SELECT coalesce(source, '?'), count(*) FROM {only} GROUP BY 1 ORDER BY 2 DESC, 1"
@@ -205,14 +205,18 @@ def _membership(con: duckdb.DuckDBPyConnection, samples: int) -> dict[str, Any]:
             }
             for i, s, t, reason, v, th in rows
         ]
-    res["in_both"] = con.execute(
-        "SELECT count(*) FROM (SELECT DISTINCT id FROM a) SEMI JOIN b USING (id)"
-    ).fetchone()[0]
-    res["text_changed"] = con.execute(
+    res["in_both"] = _count(con, "SELECT count(*) FROM (SELECT DISTINCT id FROM a) SEMI JOIN b USING (id)")
+    res["text_changed"] = _count(
+        con,
         "SELECT count(*) FROM (SELECT id, any_value(hash(text)) AS h FROM a GROUP BY id) x "
-        "JOIN (SELECT id, any_value(hash(text)) AS h FROM b GROUP BY id) y USING (id) WHERE x.h IS DISTINCT FROM y.h"
-    ).fetchone()[0]
+        "JOIN (SELECT id, any_value(hash(text)) AS h FROM b GROUP BY id) y USING (id) WHERE x.h IS DISTINCT FROM y.h",
+    )
     return res
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _tokens(con: duckdb.DuckDBPyConnection, a: Dataset, b: Dataset) -> dict[str, Any]:

@@ -71,5 +71,7 @@ def stdlib_docstrings(modules: list[str], min_chars: int = 80) -> list[str]:
 def write_jsonl(path: Path, texts: list[str], prefix: str) -> Path:
     import json
 
-    path.write_text("".join(json.dumps({"id": f"{prefix}{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    path.write_text(
+        "".join(json.dumps({"id": f"{prefix}{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
     return path

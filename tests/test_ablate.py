@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, stdlib_docstrings, write_jsonl
+from conftest import stdlib_docstrings, write_jsonl
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -115,7 +115,7 @@ def test_ablation_end_to_end(tmp_path, prefect_server):
     result = ablate_flow(
         variants=[{"name": "strict", "overrides": ["filter.gopher_quality.min_words=40"]}],
         until="pretrain",
-        config_path=str(REPO / "configs" / "builtin-corpus.yaml"),
+        config_path="builtin-corpus",
         base_overrides=base,
         data_dir=str(root),
         heldout_docs=50,
@@ -127,9 +127,7 @@ def test_ablation_end_to_end(tmp_path, prefect_server):
     for r in rows.values():
         assert r["heldout_bits_per_byte"] > 0 and r["heldout_word_perplexity"] > 1
     # Shared stages ran once; each run's own stages once per run.
-    _, counts = query(
-        root, "SELECT stage, count(DISTINCT fingerprint) FROM stage_runs GROUP BY 1 ORDER BY 1"
-    )
+    _, counts = query(root, "SELECT stage, count(DISTINCT fingerprint) FROM stage_runs GROUP BY 1 ORDER BY 1")
     counts = dict(counts)
     assert counts["ingest"] == counts["dedup"] == counts["annotate"] == 1
     assert counts["filter"] == counts["tokenize"] == counts["pretrain"] == 2

@@ -33,7 +33,7 @@ def compare(
     baseline = next(r for r in runs if r.variant == BASELINE)
     held = heldout.choose(
         datasets[baseline.instances[tok_input]],
-        baseline.config.tokenize.val_fraction,
+        baseline.config.stage_config("tokenize").val_fraction,  # type: ignore[attr-defined]
         [datasets[r.instances[tok_input]] for r in runs],
         [(datasets[r.instances[tok_input]], datasets[r.instances["tokenize"]]) for r in runs],
         max_docs=max_docs,
@@ -93,7 +93,7 @@ def compare(
 
 def data_diffs(plan: AblationPlan, datasets: dict[str, Dataset]) -> dict[str, list[dict[str, Any]]]:
     """Each variant against the baseline at every document stage its overrides change (first seed)."""
-    first = {}
+    first: dict[str, Any] = {}
     for r in plan.runs:
         first.setdefault(r.variant, r)
     base = first[BASELINE]

@@ -179,13 +179,8 @@ def contaminated(texts: list[str], training: list[tuple[Dataset, Dataset]], n: i
                 found = np.unique(th[np.isin(th, h)])
                 lo, hi = np.searchsorted(h, found, "left"), np.searchsorted(h, found, "right")
                 # every candidate holding a found n-gram (equal hashes are adjacent in h)
-                hit[
-                    doc[
-                        np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)] or [[]]).astype(
-                            np.int64
-                        )
-                    ]
-                ] = True
+                for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+                    hit[doc[a:b]] = True
     return hit, scanned
 
 

@@ -172,7 +172,7 @@ def plan_ablation(
     common = [*preset, *base_overrides]
     stages = upstream([until])
     base_cfg = load_config(config_path, common)
-    configs = {BASELINE: (base_cfg, ())}
+    configs: dict[str, tuple[PipelineBase, tuple[str, ...]]] = {BASELINE: (base_cfg, ())}
     for v in variants:
         try:
             configs[v.name] = (load_config(config_path, [*common, *v.overrides]), v.overrides)
@@ -194,14 +194,13 @@ def plan_ablation(
     runs: list[Run] = []
     instances: dict[str, Instance] = {}
     for name, (cfg, overrides) in configs.items():
-        base_seed = cfg.pretrain.seed
+        pretrain: Any = cfg.stage_config("pretrain")
+        base_seed = pretrain.seed
         for k in range(seeds):
             run_cfg = (
                 cfg
                 if k == 0
-                else cfg.model_copy(
-                    update={"pretrain": cfg.pretrain.model_copy(update={"seed": base_seed + k})}
-                )
+                else cfg.model_copy(update={"pretrain": pretrain.model_copy(update={"seed": base_seed + k})})
             )
             run = Run(name, base_seed + k, run_cfg, tuple(overrides))
             if name != BASELINE:

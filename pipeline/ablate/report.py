@@ -92,7 +92,7 @@ def run_row(
     return row
 
 
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+def _mean_sd(values: list[Any]) -> tuple[float | None, float | None]:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not vals:
         return None, None

@@ -151,7 +151,7 @@ def plan_mixture(cfg: MixConfig, index_files: list[Path]) -> dict[str, Any]:
     before = {s: int(n) for s, n in before.items()}
     notes: list[str] = []
     warnings: list[str] = []
-    named = dict(cfg.weights or cfg.budgets or {})
+    named: dict[str, float] = {s: float(v) for s, v in (cfg.weights or cfg.budgets or {}).items()}
     for s in sorted(before):
         if s not in named:
             if cfg.weights is not None:
@@ -166,7 +166,7 @@ def plan_mixture(cfg: MixConfig, index_files: list[Path]) -> dict[str, Any]:
                 + ", ".join(f"{s} {w / wsum:.4g}" for s, w in sorted(named.items()) if w > 0)
             )
         requested = {s: w / wsum for s, w in named.items()}
-        total = cfg.total_tokens or total_before
+        total: float = cfg.total_tokens or total_before
         targets = {s: requested[s] * total for s in named}
     else:
         targets = {s: float(b) for s, b in named.items()}
