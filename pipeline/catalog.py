@@ -26,6 +26,7 @@ import duckdb
 
 from . import storage
 from .dataset import MANIFEST, Dataset, is_published
+from .errors import ConfigError
 
 CATALOG_FILE = "catalog.duckdb"
 
@@ -169,6 +170,28 @@ def latest(root: str | Path, stage: str) -> Dataset | None:
             return Dataset(Path(row[0]).parent)
     found = [d for d in published_datasets(root) if d.stage == stage]
     return max(found, key=_published_at) if found else None
+
+
+def find(root: str | Path, ref: str) -> Dataset:
+    """A dataset by path, stage name (its latest version) or unique fingerprint prefix."""
+    p = storage.local_path(ref)
+    if is_published(p) or is_published(p.parent):
+        return Dataset(p)
+    published = published_datasets(root)
+    if ref in {d.stage for d in published}:
+        found = latest(root, ref)
+        if found:
+            return found
+    matches = [d for d in published if d.fingerprint.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(
+            f"{ref!r} matches {len(matches)} datasets under {root} ("
+            + ", ".join(f"{d.stage} {d.fingerprint[:12]}" for d in matches[:5])
+            + "): give more of the fingerprint"
+        )
+    raise ConfigError(f"{ref!r} is not a dataset path, a stage name or a fingerprint prefix under {root}")
 
 
 def _published_at(d: Dataset) -> float:

@@ -2,7 +2,8 @@
 
 Views: ``<stage>`` and ``<stage>_rejects`` for the latest version of each stage (all versions of
 its incremental series together), ``<stage>_<fp8>`` for every published version, and the catalog
-tables ``runs``, ``stage_runs``, ``datasets``, ``lineage``, ``source_files``.
+tables ``runs``, ``stage_runs``, ``datasets``, ``lineage``, ``source_files``; ``ablations``: one
+row per run of every `tokenmill ablate` (its ``results.parquet`` files).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
         con.execute(f"ATTACH '{catalog.catalog_path(root)}' AS catalog (READ_ONLY)")
         for table in ("runs", "stage_runs", "datasets", "lineage", "source_files"):
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM catalog.{table}")
+    ablations = sorted((root / "reports" / "ablations").glob("*/results.parquet"))
+    if ablations:  # every proxy ablation's rows (pipeline/ablate/report.py)
+        con.execute(f"CREATE VIEW ablations AS SELECT * FROM {_files_sql(ablations)}")
     stages: set[str] = set()
     for d in catalog.published_datasets(root):
         stages.add(d.stage)

@@ -47,3 +47,31 @@ def web_sample(tmp_path_factory, docs: int) -> Path:
         for _, line in zip(range(docs), src):
             out.write(line)
     return path
+
+
+def stdlib_docstrings(modules: list[str], min_chars: int = 80) -> list[str]:
+    """Real English text available everywhere: the docstrings of some standard-library modules
+    (read with `ast`, in source order)."""
+    import ast
+    import importlib.util
+
+    out = []
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin, name
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= min_chars:
+                    out.append(doc)
+    return out
+
+
+def write_jsonl(path: Path, texts: list[str], prefix: str) -> Path:
+    import json
+
+    path.write_text(
+        "".join(json.dumps({"id": f"{prefix}{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
+    return path

@@ -29,7 +29,7 @@ from ..finetune.instruct import encode_pair, greedy_answer, render
 from ..finetune.stage import MODELS, build_examples, load_split_rows
 from ..finetune.train import Examples, evaluate, open_tokenizer
 from ..models.checkpoint import load_model
-from ..models.runtime import perplexity, resolve_device
+from ..models.runtime import perplexity, resolve_device, torch_exclusive
 from ..pretrain.generate import generate
 from ..stage import Phase, Stage, StageContext
 from .config import EvaluateConfig
@@ -104,6 +104,7 @@ def plan_evaluate(ctx: StageContext, _: list[Any]) -> list[str]:
     return ["all"]  # one unit: every published model on the held-out split
 
 
+@torch_exclusive
 def evaluate_unit(ctx: StageContext, _: str) -> dict[str, Any]:
     cfg: EvaluateConfig = ctx.config
     device = resolve_device(cfg.device)

@@ -84,6 +84,31 @@ class AnnotateStage(Stage):
         ctx.extra["state"] = {
             s.name: s.prepare(cfg, ctx.input()) for s in enabled_signals(cfg) if s.prepare is not None
         }
+        # What a signal keeps of its prepared state (a trained model) goes into the version.
+        ctx.extra["signal_stats"] = {
+            s.name: s.report(ctx.extra["state"].get(s.name), ctx.staging_dir / s.name)
+            for s in enabled_signals(cfg)
+            if s.report is not None
+        }
+
+    def summary_markdown(self, dataset: Dataset) -> str | None:
+        q = dataset.manifest.get("stats", {}).get("quality")
+        if not q:
+            return None
+        rows = [
+            ("model", q.get("kind")),
+            (
+                "positives used / available",
+                f"{q.get('positive', {}).get('used')} / {q.get('positive', {}).get('available')}",
+            ),
+            ("negatives used", q.get("negative", {}).get("used")),
+            ("held-out documents", q.get("heldout_docs")),
+            ("held-out accuracy", q.get("heldout_accuracy")),
+            ("held-out AUC", q.get("heldout_auc")),
+            ("scoring docs/s", q.get("docs_per_s")),
+        ]
+        lines = ["## Quality classifier", "", "| | |", "| --- | --- |"]
+        return "\n".join(lines + [f"| {k} | {v} |" for k, v in rows if v is not None]) + "\n"
 
     def views(self, ctx: StageContext) -> dict[str, pa.Schema]:
         views = super().views(ctx)
@@ -94,7 +119,7 @@ class AnnotateStage(Stage):
         return [Phase("annotate", lambda ctx, _: list(range(ctx.input().num_shards())), annotate_shard)]
 
     def finish(self, ctx: StageContext, results: list[dict[str, Any]]) -> dict[str, Any]:
-        stats: dict[str, Any] = {}
+        stats: dict[str, Any] = dict(ctx.extra.get("signal_stats", {}))
         for s in enabled_signals(ctx.config):
             if s.stats_key is None:
                 continue

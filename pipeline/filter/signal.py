@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -109,6 +110,9 @@ class Signal:
     # (annotate config) -> what else the values depend on (word lists, model files), hashed
     # into annotate's fingerprint.
     identity: Callable[[Any], dict[str, Any]] | None = None
+    # (prepared state, directory in the version being written) -> stats for annotate's manifest
+    # (stats[name]); writes what the version should keep of the state (e.g. a trained model).
+    report: Callable[[Any, Path], dict[str, Any]] | None = None
     # (annotated table) -> counts summed over the run into annotate's stats[stats_key].
     count: Callable[[pa.Table], dict[str, int]] | None = None
     stats_key: str | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from . import bias, c4, domain, fineweb, gopher, langid, pii, toxicity
+from . import bias, c4, domain, fineweb, gopher, langid, pii, quality, toxicity
 from .columns import i32
 from .signal import Rule, RuleSet, Signal
 
@@ -33,6 +33,7 @@ SIGNALS: tuple[Signal, ...] = (
     pii.SIGNAL,
     bias.SIGNAL,
     domain.SIGNAL,
+    quality.SIGNAL,
 )
 
 

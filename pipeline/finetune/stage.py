@@ -25,7 +25,7 @@ from ..dataset import DATA_VIEW, Dataset
 from ..errors import ConfigError
 from ..models import build_model
 from ..models.checkpoint import is_checkpoint, load_model, read_model_config
-from ..models.runtime import resolve_device
+from ..models.runtime import resolve_device, torch_exclusive
 from ..stage import Phase, Stage, StageContext
 from .config import FinetuneConfig
 from .heads import SequenceClassifier, save_finetuned
@@ -139,6 +139,7 @@ def build_examples(rows: dict[str, list[Any]], tok, cfg: FinetuneConfig, max_len
     return Examples([x for x, _ in pairs], targets=[y for _, y in pairs])
 
 
+@torch_exclusive
 def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
     """Train one model (``finetuned`` or ``scratch``), save its checkpoint and learning curve."""
     cfg: FinetuneConfig = ctx.config

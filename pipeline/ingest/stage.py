@@ -9,6 +9,7 @@ append a new version whose parent is the previous one.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..hashing import canonical_json, sha256_bytes, text_id
 from ..rejects import RejectSink
 from ..schema import DOCUMENT_SCHEMA
 from ..sources import (
+    Item,
     Problem,
     Skipped,
     detect_format,
@@ -182,21 +184,7 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
     rejects = RejectSink(ctx.rejects_writer(prefix), REJECT_PREFIX, label, origin)
     take_repairs()
 
-    if unit["kind"] == "default":
-        items = default_corpus.read_unit(unit, cfg.default_corpus)
-    elif unit["kind"] == "hf":
-        items = read_hf(
-            disk_path=src.path if src.format == "hf_disk" else None,
-            name=src.hf_name,
-            config=src.hf_config,
-            data_files=src.data_files,
-            split=src.split,
-            revision=src.revision,
-            streaming=src.streaming,
-        )
-    else:
-        items = read_file(unit["path"], unit["format"], src.read_options())
-
+    items = unit_items(unit, cfg)
     batch: list[dict[str, Any]] = []
     for n, item in items:
         if isinstance(item, Skipped):  # never a document (a WARC request record, a 404, an image)
@@ -260,6 +248,24 @@ def ingest_unit(ctx: StageContext, indexed: tuple[int, dict[str, Any]]) -> dict[
 def _page_ref(rec: dict[str, Any]) -> str:
     """What a rejected page is kept as: its URL and record id (its bytes stay in the WARC)."""
     return canonical_json({k: rec.get(k) for k in ("url", "warc_record_id", "content_type") if rec.get(k)})
+
+
+def unit_items(unit: dict[str, Any], cfg: IngestConfig) -> Iterator[Item]:
+    """The raw records (or problems) of one unit of work, as its source's reader yields them."""
+    src = cfg.sources[unit["source"]]
+    if unit["kind"] == "default":
+        return default_corpus.read_unit(unit, cfg.default_corpus)
+    if unit["kind"] == "hf":
+        return read_hf(
+            disk_path=src.path if src.format == "hf_disk" else None,
+            name=src.hf_name,
+            config=src.hf_config,
+            data_files=src.data_files,
+            split=src.split,
+            revision=src.revision,
+            streaming=src.streaming,
+        )
+    return read_file(unit["path"], unit["format"], src.read_options())
 
 
 def to_document(rec: dict[str, Any], src: SourceConfig, max_chars: int) -> dict[str, Any] | Problem:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 
@@ -24,3 +28,22 @@ def resolve_device(name: str) -> str:
 def perplexity(mean_loss: float) -> float:
     """exp(mean token cross-entropy in nats)."""
     return float(math.exp(min(mean_loss, MAX_LOSS_FOR_PERPLEXITY)))
+
+
+# torch's RNG, intra-op thread count and deterministic-algorithms flag are process-global: two
+# trainings in one process (threads of one Prefect run, ablation variants) would draw from one
+# RNG and reset each other's settings, so they take turns. Process-based engines (Dask, Ray)
+# run them side by side.
+TORCH_PROCESS_LOCK = threading.RLock()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def torch_exclusive(fn: F) -> F:
+    """Run ``fn`` holding :data:`TORCH_PROCESS_LOCK` (one training or evaluation per process at a time)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with TORCH_PROCESS_LOCK:
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

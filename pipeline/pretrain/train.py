@@ -39,7 +39,7 @@ from ..models.checkpoint import (
     load_weights,
     save_checkpoint,
 )
-from ..models.runtime import perplexity, resolve_device
+from ..models.runtime import perplexity, resolve_device, torch_exclusive
 from ..observe import report
 from .config import PretrainConfig
 from .data import BatchStream, PackedSequences, validation_batches
@@ -227,6 +227,7 @@ def initial_model(config: PretrainConfig, dataset: Dataset, vocab_size: int, con
     return model
 
 
+@torch_exclusive
 def train(
     config: PretrainConfig,
     dataset: Dataset | str | Path,

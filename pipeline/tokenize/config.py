@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .mixing import MixConfig
+
 EOT_TOKEN = "<|endoftext|>"
 
 
@@ -45,6 +47,11 @@ class TokenizeConfig(BaseModel):
         0.05, ge=0.0, le=0.5, description="Share of documents (by id hash) in the val split"
     )
     seed: int = Field(0, ge=0, description="Seed of the global shuffle of packed sequences")
+    mix: MixConfig | None = Field(
+        None,
+        description="Source mixing of the train split: per-source weights or token budgets "
+        "(see pipeline.tokenize.mixing); default: the input's own proportions",
+    )
 
     # -- engineering ----------------------------------------------------------------------------
     # Small batches keep the encoder busy: the next batch encodes while this one is written, so

@@ -28,6 +28,7 @@ from ..rejects import REJECT_TEXT_LIMIT
 from ..stage import StageContext
 from .config import TokenizeConfig
 from .formats import DOCS_VIEW, SPLITS, TOKENIZER_DIR, docs_schema, docs_table, is_val, stream_file, unit_hash
+from .mixing import IndexWriter, index_file
 from .tokenizer import TextTokenizer, load_tokenizer
 
 REJECT_PREFIX = "tokenize."
@@ -137,6 +138,8 @@ def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
     stream_file(ctx.staging_dir, "train", shard).parent.mkdir(parents=True, exist_ok=True)
     n_docs = dict.fromkeys(SPLITS, 0)
     n_tokens = dict.fromkeys(SPLITS, 0)
+    by_source: dict[str, dict[str, int]] = {}
+    index = IndexWriter(index_file(ctx.staging_dir, shard), cfg.mix.seed) if cfg.mix else None
     text_bytes = 0
     batches = byte_bounded(f.iter_batches(cfg.batch_docs, columns=["id", "text", *lineage]), cfg.batch_bytes)
     batches = drop_repeated_ids(batches, shard, ctx.extra.get("duplicates", {}), rejects)
@@ -157,6 +160,10 @@ def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
             for s, mask in (("train", ~val), ("val", val)):
                 n_docs[s] += int(mask.sum())
                 n_tokens[s] += int(lengths[mask].sum())
+            sources = batch.column("source").to_pylist() if "source" in lineage else [None] * len(ids)
+            count_by_source(by_source, sources, lengths, val)
+            if index is not None:
+                index.add(sources, ids, lengths, ~val)
             done = sum(n_docs.values()) + sum(rejects.counts.values())
             # Rows of this shard; the mapper reports shards done under "tokenize.encode".
             report(
@@ -164,6 +171,8 @@ def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
             )
     docs.close()
     rejects.writer.close()
+    if index is not None:
+        index.close()
     rows_in = f.metadata.num_rows
     return {
         "shard": shard,
@@ -175,7 +184,17 @@ def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
         # Stream length: the documents' tokens plus one end-of-text token each.
         "stream": {s: n_tokens[s] + n_docs[s] for s in SPLITS},
         "text_bytes": text_bytes,
+        "by_source": by_source,
     }
+
+
+def count_by_source(
+    totals: dict[str, dict[str, int]], sources: list[str | None], lengths: np.ndarray, val: np.ndarray
+) -> None:
+    """Add each document's tokens to its source's train or val count."""
+    for s, n, v in zip(sources, lengths.tolist(), val.tolist(), strict=True):
+        t = totals.setdefault(s or "", {"train": 0, "val": 0})
+        t["val" if v else "train"] += n
 
 
 _staged: dict[Path, TextTokenizer] = {}

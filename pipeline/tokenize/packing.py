@@ -28,6 +28,7 @@ from ..dataset import DATA_VIEW
 from ..stage import StageContext
 from .config import TokenizeConfig
 from .formats import SPLIT_CODES, SPLITS, chunk_file, chunk_offsets_file, packed_schema, stream_file
+from .mixing import mixed_stream_file
 
 SCATTER, GATHER = 0, 1  # the two random streams per split
 
@@ -37,15 +38,30 @@ def count_sequences(stream_tokens: int, seq_len: int) -> int:
     return max(0, (stream_tokens - 1) // seq_len)
 
 
-def plan_scatter(ctx: StageContext, encoded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def stream_layout(ctx: StageContext, split: str, mixed: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """The files that make a split's stream, in order, with their token counts.
+
+    Unmixed: one file per input shard. The mixed train split: one file per (pass, input shard),
+    pass by pass, so copies of a document lie a whole epoch apart.
+    """
+    if split == "train" and ctx.extra.get("mix") is not None:
+        parts = sorted((p["pass"], p["shard"], p["tokens"]) for r in mixed for p in r["passes"])
+        return [(str(mixed_stream_file(ctx.staging_dir, e, s)), n) for e, s, n in parts if n]
+    encoded = ctx.extra["encoded"]
+    return [
+        (str(stream_file(ctx.staging_dir, split, r["shard"])), r["stream"][split])
+        for r in encoded
+        if r["stream"][split]
+    ]
+
+
+def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chunks of consecutive sequences per split; records the stream layout in ``ctx.extra``."""
     cfg: TokenizeConfig = ctx.config
-    encoded = sorted(encoded, key=lambda r: r["shard"])
-    ctx.extra["encoded"] = encoded
     ctx.extra["streams"], ctx.extra["buckets"], ctx.extra["chunks"] = {}, {}, {}
     units = []
     for split in SPLITS:
-        streams = [(r["shard"], r["stream"][split]) for r in encoded if r["stream"][split]]
+        streams = stream_layout(ctx, split, mixed)
         total = sum(n for _, n in streams)
         n_seq = count_sequences(total, cfg.seq_len)
         n_chunks = math.ceil(n_seq / cfg.shard_sequences)
@@ -63,10 +79,9 @@ def plan_scatter(ctx: StageContext, encoded: list[dict[str, Any]]) -> list[dict[
 def read_stream(ctx: StageContext, split: str, start: int, stop: int, dtype: np.dtype) -> np.ndarray:
     """Tokens ``[start, stop)`` of a split's stream, read from the per-shard files that hold them."""
     parts, pos = [], 0
-    for shard, n in ctx.extra["streams"][split]:
+    for path, n in ctx.extra["streams"][split]:
         lo, hi = max(start, pos), min(stop, pos + n)
         if lo < hi:
-            path = stream_file(ctx.staging_dir, split, shard)
             parts.append(np.fromfile(path, dtype=dtype, count=hi - lo, offset=(lo - pos) * dtype.itemsize))
         pos += n
         if pos >= stop:

@@ -2,6 +2,7 @@
 
 prepare  trains (or loads, or inherits from the previous version) the tokenizer, once, in the driver;
 encode   per input shard: the docs view, rejects, and per-split token streams (encode.py);
+mix      with ``mix``, per input shard: the train stream re-weighted by source (mixing.py);
 scatter  per chunk of sequences: cut and send to random buckets (packing.py);
 gather   per bucket: permute and write one shard of the packed view (packing.py).
 
@@ -25,6 +26,7 @@ from ..stage import Phase, Stage, StageContext, sum_counts
 from .config import EOT_TOKEN, TokenizeConfig
 from .encode import encode_shard, find_duplicate_ids, remember_tokenizer, training_batches
 from .formats import DOCS_VIEW, SCRATCH_DIR, SPLITS, TOKENIZER_DIR, docs_schema, packed_schema
+from .mixing import check_sources, index_file, known_sources, mix_markdown, plan_mixture, write_mixed
 from .packing import gather_bucket, plan_gather, plan_scatter, scatter_chunk
 from .tokenizer import TextTokenizer, build_char, load_tokenizer, source_digest, train_bpe
 
@@ -60,10 +62,17 @@ class TokenizeStage(Stage):
             remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
             ctx.extra["duplicates"] = duplicates.result()
         ctx.extra["tokenizer"] = tok.meta()
+        if ctx.config.mix is not None:
+            check_sources(ctx.config.mix, known_sources(ctx.input()))
+
+    def summary_markdown(self, dataset: Dataset) -> str | None:
+        mix = dataset.manifest.get("stats", {}).get("mix")
+        return mix_markdown(mix) if mix else None
 
     def phases(self) -> list[Phase]:
         return [
             Phase("encode", plan_encode, encode_shard),
+            Phase("mix", plan_mix, mix_shard),
             Phase("scatter", plan_scatter, scatter_chunk),
             Phase("gather", plan_gather, gather_bucket),
         ]
@@ -79,7 +88,7 @@ class TokenizeStage(Stage):
         meta = ctx.extra["tokenizer"]
         docs = {s: sum(r["docs"][s] for r in encoded) for s in SPLITS}
         tokens = {s: sum(r["tokens"][s] for r in encoded) for s in SPLITS}
-        stream = {s: sum(r["stream"][s] for r in encoded) for s in SPLITS}
+        stream = {s: sum(n for _, n in ctx.extra["streams"][s]) for s in SPLITS}
         sequences = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
         text_bytes = sum(r["text_bytes"] for r in encoded)
         all_tokens = sum(tokens.values())
@@ -97,6 +106,9 @@ class TokenizeStage(Stage):
             "tokenizer_fingerprint": meta["fingerprint"],
             "text_bytes": text_bytes,
         }
+        mix = ctx.extra.get("mix")
+        if mix is not None:
+            totals["tokens_train_mixed"] = mix["tokens_after"]
         stats = {
             "tokenizer": meta,
             "bytes_per_token": round(text_bytes / all_tokens, 4) if all_tokens else None,
@@ -105,12 +117,41 @@ class TokenizeStage(Stage):
                 s: stream[s] - sequences[s] * cfg.seq_len - (1 if sequences[s] else 0) for s in SPLITS
             },
             "shards": {s: ctx.extra["buckets"][s] for s in SPLITS},
+            "tokens_by_source": merge_by_source(r["by_source"] for r in encoded),
         }
+        if mix is not None:
+            stats["mix"] = mix
         return {"counts": sum_counts(encoded), "stats": stats, "totals": totals}
 
 
 def plan_encode(ctx: StageContext, _: list[Any]) -> list[int]:
     return list(range(ctx.input().num_shards()))
+
+
+def plan_mix(ctx: StageContext, encoded: list[dict[str, Any]]) -> list[int]:
+    """Record the encoded shards; with ``mix``, plan the mixture and mix each shard's train stream."""
+    cfg: TokenizeConfig = ctx.config
+    encoded = sorted(encoded, key=lambda r: r["shard"])
+    ctx.extra["encoded"] = encoded
+    ctx.extra["mix"] = None
+    if cfg.mix is None:
+        return []
+    ctx.extra["mix"] = plan_mixture(cfg.mix, [index_file(ctx.staging_dir, r["shard"]) for r in encoded])
+    return [r["shard"] for r in encoded if r["stream"]["train"]]
+
+
+def mix_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
+    return write_mixed(ctx.staging_dir, shard, ctx.extra["mix"], np.dtype(ctx.extra["tokenizer"]["dtype"]))
+
+
+def merge_by_source(parts) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for s, counts in part.items():
+            t = out.setdefault(s, {"train": 0, "val": 0})
+            for k, v in counts.items():
+                t[k] += v
+    return dict(sorted(out.items()))
 
 
 def make_tokenizer(ctx: StageContext) -> TextTokenizer:
