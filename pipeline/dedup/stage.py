@@ -453,7 +453,7 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     kept_ords: list[np.ndarray] = []
     chars = spans_removed = span_chars = docs_changed = 0
     wanted = [o - lo for o in ctx.extra.get("snippets_wanted", []) if lo <= o < hi]  # rows
-    snippets: list[tuple[int, str]] = []
+    snippets: list[list[Any]] = []  # [ord, snippet] pairs: a unit result is plain JSON data
     row0 = 0
     for batch in pq.ParquetFile(ws.input.shard_path(shard)).iter_batches(batch_size=4_096):
         n = batch.num_rows
@@ -461,7 +461,7 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
         ords = make_ord(ws.gen, shard, rows)
         is_gone = np.array([int(o) in gone for o in ords], dtype=bool)
         texts = batch.column("text").to_pylist()
-        snippets += [(lo + r, snippet(texts[r - row0])) for r in wanted if row0 <= r < row0 + n]
+        snippets += [[lo + r, snippet(texts[r - row0])] for r in wanted if row0 <= r < row0 + n]
         sources = batch.column("source").to_pylist()
         out_rows, reject_rows = [], []
         keep = np.flatnonzero(~is_gone)
