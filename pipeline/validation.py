@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokenmill")
 MAX_FRAME_ROWS = 2_000_000
+# The frames are streaming scans: without a limit DuckDB keeps decompressed pages cached as it
+# reads (hundreds of MB on a gigabyte of text), which the pipeline's memory budget cannot spare.
+DUCKDB_CONFIG = {"memory_limit": "256MB"}
 SAMPLE_SEED = 0
 # A deterministic split by hash is binomial; wider than 4 standard deviations means a broken split.
 VAL_FRACTION_SIGMAS = 4.0
@@ -306,7 +309,7 @@ def _files(view: Path) -> list[str]:
 
 def _frame(files: list[str], select: str, types: dict[str, str]) -> tuple[pd.DataFrame, bool]:
     """Per-row properties of a view as a pandas frame (a seeded sample above MAX_FRAME_ROWS)."""
-    con = duckdb.connect()
+    con = duckdb.connect(config=DUCKDB_CONFIG)
     if not files:
         cols = ", ".join(f"NULL::{t} AS {c}" for c, t in types.items())
         return con.execute(f"SELECT {cols} LIMIT 0").df(), False
@@ -327,7 +330,7 @@ def _exact_unique_ids(stage: str, view: str, files: list[str]) -> Suite:
     """Over a sampled view: the count of duplicate ids over all rows, exact, as a one-row frame."""
     gxe = _expectations()
     frame = (
-        duckdb.connect()
+        duckdb.connect(config=DUCKDB_CONFIG)
         .execute(f"SELECT count(*) - count(DISTINCT id) AS duplicate_ids FROM read_parquet({files!r})")
         .df()
     )

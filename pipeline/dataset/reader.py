@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import storage
@@ -30,6 +31,21 @@ from .store import evict_cached, is_published
 
 class DamagedShard(DataError):
     """A published shard does not match its manifest (size or sha256): never read it."""
+
+
+def text_slices(batch: pa.RecordBatch | pa.Table, max_bytes: int, column: str = "text") -> Iterator[Any]:
+    """Consecutive slices of a batch holding at most ``max_bytes`` of ``column``'s text each (a
+    single longer document is a slice of its own): vectorized work on a slice then needs memory
+    bounded by bytes, not by a row count that long documents would blow up."""
+    lengths = pc.binary_length(batch.column(column)).fill_null(0).to_numpy(zero_copy_only=False)
+    start, size = 0, 0
+    for i, n in enumerate(lengths.tolist()):
+        if size and size + n > max_bytes:
+            yield batch.slice(start, i - start)
+            start, size = i, 0
+        size += n
+    if start < batch.num_rows:
+        yield batch.slice(start, batch.num_rows - start)
 
 
 # Files this process has hashed and found intact, by (path, size, mtime, inode).
