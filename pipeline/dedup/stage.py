@@ -57,7 +57,15 @@ from .minhash import (
 )
 from .normalize import fold_words
 from .report import build_stats, summary_markdown
-from .workspace import INDEX_VIEW, LOCAL_MASK, Workspace, band_column, make_ord, signature_schema
+from .workspace import (
+    INDEX_VIEW,
+    LOCAL_MASK,
+    Workspace,
+    band_column,
+    close_databases,
+    make_ord,
+    signature_schema,
+)
 
 RULES = ("exact", "near_duplicate", "duplicate_id", "empty_after_spans")
 BATCH_ROWS = 1_024
@@ -108,7 +116,9 @@ class DedupStage(Stage):
             c["members"] = [
                 {"id": m["id"], "snippet": m.get("snippet", snippets.get(m["ord"]))} for m in c["members"]
             ]
-        stats = build_stats(ctx.config, counts, results, ctx.extra, Workspace(ctx).gen)
+        ws = Workspace(ctx)
+        stats = build_stats(ctx.config, counts, results, ctx.extra, ws.gen)
+        close_databases(ws.duckdb_tmp)
         shutil.rmtree(ctx.staging_dir / "work", ignore_errors=True)
         totals = {"docs": counts["rows_out"], "chars": sum(r["chars"] for r in results)}
         return {"counts": counts, "stats": stats, "totals": totals}
