@@ -382,6 +382,50 @@ def ablate(
     Console().print(f"Report: {result['report']}")
 
 
+@app.command()
+def verify(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="A stage (all its versions), a fingerprint prefix or a dataset path; default: everything"),
+    ] = None,
+    data_dir: DataDir = "data",
+) -> None:
+    """Check every shard against its manifest (size, sha256), like `git fsck`; exit 1 naming the damaged files."""
+    data_dir = storage.resolve_root(data_dir)
+    from pipeline import catalog
+    from pipeline.dataset import Dataset, is_published
+
+    found = catalog.published_datasets(data_dir)
+    if target is None:
+        datasets = found
+    else:
+        p = storage.local_path(target)
+        if is_published(p) or is_published(p.parent):
+            datasets = [Dataset(p)]
+        else:
+            # by directory names: a version whose manifest is damaged is still found
+            datasets = [d for d in found if d.path.parent.name == target] or [
+                d for d in found if d.path.name.startswith(target)
+            ]
+        if not datasets:
+            _fail(2, f"{target!r} is not a dataset path, a stage or a fingerprint prefix under {data_dir}")
+    shards = damaged = 0
+    for ds in datasets:
+        try:
+            shards += sum(len(v["shards"]) for v in ds.manifest["views"].values())
+            bad = ds.damaged()
+        except (OSError, ValueError, KeyError) as e:  # an unreadable manifest damages the whole version
+            bad = [(ds.location, f"unreadable manifest ({type(e).__name__}: {e})")]
+        for path, problem in bad:
+            sys.stdout.write(f"damaged {ds.path.parent.name} {ds.path.name[:12]} {path}: {problem}\n")
+        damaged += len(bad)
+    summary = f"checked {shards} shards in {len(datasets)} datasets under {storage.display(data_dir)}"
+    if damaged:
+        err.print(f"[red]error:[/red] {damaged} damaged file(s); {summary}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    err.print(f"ok: {summary}", highlight=False, soft_wrap=True)
+
+
 # --- running it like production (flows/ops.py): server, deploy, worker, trigger -------------
 
 

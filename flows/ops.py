@@ -39,6 +39,16 @@ DEPLOYMENT = "tokenmill"  # each stage flow's deployment: `prefect deployment ru
 DEFAULT_PORT = 4200
 DATA_DIR_ENV = "TOKENMILL_DATA_DIR"  # what prefect.yaml's `{{ $TOKENMILL_DATA_DIR }}` reads at deploy time
 
+# A flow run whose process dies (a killed worker, a lost node) cannot report it: its run would
+# stay Running in the API and hold its deployment's one concurrency slot. Flow runs on the pool
+# send a heartbeat every HEARTBEAT_SECONDS (Prefect's minimum), and the automation `tokenmill
+# deploy` creates marks a run Crashed when CRASH_AFTER_SECONDS pass without one (Prefect's
+# "zombie flow" recipe), which frees the slot for a re-trigger.
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+HEARTBEAT_SECONDS = 30
+CRASH_AUTOMATION = "tokenmill: crash runs without heartbeat"
+CRASH_AFTER_SECONDS = 300  # longer than Prefect's default 180 s heartbeat, for other pools' runs
+
 # The incremental data path runs nightly; training weekly (each stage declares its `schedule`).
 # Each list is in pipeline order, and a schedule asks end_to_end for the last stage (it runs
 # everything upstream, cached).
@@ -235,19 +245,31 @@ def wait_for_api(url: str, timeout: float = 120.0, proc: subprocess.Popen | None
     raise RuntimeError(f"no Prefect API at {url} after {timeout:.0f} s")
 
 
+def pool_job_template(current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The process pool's job template: Prefect's, with flow runs heartbeating every HEARTBEAT_SECONDS."""
+    from prefect.workers.process import ProcessWorker
+
+    template = copy.deepcopy(current or ProcessWorker.get_default_base_job_template())
+    env = template["variables"]["properties"]["env"]
+    env["default"] = {**(env.get("default") or {}), HEARTBEAT_ENV: str(HEARTBEAT_SECONDS)}
+    return template
+
+
 def ensure_work_pool(url: str | None = None, pool: str = WORK_POOL, queue: str = WORK_QUEUE) -> None:
-    """Create the `process` work pool and its one-at-a-time queue unless they exist."""
+    """Create the `process` work pool (flow runs send heartbeats) and its one-at-a-time queue."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate, WorkQueueUpdate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate, WorkQueueUpdate
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect.workers.process import ProcessWorker
 
     with temporary_settings({PREFECT_API_URL: url or api_url()}), get_client(sync_client=True) as client:
         try:
-            client.read_work_pool(pool)
+            existing = client.read_work_pool(pool)
+            template = pool_job_template(existing.base_job_template)
+            if template != existing.base_job_template:
+                client.update_work_pool(pool, WorkPoolUpdate(base_job_template=template))
         except ObjectNotFound:
-            template = ProcessWorker.get_default_base_job_template()
+            template = pool_job_template()
             client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
         try:
             q = client.read_work_queue_by_name(queue, work_pool_name=pool)
@@ -264,12 +286,59 @@ def ensure_work_pool(url: str | None = None, pool: str = WORK_POOL, queue: str =
             )
 
 
+def ensure_crash_automation(url: str | None = None, after_seconds: float = CRASH_AFTER_SECONDS) -> None:
+    """Create (or update) the automation that marks a flow run Crashed once its heartbeats stop.
+
+    Prefect's server does not notice a flow run whose process died; each run sends heartbeat
+    events, and this proactive trigger fires for a run that sent one and then neither another
+    heartbeat nor a final state within ``after_seconds``.
+    """
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    ends = ("Completed", "Cached", "Failed", "Cancelled", "Crashed")
+    automation = AutomationCore(
+        name=CRASH_AUTOMATION,
+        description="Marks a flow run Crashed when its process stops sending heartbeats (killed "
+        "worker, lost node), which also frees its deployment's concurrency slot.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{e}" for e in ends)},
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=after_seconds),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"No heartbeat for {after_seconds:g} s: the process running this flow run "
+                "is gone (killed worker, lost node). Trigger it again: finished shards resume.",
+            )
+        ],
+    )
+    with temporary_settings({PREFECT_API_URL: url or api_url()}), get_client(sync_client=True) as client:
+        found = client.read_automations_by_name(CRASH_AUTOMATION)
+        if found:
+            client.update_automation(found[0].id, automation)
+        else:
+            client.create_automation(automation)
+
+
 def deploy(
     data_dir: Path, url: str | None = None, prefect_file: Path = PREFECT_YAML
 ) -> subprocess.CompletedProcess:
-    """Create the work pool if missing, then `prefect deploy --all` the checked-in prefect.yaml."""
+    """Create the work pool if missing and the crash automation, then `prefect deploy --all` the
+    checked-in prefect.yaml."""
     url = url or api_url()
     ensure_work_pool(url)
+    ensure_crash_automation(url)
     env = client_env(url)
     env[DATA_DIR_ENV] = _root_param(data_dir)
     cmd = [*prefect_cli(), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)]

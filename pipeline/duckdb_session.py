@@ -13,6 +13,9 @@ import threading
 
 import duckdb
 
+# The queries are streaming scans: without a limit DuckDB keeps decompressed pages cached as it
+# reads (hundreds of MB on a gigabyte of text), which the pipeline's memory budget cannot spare.
+CONFIG = {"memory_limit": "256MB"}
 _lock = threading.Lock()
 _database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
@@ -22,5 +25,5 @@ def cursor() -> duckdb.DuckDBPyConnection:
     global _database
     with _lock:
         if _database is None or _database[0] != os.getpid():
-            _database = (os.getpid(), duckdb.connect())
+            _database = (os.getpid(), duckdb.connect(config=CONFIG))
         return _database[1].cursor()

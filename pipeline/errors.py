@@ -7,6 +7,7 @@ retry, an OSError may; a programming error or a crashed interpreter must not be 
 from __future__ import annotations
 
 import errno
+import os
 
 # Store clients raise their own transient errors; matched by module so that none is imported.
 _STORE_ERROR_MODULES = ("botocore.", "aiohttp.", "httpx.", "s3fs.", "gcsfs.", "adlfs.", "requests.")
@@ -39,6 +40,24 @@ class DataError(TokenmillError):
 
 class ValidationFailed(DataError):
     """A dataset failed its expectation suite and was not published."""
+
+
+class StorageFull(TokenmillError):
+    """Writing a file failed for good: no space left, quota exceeded, or a read-only file system.
+
+    The message names the file. Nothing is published; the units already finished stay in
+    staging, so running again after freeing space resumes where the stage stopped.
+    """
+
+
+def storage_full(exc: OSError, path: object) -> StorageFull | None:
+    """The one-line error for an OSError writing ``path`` that no retry can fix, else None."""
+    if exc.errno not in _PERMANENT_ERRNOS:
+        return None
+    return StorageFull(
+        f"{path}: {os.strerror(exc.errno)} (errno {exc.errno}) while writing it; nothing was "
+        "published: free space and run again (finished shards are kept and resume)"
+    )
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -34,7 +34,7 @@ from .dataset import (
     run_unit_resumable,
     version_dir,
 )
-from .errors import DataError
+from .errors import DataError, storage_full
 from .hashing import fingerprint as make_fingerprint
 from .schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, SCHEMA_VERSION
 from .storage import local_path
@@ -248,9 +248,17 @@ def sum_counts(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _run_unit(phase: Phase, ctx: StageContext, unit: Any) -> Any:
-    if ctx.units_dir is None:
-        return phase.run(ctx, unit)
-    return run_unit_resumable(ctx.units_dir, phase.name, functools.partial(phase.run, ctx), unit)
+    try:
+        if ctx.units_dir is None:
+            return phase.run(ctx, unit)
+        return run_unit_resumable(ctx.units_dir, phase.name, functools.partial(phase.run, ctx), unit)
+    except OSError as e:
+        # A full disk anywhere in a unit (scratch files, DuckDB, markers) is one clear error;
+        # shard writers already name their file.
+        full = storage_full(e, e.filename or ctx.staging_dir)
+        if full is None:
+            raise
+        raise full from e
 
 
 @dataclass

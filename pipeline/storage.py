@@ -20,13 +20,18 @@ Settings, from the environment so that they reach worker processes unchanged:
 * ``TOKENMILL_STATE_DIR``        local state (mirrors); default ``~/.cache/tokenmill``;
 * ``TOKENMILL_STORAGE_OPTIONS``  JSON keyword arguments for the fsspec filesystem, e.g.
   ``{"endpoint_url": "http://127.0.0.1:9000"}``; credentials come from the usual places
-  (``AWS_ACCESS_KEY_ID``… for s3fs).
+  (``AWS_ACCESS_KEY_ID``… for s3fs);
+* ``TOKENMILL_CACHE_MAX_BYTES``  a size cap on the cached published shards of every mirror under
+  the state dir (``50GB``, ``500MiB`` or plain bytes; unset or 0: no cap). After each fetch the
+  least recently used shards are deleted until the cache fits; a deleted shard is fetched again
+  when next read. Staging, work files and the catalog are never evicted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +39,10 @@ from typing import Any
 
 STATE_DIR_ENV = "TOKENMILL_STATE_DIR"
 OPTIONS_ENV = "TOKENMILL_STORAGE_OPTIONS"
+CACHE_MAX_ENV = "TOKENMILL_CACHE_MAX_BYTES"
 STORES = "stores"
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
 def is_url(location: str | Path) -> bool:
@@ -164,3 +172,57 @@ def upload(local: str | Path, mirror: str | Path) -> None:
     """Copy a local file to the store location of a mirror path (an object PUT: all or nothing)."""
     fs, key = _remote(mirror)
     fs.put_file(str(local), key)
+
+
+# -- the size cap of the cache of fetched files -------------------------------------------------
+def cache_max_bytes() -> int | None:
+    """The cache cap from ``TOKENMILL_CACHE_MAX_BYTES``; None when unset or 0 (no cap)."""
+    raw = (os.environ.get(CACHE_MAX_ENV) or "").strip()
+    if not raw:
+        return None
+    number = raw.rstrip("BbKkMmGgTtIi ")
+    unit = raw[len(number) :].strip().upper()
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except (KeyError, ValueError):
+        from .errors import ConfigError
+
+        raise ConfigError(f"{CACHE_MAX_ENV}={raw!r}: expected bytes such as 50GB, 500MiB or 1000000") from None
+    return value or None
+
+
+def touch(path: str | Path) -> None:
+    """Mark a cached file as just used (its access time orders the eviction)."""
+    try:
+        st = os.stat(path)
+        os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))  # mtime kept: it is the file's identity
+    except OSError:
+        pass
+
+
+def trim_cache(files: list[Path], cap: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used of ``files`` until they hold at most ``cap`` bytes.
+
+    ``keep`` (the file being handed to a reader) is never deleted. Returns the deleted files.
+    """
+    entries = []
+    for p in files:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            continue
+        entries.append((st.st_atime_ns, str(p), st.st_size))
+    total = sum(size for _, _, size in entries)
+    removed = []
+    for _, name, size in sorted(entries):
+        if total <= cap:
+            break
+        if keep is not None and name == str(keep):
+            continue
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            continue  # another process evicted it first
+        total -= size
+        removed.append(Path(name))
+    return removed

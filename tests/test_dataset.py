@@ -146,3 +146,61 @@ def test_dataset_streams_batches_shard_by_shard(tmp_path):
     sizes = [b.num_rows for b in ds.iter_batches(batch_size=64)]
     assert max(sizes) <= 64 and sum(sizes) == 250
     assert len(ds.shard_paths()) == 3
+
+
+def _damage(path: Path, offset: int = -100) -> None:
+    """Flip one byte in place (the size stays the same): what bit rot or a bad copy does."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_shards_are_named_by_verify_and_refused_by_every_reader(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from pipeline.dataset import DamagedShard
+    from pipeline.dedup.config import DedupConfig
+    from pipeline.dedup.stage import DedupStage
+    from pipeline.stage import run_stage
+
+    root = tmp_path / "root"
+    st = Staging(root, "ingest", "c" * 32)
+    w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA, max_rows=30)
+    w.write(_docs(90))
+    w.close()
+    ds = st.publish({"stage": "ingest", "fingerprint": "c" * 32}, {"data": DOCUMENT_SCHEMA})
+    assert ds.num_shards() == 3
+    cli = CliRunner()
+    ok = cli.invoke(app, ["verify", "--data-dir", str(root)])
+    assert ok.exit_code == 0, ok.output
+    list(ds.iter_batches())  # read (and hashed) once while intact
+
+    flipped, cut = ds.shard_path(1), ds.shard_path(2)
+    _damage(flipped)
+    cut.write_bytes(cut.read_bytes()[:-10])
+    stray = ds.data_path / "part-99999-0000.parquet"
+    stray.write_bytes(ds.shard_path(0).read_bytes())
+
+    # `tokenmill verify` names every damaged file and exits 1, like `git fsck`.
+    for args in ([], ["ingest"], [ds.fingerprint[:8]], [str(ds.path)]):
+        out = cli.invoke(app, ["verify", *args, "--data-dir", str(root)])
+        assert out.exit_code == 1, out.output
+        damaged = [line for line in out.stdout.splitlines() if line.startswith("damaged ")]
+        assert len(damaged) == 3, out.stdout
+        assert f"{flipped}: sha256" in out.stdout and f"{cut}: " in out.stdout
+        assert f"{stray}: not listed in the manifest" in out.stdout
+    assert cli.invoke(app, ["verify", "nosuch", "--data-dir", str(root)]).exit_code == 2
+
+    # Readers fail loudly naming the file, even in this process that read it intact before.
+    fresh = Dataset(ds.path)
+    with pytest.raises(DamagedShard, match=str(flipped)):
+        fresh.read_shard(1)
+    with pytest.raises(DamagedShard, match=str(cut)):
+        fresh.shard_path(2, verify=False)  # a size mismatch is caught without hashing
+    with pytest.raises(DamagedShard, match=str(flipped)):
+        list(fresh.iter_batches())
+    # A stage reading it fails instead of training (or deduplicating) on damaged data.
+    with pytest.raises(DamagedShard, match="damaged shard"):
+        run_stage(DedupStage(), DedupConfig(), root, {"ingest": fresh})
+    assert not list((root / "datasets").glob("dedup/*/_manifest.json"))

@@ -301,3 +301,59 @@ def test_raw_sources_on_s3_globs_and_incremental_by_etag(s3, tmp_path):
         f"s3://{bucket}/a.warc.gz",
         f"s3://{bucket}/c.warc.gz",
     }
+
+
+def test_cache_cap_setting_parses_sizes(monkeypatch):
+    from pipeline.errors import ConfigError
+
+    for raw, expected in (("", None), ("0", None), ("1000", 1000), ("50GB", 50 * 10**9), ("500MiB", 500 * 2**20), ("1.5 kb", 1500)):
+        monkeypatch.setenv(storage.CACHE_MAX_ENV, raw)
+        assert storage.cache_max_bytes() == expected, raw
+    monkeypatch.setenv(storage.CACHE_MAX_ENV, "lots")
+    with pytest.raises(ConfigError, match=storage.CACHE_MAX_ENV):
+        storage.cache_max_bytes()
+
+
+def test_shard_cache_stays_under_its_cap_evicting_least_recently_used(s3, tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from pipeline.dataset import ShardWriter, Staging, cached_shards
+    from pipeline.schema import DOCUMENT_SCHEMA
+
+    root = f"s3://{BUCKET}/runs/cache"
+    fp = "d" * 32
+    docs = [
+        {"id": f"c{i}", "text": f"cached document {i} " * 40, "source": "t", "url": None, "meta": None,
+         "source_file": "f", "source_record": i}
+        for i in range(200)
+    ]
+    st = Staging(storage.local_path(root), "ingest", fp)
+    w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA, max_rows=25)
+    w.write(pa.Table.from_pylist(docs, schema=DOCUMENT_SCHEMA))
+    w.close()
+    st.publish({"stage": "ingest", "fingerprint": fp}, {"data": DOCUMENT_SCHEMA})
+
+    # Another host reads the version with a cache that holds three shards.
+    monkeypatch.setenv(storage.STATE_DIR_ENV, str(tmp_path / "reader-state"))
+    ds = Dataset.open(f"{root}/datasets/ingest/{fp}")
+    sizes = [s["bytes"] for s in ds.manifest["views"]["data"]["shards"]]
+    assert len(sizes) == 8
+    cap = 3 * max(sizes) + max(sizes) // 2
+    monkeypatch.setenv(storage.CACHE_MAX_ENV, str(cap))
+
+    def cached() -> list[str]:
+        return sorted(p.name for p in cached_shards())
+
+    got = []
+    for i in range(8):
+        got += ds.read_shard(i).column("id").to_pylist()
+        assert sum(p.stat().st_size for p in cached_shards()) <= cap
+        assert len(cached()) == min(i + 1, 3)
+    assert got == [d["id"] for d in docs]  # every row read, though most shards were evicted
+    names = [s["file"] for s in ds.manifest["views"]["data"]["shards"]]
+    assert cached() == sorted(names[i] for i in (5, 6, 7))
+    ds.read_shard(5)  # used again: now the most recent
+    ds.read_shard(0)  # fetched again; the least recently used (6) goes
+    assert cached() == sorted(names[i] for i in (0, 5, 7))
+    assert [r["id"] for b in ds.iter_batches() for r in b.to_pylist()] == [d["id"] for d in docs]
+    assert len(cached()) == 3 and (ds.path / "_manifest.json").is_file()  # manifests are not evicted

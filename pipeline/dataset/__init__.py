@@ -34,9 +34,9 @@ from .layout import (
     staging_base,
     version_dir,
 )
-from .reader import Dataset
+from .reader import DamagedShard, Dataset, text_slices
 from .staging import Staging, VersionBusy, clean_staging, run_unit_resumable
-from .store import fetch_version, is_published, upload_version
+from .store import cached_shards, evict_cached, fetch_version, is_published, upload_version
 from .writer import ShardInfo, ShardWriter, describe_shards, ensure_nonempty, write_manifest
 
 __all__ = [
@@ -47,19 +47,23 @@ __all__ = [
     "MANIFEST",
     "REJECTS_VIEW",
     "STAGING",
+    "DamagedShard",
     "Dataset",
     "ShardInfo",
     "ShardWriter",
     "Staging",
     "VersionBusy",
+    "cached_shards",
     "clean_staging",
     "describe_shards",
     "ensure_nonempty",
+    "evict_cached",
     "fetch_version",
     "is_published",
     "manifest_header",
     "run_unit_resumable",
     "staging_base",
+    "text_slices",
     "upload_version",
     "version_dir",
     "write_manifest",

@@ -54,3 +54,27 @@ def fetch_version(path: Path) -> bool:
     tmp.write_text(text)
     os.replace(tmp, path / MANIFEST)
     return True
+
+
+def cached_shards() -> list[Path]:
+    """Published shards fetched into any store mirror under the state dir (the evictable cache).
+
+    A shard is ``…/datasets/<stage>/<fingerprint>/<view>/<file>.parquet`` in a version directory
+    that holds its manifest; staging (``.staging``), locks and work files never match.
+    """
+    base = storage.mirror_base()
+    out = []
+    for p in base.rglob("*.parquet") if base.is_dir() else []:
+        parts = p.relative_to(base).parts
+        if len(parts) >= 5 and parts[-5] == "datasets" and not any(x.startswith(".") for x in parts):
+            if (p.parent.parent / MANIFEST).is_file():
+                out.append(p)
+    return out
+
+
+def evict_cached(keep: Path | None = None) -> list[Path]:
+    """Enforce ``TOKENMILL_CACHE_MAX_BYTES`` on the shard cache: least recently used go first."""
+    cap = storage.cache_max_bytes()
+    if cap is None:
+        return []
+    return storage.trim_cache(cached_shards(), cap, keep)

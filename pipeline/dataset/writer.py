@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import storage_full
 from ..hashing import sha256_file
 from .layout import COMPRESSION, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS, MANIFEST
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A full disk (or quota, or read-only mount) while writing ``path`` is one error naming it."""
+    try:
+        yield
+    except OSError as e:
+        full = storage_full(e, path)
+        if full is None:
+            raise
+        raise full from e
 
 
 @dataclass
@@ -82,14 +97,16 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._pending_rows:
             return
-        if self._writer is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._path = self.directory / f"{self.prefix}-{len(self.shards):04d}.parquet"
-            self._writer = pq.ParquetWriter(
-                self._path, self.schema, compression=COMPRESSION, write_statistics=True
-            )
-        table = pa.concat_tables(self._pending)
-        self._writer.write_table(table, row_group_size=self.row_group_rows)
+        path = self.directory / f"{self.prefix}-{len(self.shards):04d}.parquet"
+        with writing(path):
+            if self._writer is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._path = path
+                self._writer = pq.ParquetWriter(
+                    self._path, self.schema, compression=COMPRESSION, write_statistics=True
+                )
+            table = pa.concat_tables(self._pending)
+            self._writer.write_table(table, row_group_size=self.row_group_rows)
         self._rows += table.num_rows
         self._pending, self._pending_rows = [], 0
 
@@ -97,8 +114,9 @@ class ShardWriter:
         self._flush()
         if self._writer is None:
             return
-        self._writer.close()
         assert self._path is not None
+        with writing(self._path):
+            self._writer.close()
         self.shards.append(
             ShardInfo(self._path.name, self._rows, self._path.stat().st_size, sha256_file(self._path))
         )
@@ -112,7 +130,8 @@ class ShardWriter:
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
     path = Path(directory) / MANIFEST
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    with writing(path):
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -129,4 +148,5 @@ def ensure_nonempty(directory: str | Path, schema: pa.Schema) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("*.parquet")):
-        pq.write_table(schema.empty_table(), directory / "part-empty.parquet", compression=COMPRESSION)
+        with writing(directory / "part-empty.parquet"):
+            pq.write_table(schema.empty_table(), directory / "part-empty.parquet", compression=COMPRESSION)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..dataset import DATA_VIEW, REJECTS_VIEW
+from ..dataset import DATA_VIEW, REJECTS_VIEW, text_slices
 from ..observe import report
 from ..rejects import reject_rows_table
 from ..schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
@@ -57,7 +57,15 @@ from .minhash import (
 )
 from .normalize import fold_words
 from .report import build_stats, summary_markdown
-from .workspace import INDEX_VIEW, LOCAL_MASK, Workspace, band_column, make_ord, signature_schema
+from .workspace import (
+    INDEX_VIEW,
+    LOCAL_MASK,
+    Workspace,
+    band_column,
+    close_databases,
+    make_ord,
+    signature_schema,
+)
 
 RULES = ("exact", "near_duplicate", "duplicate_id", "empty_after_spans")
 BATCH_ROWS = 1_024
@@ -108,7 +116,9 @@ class DedupStage(Stage):
             c["members"] = [
                 {"id": m["id"], "snippet": m.get("snippet", snippets.get(m["ord"]))} for m in c["members"]
             ]
-        stats = build_stats(ctx.config, counts, results, ctx.extra, Workspace(ctx).gen)
+        ws = Workspace(ctx)
+        stats = build_stats(ctx.config, counts, results, ctx.extra, ws.gen)
+        close_databases(ws.duckdb_tmp)
         shutil.rmtree(ctx.staging_dir / "work", ignore_errors=True)
         totals = {"docs": counts["rows_out"], "chars": sum(r["chars"] for r in results)}
         return {"counts": counts, "stats": stats, "totals": totals}
@@ -157,19 +167,6 @@ def snippet(text: str) -> str:
 
 
 # -- 1. signatures ------------------------------------------------------------------------------
-def _pieces(batch: pa.RecordBatch):
-    """Slices of a batch holding at most BATCH_BYTES of text (one long document may exceed it)."""
-    lengths = np.asarray(pc.binary_length(batch.column("text")).fill_null(0))
-    start, size = 0, 0
-    for i, n in enumerate(lengths):
-        if size and size + n > BATCH_BYTES:
-            yield batch.slice(start, i - start)
-            start, size = i, 0
-        size += int(n)
-    if start < batch.num_rows:
-        yield batch.slice(start, batch.num_rows - start)
-
-
 def signature_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     cfg: DedupConfig = ctx.config
     ws = Workspace(ctx)
@@ -188,7 +185,7 @@ def signature_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
         ws.shingle_path(shard).open("wb") if keep_shingles else contextlib.nullcontext() as shingle_file,
     ):
         for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=["id", "text"]):
-            for piece in _pieces(batch):
+            for piece in text_slices(batch, BATCH_BYTES):
                 words = fold_words(piece.column("text"), cfg.normalize)
                 n = len(words)
                 ords = make_ord(ws.gen, shard, np.arange(row0, row0 + n, dtype=np.int64))
@@ -455,7 +452,7 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     wanted = [o - lo for o in ctx.extra.get("snippets_wanted", []) if lo <= o < hi]  # rows
     snippets: list[list[Any]] = []  # [ord, snippet] pairs: JSON data, as a resumed run reads them
     row0 = 0
-    for batch in pq.ParquetFile(ws.input.shard_path(shard)).iter_batches(batch_size=4_096):
+    for batch in pq.ParquetFile(ws.input.shard_path(shard)).iter_batches(batch_size=BATCH_ROWS):
         n = batch.num_rows
         rows = np.arange(row0, row0 + n)
         ords = make_ord(ws.gen, shard, rows)

@@ -57,6 +57,14 @@ def _cursor(temp_directory: Path, memory_limit: str, threads: int) -> duckdb.Duc
         return db.cursor()
 
 
+def close_databases(temp_directory: Path) -> None:
+    """Close the database of a finished run: DuckDB keeps its buffers until then, and the
+    stages after dedup (in the same process) should not carry them."""
+    with _DATABASES_LOCK:
+        for key in [k for k in _DATABASES if k[0] == str(temp_directory)]:
+            _DATABASES.pop(key).close()
+
+
 def make_ord(gen: int, shard: int, row: np.ndarray | int) -> np.ndarray | int:
     return (gen << GEN_SHIFT) | (shard << SHARD_SHIFT) | row
 
@@ -135,13 +143,16 @@ class Workspace:
         return self.chain[gen].shard_file(INDEX_VIEW, f"part-{shard:05d}-0000.parquet")
 
     # -- DuckDB --------------------------------------------------------------------------------
+    @property
+    def duckdb_tmp(self) -> Path:
+        return self.dir / "duckdb-tmp"
+
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection with views ``cur`` (this run's signatures), ``par`` (what earlier
         versions kept, ords made global) and ``allsigs`` (both)."""
         cfg = self.ctx.config
-        tmp = self.dir / "duckdb-tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        con = _cursor(tmp, cfg.duckdb_memory_limit, cfg.duckdb_threads)
+        self.duckdb_tmp.mkdir(parents=True, exist_ok=True)
+        con = _cursor(self.duckdb_tmp, cfg.duckdb_memory_limit, cfg.duckdb_threads)
         con.execute(f"CREATE TEMP VIEW cur AS SELECT * FROM read_parquet({self.files('sigs')!r})")
         parts = []
         for g, d in enumerate(self.chain):

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..dataset import Dataset
+from ..dataset import Dataset, text_slices
 from ..observe import report
 from ..schema import DOCUMENT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
@@ -25,6 +25,9 @@ from .config import AnnotateBase, AnnotateConfig
 from .signal import Signal
 
 STATS_TOP = 25  # a stats table of counts keeps its largest entries
+# Text per vectorized batch: the signals' temporaries take ~35 bytes per byte of text, so a
+# batch of long documents is cut here rather than by `batch_rows` alone.
+BATCH_BYTES = 1 << 20
 
 
 def enabled_signals(cfg: AnnotateBase) -> list[Signal]:
@@ -142,15 +145,16 @@ def annotate_shard(ctx: StageContext, index: int) -> dict[str, Any]:
     counts: dict[str, dict[str, int]] = {}
     f = pq.ParquetFile(src)
     for batch in f.iter_batches(batch_size=cfg.batch_rows, columns=DOCUMENT_SCHEMA.names):
-        table = annotate_table(pa.Table.from_batches([batch]), cfg, ctx.extra.get("state"))
-        writer.write(table)
-        rows += table.num_rows
-        tokens += int(np.sum(table.column("token_count").to_numpy()))
-        for s in counters:
-            assert s.count is not None and s.stats_key is not None
-            bucket = counts.setdefault(s.stats_key, {})
-            for k, v in s.count(table).items():
-                bucket[k] = bucket.get(k, 0) + v
+        for piece in text_slices(batch, BATCH_BYTES):
+            table = annotate_table(pa.Table.from_batches([piece]), cfg, ctx.extra.get("state"))
+            writer.write(table)
+            rows += table.num_rows
+            tokens += int(np.sum(table.column("token_count").to_numpy()))
+            for s in counters:
+                assert s.count is not None and s.stats_key is not None
+                bucket = counts.setdefault(s.stats_key, {})
+                for k, v in s.count(table).items():
+                    bucket[k] = bucket.get(k, 0) + v
         report("progress", stage="annotate", unit=index, done=rows, total=f.metadata.num_rows)
     writer.close()
     return {"rows_in": rows, "rows_out": rows, "rejected": {}, "tokens": tokens, "counts": counts}

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..dataset import Dataset
+from ..dataset import Dataset, text_slices
 from ..observe import report as progress
 from ..rejects import REJECT_TEXT_LIMIT
 from ..schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
@@ -42,6 +42,7 @@ from .signal import Rule
 from .signals import build_rules, rule_sets
 
 REPORT_DIR = "report"
+BATCH_BYTES = 4 << 20  # text judged at a time: bounds the rejects' and the cleaning's copies
 
 
 class FilterStage(Stage):
@@ -158,7 +159,8 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
     replaced: dict[str, int] = {}
     before, after = [], []
     edges = ctx.extra.get("band_edges")
-    for batch in pq.ParquetFile(src).iter_batches(batch_size=8_192):
+    pieces = (p for b in pq.ParquetFile(src).iter_batches(batch_size=8_192) for p in text_slices(b, BATCH_BYTES))
+    for batch in pieces:
         table = pa.Table.from_batches([batch])
         rows_in += table.num_rows
         # Rules before the cleaning (Gopher, C4), the cleaning, then the rest on the cleaned text.
