@@ -386,7 +386,9 @@ def ablate(
 def verify(
     target: Annotated[
         str | None,
-        typer.Argument(help="A stage (all its versions), a fingerprint prefix or a dataset path; default: everything"),
+        typer.Argument(
+            help="A stage (all its versions), a fingerprint prefix or a dataset path; default: everything"
+        ),
     ] = None,
     data_dir: DataDir = "data",
 ) -> None:

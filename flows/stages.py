@@ -121,8 +121,12 @@ def stage_flow(stage: Stage) -> Flow:
     run.__doc__ = stage.description
     # The signature Prefect reads for the parameter schema (the UI's form) and for validation.
     params = [
-        inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=model(), annotation=model),
-        inspect.Parameter("data_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="data", annotation=str),
+        inspect.Parameter(
+            "config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=model(), annotation=model
+        ),
+        inspect.Parameter(
+            "data_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="data", annotation=str
+        ),
         inspect.Parameter(
             "inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=dict[str, str] | None
         ),
@@ -158,9 +162,7 @@ def end_to_end(
             for name in todo:
                 inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
                 sub = STAGE_FLOWS[name].with_options(task_runner=task_runner(engine))
-                summaries[name] = sub(
-                    config=config.stage_config(name), data_dir=str(root), inputs=inputs
-                )
+                summaries[name] = sub(config=config.stage_config(name), data_dir=str(root), inputs=inputs)
     except Exception as e:
         catalog.finish_run(root, run_id, "failed", str(e))
         raise

@@ -46,7 +46,10 @@ PipelineConfig: type[PipelineBase] = create_model(  # type: ignore[call-overload
     "PipelineConfig",
     __base__=PipelineBase,
     __doc__="Every stage's configuration, one section per stage in pipeline order.",
-    **{s.name: (s.config_model, Field(default_factory=s.config_model, description=s.description)) for s in STAGES},
+    **{
+        s.name: (s.config_model, Field(default_factory=s.config_model, description=s.description))
+        for s in STAGES
+    },
 )
 
 
@@ -87,9 +90,7 @@ def load_config(
 
             found = None if p.parent != Path(".") else bundled(p.name)
             if found is None:
-                raise ConfigError(
-                    f"config file {p} does not exist (bundled configs: {', '.join(names())})"
-                )
+                raise ConfigError(f"config file {p} does not exist (bundled configs: {', '.join(names())})")
             p = found
         try:
             loaded = yaml.safe_load(p.read_text()) or {}

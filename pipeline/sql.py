@@ -45,7 +45,12 @@ def connect(root: str | Path) -> duckdb.DuckDBPyConnection:
         if head is None:
             continue
         for view, suffix in ((DATA_VIEW, ""), (REJECTS_VIEW, "_rejects")):
-            files = [p for v in head.chain() if view in v.manifest["views"] for p in v.shard_paths(view, verify=False)]
+            files = [
+                p
+                for v in head.chain()
+                if view in v.manifest["views"]
+                for p in v.shard_paths(view, verify=False)
+            ]
             if files:
                 con.execute(f'CREATE OR REPLACE VIEW "{stage}{suffix}" AS SELECT * FROM {_files_sql(files)}')
     return con

@@ -187,7 +187,9 @@ def cache_max_bytes() -> int | None:
     except (KeyError, ValueError):
         from .errors import ConfigError
 
-        raise ConfigError(f"{CACHE_MAX_ENV}={raw!r}: expected bytes such as 50GB, 500MiB or 1000000") from None
+        raise ConfigError(
+            f"{CACHE_MAX_ENV}={raw!r}: expected bytes such as 50GB, 500MiB or 1000000"
+        ) from None
     return value or None
 
 

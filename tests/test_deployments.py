@@ -63,7 +63,9 @@ def test_prefect_yaml_is_generated_current_and_covers_every_stage_flow():
         (tok,) = [d for d in deployments if d["entrypoint"].endswith(f":{STAGE_FLOWS['tokenize'].__name__}")]
         assert [t["match"]["tokenmill.stage"] for t in tok["triggers"]] == ["decontaminate"]
         # Decontamination waits for both the filtered documents and the labeled eval splits.
-        (dec,) = [d for d in deployments if d["entrypoint"].endswith(f":{STAGE_FLOWS['decontaminate'].__name__}")]
+        (dec,) = [
+            d for d in deployments if d["entrypoint"].endswith(f":{STAGE_FLOWS['decontaminate'].__name__}")
+        ]
         assert [t["match"]["tokenmill.stage"] for t in dec["triggers"]] == ["filter", "labeled"]
 
 

@@ -306,7 +306,14 @@ def test_raw_sources_on_s3_globs_and_incremental_by_etag(s3, tmp_path):
 def test_cache_cap_setting_parses_sizes(monkeypatch):
     from pipeline.errors import ConfigError
 
-    for raw, expected in (("", None), ("0", None), ("1000", 1000), ("50GB", 50 * 10**9), ("500MiB", 500 * 2**20), ("1.5 kb", 1500)):
+    for raw, expected in (
+        ("", None),
+        ("0", None),
+        ("1000", 1000),
+        ("50GB", 50 * 10**9),
+        ("500MiB", 500 * 2**20),
+        ("1.5 kb", 1500),
+    ):
         monkeypatch.setenv(storage.CACHE_MAX_ENV, raw)
         assert storage.cache_max_bytes() == expected, raw
     monkeypatch.setenv(storage.CACHE_MAX_ENV, "lots")
@@ -323,8 +330,15 @@ def test_shard_cache_stays_under_its_cap_evicting_least_recently_used(s3, tmp_pa
     root = f"s3://{BUCKET}/runs/cache"
     fp = "d" * 32
     docs = [
-        {"id": f"c{i}", "text": f"cached document {i} " * 40, "source": "t", "url": None, "meta": None,
-         "source_file": "f", "source_record": i}
+        {
+            "id": f"c{i}",
+            "text": f"cached document {i} " * 40,
+            "source": "t",
+            "url": None,
+            "meta": None,
+            "source_file": "f",
+            "source_record": i,
+        }
         for i in range(200)
     ]
     st = Staging(storage.local_path(root), "ingest", fp)

@@ -160,7 +160,9 @@ class Dataset:
             problem = shard_problem(p, shard)
             if problem:
                 p.unlink(missing_ok=True)  # a bad download: the next read fetches it again
-                raise DamagedShard(f"{storage.display(p)}: the fetched shard does not match its manifest ({problem})")
+                raise DamagedShard(
+                    f"{storage.display(p)}: the fetched shard does not match its manifest ({problem})"
+                )
             evict_cached(keep=p)
             return p
         problem = shard_problem(p, shard, full=verify)

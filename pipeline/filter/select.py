@@ -159,7 +159,9 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
     replaced: dict[str, int] = {}
     before, after = [], []
     edges = ctx.extra.get("band_edges")
-    pieces = (p for b in pq.ParquetFile(src).iter_batches(batch_size=8_192) for p in text_slices(b, BATCH_BYTES))
+    pieces = (
+        p for b in pq.ParquetFile(src).iter_batches(batch_size=8_192) for p in text_slices(b, BATCH_BYTES)
+    )
     for batch in pieces:
         table = pa.Table.from_batches([batch])
         rows_in += table.num_rows

@@ -129,7 +129,9 @@ def list_units(config: LabeledConfig) -> list[dict[str, Any]]:
             digest = hf_digest(src.model_dump(mode="json"), src.data_files)
             if src.format == "hf_disk" and src.path:
                 digest = sha256_bytes(f"{digest}:{tree_digest(Path(src.path))}".encode())
-            units.append({"source": i, "kind": "hf", "key": f"hf:{src.hf_name or src.path}", "sha256": digest})
+            units.append(
+                {"source": i, "kind": "hf", "key": f"hf:{src.hf_name or src.path}", "sha256": digest}
+            )
         else:
             units += file_units(i, src.path or "", lambda f, s=src: file_format(f, s), what="labeled source")
     return units

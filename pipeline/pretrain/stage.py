@@ -59,7 +59,9 @@ class PretrainStage(Stage):
     name = "pretrain"
     inputs = ("tokenize",)
     config_model = PretrainConfig
-    description = "Train a GPT or LSTM language model by maximum likelihood; resumes from its last checkpoint."
+    description = (
+        "Train a GPT or LSTM language model by maximum likelihood; resumes from its last checkpoint."
+    )
     schedule = "training"
     version = "1"
     data_schema = METRICS_SCHEMA

@@ -393,7 +393,9 @@ def train(
                     val_loss=val_loss,
                     perplexity=perplexity(val_loss),
                 )
-                log.info("pretrain: step %d val loss %.4f (perplexity %.1f)", step, val_loss, perplexity(val_loss))
+                log.info(
+                    "pretrain: step %d val loss %.4f (perplexity %.1f)", step, val_loss, perplexity(val_loss)
+                )
             interval_t0 += time.perf_counter() - t
 
         if step == 0 and not metrics:
