@@ -69,7 +69,7 @@ def tokens(tmp_path_factory):
             shard_sequences=128,
             row_group_rows=32,
         )
-        out[kind] = run_stage(TokenizeStage(), cfg, root, {"filter": docs.dataset}).dataset
+        out[kind] = run_stage(TokenizeStage(), cfg, root, {"decontaminate": docs.dataset}).dataset
     return out
 
 
@@ -295,7 +295,7 @@ def test_init_from_an_exported_model_continues_from_its_weights(tokens, tmp_path
             row_group_rows=32,
         ),
         tokens["bpe"].root,
-        {"filter": docs},
+        {"decontaminate": docs},
     ).dataset
     res = run_stage(
         PretrainStage(),

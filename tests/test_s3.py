@@ -28,7 +28,7 @@ from pipeline.dataset import MANIFEST, Dataset, is_published
 from pipeline.stage import run_stage
 from pipeline.stages import BY_NAME
 
-DATA_STAGES = ["ingest", "dedup", "annotate", "filter", "tokenize"]
+DATA_STAGES = ["ingest", "dedup", "annotate", "filter", "labeled", "decontaminate", "tokenize"]
 WEB_DOCS = 150
 BUCKET = "tokenmill-test"
 ROOT = f"s3://{BUCKET}/runs/a"

@@ -20,7 +20,7 @@ from pipeline.dataset import MANIFEST
 from pipeline.pretrain.stage import PretrainStage
 from pipeline.stage import run_stage
 
-DATA_STAGES = ["ingest", "dedup", "annotate", "filter", "tokenize"]
+DATA_STAGES = ["ingest", "dedup", "annotate", "filter", "labeled", "decontaminate", "tokenize"]
 WEB_DOCS = 300  # a few hundred real pages: several shards per stage, seconds per run
 
 
