@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from ..dataset import Dataset
 from ..errors import ConfigError
 from ..hashing import text_id
-from ..sources import Problem, detect_format, file_units, hf_digest, read_file, read_hf
+from ..sources import Problem, detect_format, file_units, hf_digest, read_file
 from ..sources.normalize import normalize_text
 from .config import DecontaminateConfig, EvalSetConfig
 
@@ -96,15 +96,7 @@ def eval_set_texts(
     opts = src.read_options()
     for unit in units:
         if unit["kind"] == "hf":
-            items = read_hf(
-                disk_path=src.path if src.format == "hf_disk" else None,
-                name=src.hf_name,
-                config=src.hf_config,
-                data_files=src.data_files,
-                split=src.split,
-                revision=src.revision,
-                streaming=False,
-            )
+            items = src.read_hf(streaming=False)
         else:
             items = read_file(Path(unit["path"]), unit["format"], opts)
         for _n, rec in items:

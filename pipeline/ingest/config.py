@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..sources import LocatedSource, ReadOptions
+from ..sources import Item, LocatedSource, ReadOptions, read_hf
 from ..sources.builtin import DefaultCorpusConfig
 from ..sources.html import DEFAULT_EXTRACTOR, Extractor
 from .urls import UrlFilterConfig
@@ -58,6 +59,18 @@ class SourceConfig(LocatedSource):
             header=self.header,
             columns=tuple(self.columns) if self.columns is not None else None,
             quoting=self.quoting,
+        )
+
+    def read_hf(self, streaming: bool | None = None) -> Iterator[Item]:
+        """The records of this ``hf`` or ``hf_disk`` source (``streaming`` defaults to the config's)."""
+        return read_hf(
+            disk_path=self.path if self.format == "hf_disk" else None,
+            name=self.hf_name,
+            config=self.hf_config,
+            data_files=self.data_files,
+            split=self.split,
+            revision=self.revision,
+            streaming=self.streaming if streaming is None else streaming,
         )
 
 

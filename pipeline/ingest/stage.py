@@ -28,7 +28,6 @@ from ..sources import (
     file_units,
     hf_digest,
     read_file,
-    read_hf,
     take_repairs,
     tree_digest,
 )
@@ -256,15 +255,7 @@ def unit_items(unit: dict[str, Any], cfg: IngestConfig) -> Iterator[Item]:
     if unit["kind"] == "default":
         return default_corpus.read_unit(unit, cfg.default_corpus)
     if unit["kind"] == "hf":
-        return read_hf(
-            disk_path=src.path if src.format == "hf_disk" else None,
-            name=src.hf_name,
-            config=src.hf_config,
-            data_files=src.data_files,
-            split=src.split,
-            revision=src.revision,
-            streaming=src.streaming,
-        )
+        return src.read_hf()
     return read_file(unit["path"], unit["format"], src.read_options())
 
 
