@@ -110,13 +110,13 @@ def run(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="dotted.key=value (JSON values parsed)")
     ] = None,
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per stage on stdout")
     ] = False,
 ) -> None:
     """Run stages in pipeline order through the Prefect flows; cached stages do no work."""
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     from pipeline.config import load_config
     from pipeline.stages import ORDER
 
@@ -176,11 +176,11 @@ def sql(
     query: Annotated[
         str, typer.Argument(help="SQL over the views: <stage>, <stage>_rejects, datasets, runs ...")
     ],
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
 ) -> None:
     """Run DuckDB SQL with every dataset and catalog table available as views."""
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     import duckdb
 
     from pipeline import sql as sqlmod
@@ -221,11 +221,11 @@ def _open_dataset(ref: str, data_dir: Path) -> Dataset:
 @app.command()
 def show(
     dataset: Annotated[str, typer.Argument(help="Dataset path, stage name (latest) or fingerprint prefix")],
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
     rows: Annotated[int, typer.Option(help="Rows to show")] = 5,
 ) -> None:
     """Show a dataset's manifest, counts and first rows."""
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     try:
         ds = _open_dataset(dataset, data_dir)
     except ConfigError as e:
@@ -246,10 +246,10 @@ def show(
 @app.command()
 def lineage(
     dataset: Annotated[str, typer.Argument(help="Dataset path, stage name (latest) or fingerprint prefix")],
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
 ) -> None:
     """List the raw source files that went into a dataset (through every stage before it)."""
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     from pipeline import catalog
 
     try:
@@ -268,7 +268,7 @@ def lineage(
 def diff(
     a: Annotated[str, typer.Argument(help="Version A: fingerprint (or prefix), dataset path or stage name")],
     b: Annotated[str, typer.Argument(help="Version B, of the same stage")],
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     samples: Annotated[int, typer.Option(help="Sample documents shown per side")] = 3,
 ) -> None:
@@ -276,7 +276,7 @@ def diff(
 
     Rejects per rule A vs B, the documents kept by one and not the other (by source, with samples
     and the other's reject reason), tokens per source for tokenize versions."""
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     from pipeline import catalog
     from pipeline.diff import diff_versions, render_markdown
 
@@ -320,10 +320,10 @@ def ablate(
         str | None, typer.Option(help="Held-out texts (any ingest source path); default: see README")
     ] = None,
     heldout_docs: Annotated[int, typer.Option(help="Held-out documents at most")] = 400,
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-variant summary as JSON")] = False,
 ) -> None:
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     from pipeline.ablate.plan import parse_variant_args, plan_ablation
 
     try:
@@ -342,7 +342,7 @@ def ablate(
     remove = observe.add_reporter(bars)
     try:
         with api_for_workers(plan.runs[0].config.engine), bars.progress:
-            runner = ThreadPoolTaskRunner(max_workers=max(1, parallel))
+            runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=max(1, parallel))
             result = ablate_flow.with_options(task_runner=runner)(  # type: ignore[arg-type]
                 variants=[{"name": v.name, "overrides": list(v.overrides)} for v in variants],
                 until=until,
@@ -390,10 +390,10 @@ def verify(
             help="A stage (all its versions), a fingerprint prefix or a dataset path; default: everything"
         ),
     ] = None,
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
 ) -> None:
     """Check every shard against its manifest (size, sha256), like `git fsck`; exit 1 naming the damaged files."""
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     from pipeline import catalog
     from pipeline.dataset import Dataset, is_published
 
@@ -433,14 +433,14 @@ def verify(
 
 @app.command()
 def server(
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 4200,
 ) -> None:
     """Start the Prefect server and UI on 127.0.0.1, its SQLite database under the data root.
 
     SIGTERM or SIGINT stops it (API, UI and database) within seconds; exit code 0.
     """
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     from flows import ops, supervise
 
     env = ops.server_env(data_dir, port)
@@ -460,7 +460,7 @@ def _say(message: str) -> None:
 
 @app.command()
 def deploy(
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
     write_yaml: Annotated[
         bool, typer.Option("--write-yaml", help="Only regenerate deployments/prefect.yaml")
     ] = False,
@@ -477,7 +477,7 @@ def deploy(
     With --config/--set, every deployment (the nightly and weekly schedules included) runs with
     that config by default, e.g. `--set 'ingest.sources=[{"path": "s3://bucket/crawl/*.warc.gz"}]'`.
     """
-    location, data_dir = data_dir, storage.resolve_root(data_dir)
+    location, data_dir = data_root, storage.resolve_root(data_root)
     from flows import ops
 
     cfg = None
@@ -648,10 +648,10 @@ def export(
     append_eot: Annotated[
         bool, typer.Option("--append-eot", help="megatron: end each document with end-of-text")
     ] = False,
-    data_dir: DataDir = "data",
+    data_root: DataDir = "data",
 ) -> None:
     """Export a model to a Hugging Face transformers directory, or tokens to Megatron / nanoGPT files."""
-    data_dir = storage.resolve_root(data_dir)
+    data_dir = storage.resolve_root(data_root)
     try:
         if to not in EXPORT_FORMATS:
             raise ConfigError(f"--to {to!r}: expected one of {', '.join(EXPORT_FORMATS)}")

@@ -332,7 +332,7 @@ def ensure_crash_automation(url: str | None = None, after_seconds: float = CRASH
 
 
 def deploy(
-    data_dir: Path, url: str | None = None, prefect_file: Path = PREFECT_YAML
+    data_dir: str | Path, url: str | None = None, prefect_file: Path = PREFECT_YAML
 ) -> subprocess.CompletedProcess:
     """Create the work pool if missing and the crash automation, then `prefect deploy --all` the
     checked-in prefect.yaml."""

@@ -25,7 +25,7 @@ def retry_on_io(task_, task_run, state) -> bool:
     return False
 
 
-@task(
+@task(  # type: ignore[call-overload]  # cache_policy=None: Task handles it, its stubs omit None
     task_run_name="{phase}[{index}]",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),

@@ -168,7 +168,7 @@ async def _serve_worker(pool: str, grace: float, run_once: bool, limit: int | No
     worker = ProcessWorker(
         work_pool_name=pool,
         # Always a limiter, so that Prefect counts what is claimed or running (unlimited by default).
-        limit=limit or math.inf,
+        limit=limit or math.inf,  # type: ignore[arg-type]  # typed int | None; its limiter takes inf
         prefetch_seconds=PREFECT_WORKER_PREFETCH_SECONDS.value(),
         heartbeat_interval_seconds=int(PREFECT_WORKER_HEARTBEAT_SECONDS.value()),
     )

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import duckdb
 
 # The queries are streaming scans: without a limit DuckDB keeps decompressed pages cached as it
 # reads (hundreds of MB on a gigabyte of text), which the pipeline's memory budget cannot spare.
-CONFIG = {"memory_limit": "256MB"}
+CONFIG: dict[str, Any] = {"memory_limit": "256MB"}
 _lock = threading.Lock()
 _database: tuple[int, duckdb.DuckDBPyConnection] | None = None
 

@@ -183,10 +183,13 @@ class Stage:
         Default: when the main input has a parent, this stage's output for that parent (usually
         a cache hit). Source stages (no inputs) override this to find their series head.
         """
-        if not self.inputs or inputs[self.inputs[0]].parent is None:
+        if not self.inputs:
             return None
         main = self.inputs[0]
-        return run_stage(self, config, root, {**inputs, main: inputs[main].parent}, mapper).dataset
+        parent = inputs[main].parent
+        if parent is None:
+            return None
+        return run_stage(self, config, root, {**inputs, main: parent}, mapper).dataset
 
     def noop_result(self, planned: Planned) -> StageResult | None:
         """A result that stands for "nothing new to do" (incremental sources), else None."""

@@ -94,7 +94,7 @@ class Dataset:
     @classmethod
     def open(cls, path: str | Path) -> Dataset:
         """Open a version (or one of its views) by local path or store URL."""
-        return cls(path)
+        return cls(storage.local_path(path))
 
     @property
     def location(self) -> str:

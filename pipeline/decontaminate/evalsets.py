@@ -9,6 +9,7 @@ is a configuration error: decontaminating against nothing would look like a clea
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 from ..dataset import Dataset
 from ..errors import ConfigError
 from ..hashing import text_id
-from ..sources import Problem, detect_format, file_units, hf_digest, read_file
+from ..sources import Problem, Skipped, detect_format, file_units, hf_digest, read_file
 from ..sources.normalize import normalize_text
 from .config import DecontaminateConfig, EvalSetConfig
 
@@ -63,7 +64,7 @@ def list_units(cfg: DecontaminateConfig) -> list[dict[str, Any]]:
                 }
             )
             continue
-        found = file_units(i, src.path or "", lambda f, s=src: _format(f, s), what=where)
+        found = file_units(i, src.path or "", partial(_format, src=src), what=where)
         for u in found:
             if Path(u["path"]).stat().st_size == 0:
                 raise ConfigError(f"{where}: {u['path']} is empty")
@@ -102,6 +103,9 @@ def eval_set_texts(
         for _n, rec in items:
             if isinstance(rec, Problem):
                 skipped[rec.reason] = skipped.get(rec.reason, 0) + 1
+                continue
+            if isinstance(rec, Skipped):  # never text (a WARC request record, a 404, an image)
+                skipped[rec.kind] = skipped.get(rec.kind, 0) + 1
                 continue
             text = rec.get(src.text_field)
             if not isinstance(text, str) or not text.strip():

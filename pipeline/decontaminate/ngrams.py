@@ -236,7 +236,8 @@ def search(index: EvalIndex, words: Words, hashes: np.ndarray) -> list[Match]:
     doc, entry, start = np.concatenate(more_doc), np.concatenate(more_entry), np.concatenate(more_start)
     order = np.lexsort((start, index.set_of[index.text[entry]], doc))
     matches: list[Match] = []
-    current, chosen, sets = -1, None, set()
+    sets: set[int] = set()
+    current, chosen = -1, None
     for d, e, s in zip(doc[order].tolist(), entry[order].tolist(), start[order].tolist(), strict=True):
         if d != current:
             if chosen is not None:

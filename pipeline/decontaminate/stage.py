@@ -46,8 +46,11 @@ class DecontaminateStage(Stage):
     unique_ids = False  # ids pass through unchanged, as filter's
 
     def identity(
-        self, config: DecontaminateConfig, inputs: dict[str, Dataset], parent: Dataset | None
-    ) -> dict:  # type: ignore[override]
+        self,
+        config: DecontaminateConfig,  # type: ignore[override]
+        inputs: dict[str, Dataset],
+        parent: Dataset | None,
+    ) -> dict:
         set_names(config)  # a name clash is a configuration error before any work
         ident = super().identity(config, inputs, parent)
         ident["eval_units"] = list_units(config)

@@ -9,12 +9,17 @@ bucket of n documents gives n - 1 pairs, not n**2).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import overload
 
 import numpy as np
 
 from .workspace import band_column
 
 
+@overload
+def match_probability(j: float, bands: int, rows: int) -> float: ...
+@overload
+def match_probability(j: np.ndarray, bands: int, rows: int) -> np.ndarray: ...
 def match_probability(j: float | np.ndarray, bands: int, rows: int) -> float | np.ndarray:
     return 1.0 - (1.0 - np.asarray(j, dtype=float) ** rows) ** bands
 

@@ -119,7 +119,7 @@ def word_hashes(words: Words) -> np.ndarray:
         rest = length[at] - k
         h[at] = mix64(h[at] ^ _chunks(window, starts[at] + k, rest))
         at, k = at[rest > 8], k + 8
-    view = memoryview(buf)
+    view = buf.data  # a memoryview
     for i in np.flatnonzero(length > _LONG_WORD).tolist():
         h[i] = xxhash.xxh3_64_intdigest(view[starts[i] : words.stops[i]])
     return h
@@ -128,7 +128,7 @@ def word_hashes(words: Words) -> np.ndarray:
 def document_keys(word_hash: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """xxh3-128 of each document's sequence of word hashes (equal exactly when the collapsed
     texts are, but for 64-bit word-hash collisions), as two uint64 halves."""
-    view = memoryview(np.ascontiguousarray(word_hash).view(np.uint8))
+    view = np.ascontiguousarray(word_hash).view(np.uint8).data  # a memoryview
     at = (bounds * 8).tolist()
     digests = [xxhash.xxh3_128_intdigest(view[at[i] : at[i + 1]]) for i in range(len(at) - 1)]
     return (

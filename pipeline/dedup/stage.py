@@ -79,7 +79,7 @@ class DedupStage(Stage):
     schedule = "data"
     version = "2"  # 2: words hashed from 8-byte chunks, exact keys from word hashes
 
-    def identity(self, config: DedupConfig, inputs, parent) -> dict[str, Any]:
+    def identity(self, config: DedupConfig, inputs, parent) -> dict[str, Any]:  # type: ignore[override]
         # Signatures of different backends are not comparable: the resolved backend is hashed,
         # so a version is only ever searched against parents that used the same one.
         return {
@@ -193,7 +193,7 @@ def signature_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
                 if cfg.near:
                     sh = hasher.shingles(words, word_hash)
                     sig = hasher.signatures(sh)
-                    if keep_shingles:
+                    if shingle_file is not None:  # keep_shingles
                         sh.hashes.tofile(shingle_file)
                         shingle_counts.append(np.bincount(sh.doc, minlength=n))
                 else:
@@ -247,10 +247,9 @@ def bucket_unit(ctx: StageContext, part: int) -> dict[str, Any]:
     ws.view(con, "exact", "exact", "NULL::BIGINT AS ord, NULL::BIGINT AS keeper")
     out = ws.path("pairs", f"pairs-{part:03d}.parquet")
     bands, _ = ctx.config.band_shape()
-    (pairs,) = con.execute(
-        bucket_pairs_sql(bands, part, ctx.config.partitions, ws.new_base, str(out))
-    ).fetchone()
-    return {"pairs": int(pairs)}
+    row = con.execute(bucket_pairs_sql(bands, part, ctx.config.partitions, ws.new_base, str(out))).fetchone()
+    assert row is not None  # COPY returns its row count
+    return {"pairs": int(row[0])}
 
 
 # -- 4. verify ----------------------------------------------------------------------------------
@@ -446,7 +445,7 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
     rejects = ctx.rejects_writer(prefix)
     rejected: dict[str, int] = {}
     by_source: dict[str, dict[str, int]] = {}
-    kept_ords: list[np.ndarray] = []
+    kept_ords: list[int] = []
     chars = spans_removed = span_chars = docs_changed = 0
     wanted = [o - lo for o in ctx.extra.get("snippets_wanted", []) if lo <= o < hi]  # rows
     snippets: list[list[Any]] = []  # [ord, snippet] pairs: JSON data, as a resumed run reads them
@@ -455,7 +454,7 @@ def apply_unit(ctx: StageContext, shard: int) -> dict[str, Any]:
         n = batch.num_rows
         rows = np.arange(row0, row0 + n)
         ords = make_ord(ws.gen, shard, rows)
-        is_gone = np.array([int(o) in gone for o in ords], dtype=bool)
+        is_gone = np.array([int(o) in gone for o in ords], dtype=np.bool_)
         texts = batch.column("text").to_pylist()
         snippets += [[lo + r, snippet(texts[r - row0])] for r in wanted if row0 <= r < row0 + n]
         sources = batch.column("source").to_pylist()

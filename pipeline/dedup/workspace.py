@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, overload
 
 import duckdb
 import numpy as np
@@ -43,7 +44,7 @@ def _cursor(temp_directory: Path, memory_limit: str, threads: int) -> duckdb.Duc
     with _DATABASES_LOCK:
         db = _DATABASES.get(key)
         if db is None:
-            config = {
+            config: dict[str, Any] = {
                 "temp_directory": key[0],
                 "memory_limit": memory_limit,
                 "preserve_insertion_order": False,
@@ -65,6 +66,10 @@ def close_databases(temp_directory: Path) -> None:
             _DATABASES.pop(key).close()
 
 
+@overload
+def make_ord(gen: int, shard: int, row: int) -> int: ...
+@overload
+def make_ord(gen: int, shard: int, row: np.ndarray) -> np.ndarray: ...
 def make_ord(gen: int, shard: int, row: np.ndarray | int) -> np.ndarray | int:
     return (gen << GEN_SHIFT) | (shard << SHARD_SHIFT) | row
 

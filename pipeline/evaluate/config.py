@@ -14,7 +14,7 @@ class CurveConfig(BaseModel):
 
     enabled: bool = Field(True, description="Train and score the curve (classification tasks only)")
     budgets: list[int | Literal["all"]] = Field(
-        default_factory=lambda: [8, 32, 128, "all"],
+        default_factory=lambda: list[int | Literal["all"]]([8, 32, 128, "all"]),
         description="Labeled training examples per class; 'all' is the whole train split",
     )
     seeds: int = Field(

@@ -232,7 +232,7 @@ def harness_scores(
 
 def headline(models: dict[str, dict[str, Any]], metric: str, lower_is_better: bool = False) -> dict[str, Any]:
     """Fine-tuned vs from scratch (and the majority class when there is one) on one metric."""
-    out = {"metric": metric}
+    out: dict[str, Any] = {"metric": metric}
     for name in ("finetuned", "scratch", "majority"):
         if name in models:
             out[name] = models[name][metric]
@@ -348,6 +348,7 @@ def curve_unit(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
     y_test = np.array(test_rows["label_id"], dtype=np.int64)
     pick = subset(train_rows["id"], y_train, unit["per_class"], unit["seed"])
     texts = [train_rows["text"][i] for i in pick.tolist()]
+    steps: int | None  # None for tf-idf, which has no optimizer steps
     steps = curve_steps(
         len(pick), recipe.batch_size, cfg.curve.epochs, cfg.curve.min_steps, cfg.curve.max_steps
     )
@@ -376,6 +377,7 @@ def curve_unit(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
         else:
             backbone = build_model(arch["arch"], **{k: v for k, v in arch.items() if k != "arch"})
         model = SequenceClassifier(backbone, len(labels), recipe.pooling, recipe.head_dropout)
+        assert train_ex.labels is not None  # classify examples carry labels
         weight = class_weights(train_ex.labels, len(labels), recipe.class_weights)
         run = recipe.model_copy(
             update={

@@ -77,8 +77,8 @@ def read_texts(spec: str, limit: int = 100_000) -> list[str]:
     if path.is_dir():
         files = sorted((path / "data").glob("*.parquet")) or sorted(path.glob("*.parquet"))
         texts: list[str] = []
-        for f in files:
-            texts += pq.read_table(f, columns=["text"]).column("text").to_pylist()
+        for file in files:
+            texts += pq.read_table(file, columns=["text"]).column("text").to_pylist()
         return texts[:limit]
     if not path.is_file():
         raise ConfigError(f"domain_target {spec!r} is neither a file nor a dataset directory")

@@ -184,7 +184,8 @@ class NGrams:
         pos = self.local[rel].tolist()
         keys = key.tolist()
         lens = (self.cum[rel + n] - self.cum[rel]).tolist()
-        current, seen, next_free, total = -1, set(), 0, 0
+        seen: set[int] = set()
+        current, next_free, total = -1, 0, 0
         for d, p, k, c in zip(doc, pos, keys, lens):
             if d != current:
                 if current >= 0:
@@ -221,10 +222,13 @@ class GopherRepetitionRules(RuleSetConfig):
     max_dup_line_frac: float | None = 0.3
     max_dup_line_char_frac: float | None = 0.2
     max_top_ngram_char_frac: dict[int, float | None] = Field(
-        default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16}, description="n -> max fraction"
+        default_factory=lambda: dict[int, float | None]({2: 0.2, 3: 0.18, 4: 0.16}),
+        description="n -> max fraction",
     )
     max_dup_ngram_char_frac: dict[int, float | None] = Field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        default_factory=lambda: dict[int, float | None](
+            {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+        ),
         description="n -> max fraction",
     )
 

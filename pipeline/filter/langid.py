@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Callable
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -158,7 +159,12 @@ _CLASSIFIERS = {"fasttext": _classify_fasttext, "cld2": _classify_cld2, "py3lang
 def load(backend: str = DEFAULT_BACKEND) -> str:
     """Load the backend's model now (to keep it out of a timing); returns the backend used."""
     backend = resolve_backend(backend)
-    {"fasttext": _fasttext_model, "py3langid": _py3langid_model, "cld2": lambda: None}[backend]()
+    loaders: dict[str, Callable[[], object]] = {
+        "fasttext": _fasttext_model,
+        "py3langid": _py3langid_model,
+        "cld2": lambda: None,
+    }
+    loaders[backend]()
     return backend
 
 

@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
-from pydantic.fields import FieldInfo
 
 from .columns import Column
 
@@ -100,9 +99,10 @@ class Signal:
     columns: list[Column]
     # (batch, annotate config, prepared state) -> column name -> values
     compute: Callable[[Any, Any, Any], dict[str, Any]]
-    # Settings in the annotate config: field name -> (type, pydantic Field). The first one
+    # Settings in the annotate config: field name -> (type, pydantic Field), as create_model
+    # takes them (typed Any there too: pydantic types Field(x) as x's type). The first one
     # switches the signal on or off unless `enabled` says otherwise.
-    settings: dict[str, tuple[Any, FieldInfo]] = field(default_factory=dict)
+    settings: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     enabled: Callable[[Any], bool] | None = None
     rule_sets: tuple[RuleSet, ...] = ()
     # (annotate config, input dataset) -> state passed to compute (e.g. fitted weights).

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..models import language_model
 from ..models.checkpoint import load_model, save_checkpoint
 
 Pooling = Literal["last", "mean"]
@@ -47,14 +48,14 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         bias = pooling != "last" if bias is None else bias
-        self.head = nn.Linear(backbone.config.n_embd, n_classes, bias=bias)
+        self.head = nn.Linear(language_model(backbone).config.n_embd, n_classes, bias=bias)
         nn.init.normal_(self.head.weight, std=0.02)
         if self.head.bias is not None:
             nn.init.zeros_(self.head.bias)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes) for right-padded token ids (B, T) of the given lengths."""
-        pooled = pool(self.backbone.hidden_states(idx), lengths, self.pooling)
+        pooled = pool(language_model(self.backbone).hidden_states(idx), lengths, self.pooling)
         return self.head(self.dropout(pooled))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models import language_model
 from .config import DEFAULT_TEMPLATE
 
 IGNORE = -1
@@ -46,7 +47,7 @@ def greedy_answer(
     """Greedy continuation of a prompt, stopping at end-of-text; the new token ids."""
     model.eval()
     device = next(model.parameters()).device
-    block = model.config.block_size
+    block = language_model(model).config.block_size
     ids = torch.tensor([prompt_ids[-block:]], dtype=torch.long, device=device)
     out: list[int] = []
     for _ in range(max_new_tokens):

@@ -175,6 +175,7 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
     weight = None
     if cfg.task == "classify":
         model: torch.nn.Module = SequenceClassifier(backbone, len(labels), cfg.pooling, cfg.head_dropout)
+        assert train_ex.labels is not None  # classify examples carry labels
         weight = class_weights(train_ex.labels, len(labels), cfg.class_weights)
     else:
         model = backbone

@@ -63,13 +63,15 @@ def as_language_modelling(ex: Examples) -> Examples:
     return Examples([ids[:-1] for ids in keep], targets=[ids[1:] for ids in keep])
 
 
-def collate(ex: Examples, idx: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+def collate(
+    ex: Examples, idx: np.ndarray, pad_id: int, device: str | torch.device
+) -> dict[str, torch.Tensor]:
     lengths = np.array([len(ex.ids[i]) for i in idx])
     x = np.full((len(idx), lengths.max()), pad_id, dtype=np.int64)
     y = np.full_like(x, IGNORE) if ex.targets is not None else None
     for row, i in enumerate(idx):
         x[row, : lengths[row]] = ex.ids[i]
-        if y is not None:
+        if y is not None and ex.targets is not None:  # (both or neither)
             y[row, : lengths[row]] = ex.targets[i]
     batch = {"x": torch.from_numpy(x).to(device), "lengths": torch.from_numpy(lengths).to(device)}
     if y is not None:
@@ -107,7 +109,7 @@ def batch_loss(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, ex: Examples, pad_id: int, device: torch.device, batch_size: int = 64
+    model: nn.Module, ex: Examples, pad_id: int, device: str | torch.device, batch_size: int = 64
 ) -> dict[str, Any]:
     """Mean loss over examples (over response tokens for instruct) and, for classifiers, predictions."""
     was_training = model.training
@@ -170,7 +172,7 @@ def train(
     cfg: FinetuneConfig,
     *,
     pad_id: int,
-    device: torch.device,
+    device: str | torch.device,
     weight: torch.Tensor | None = None,
     name: str = "model",
     on_eval: Callable[[dict[str, Any]], None] | None = None,
@@ -249,7 +251,7 @@ def adapt_to_domain(
     cfg: FinetuneConfig,
     *,
     pad_id: int,
-    device: torch.device,
+    device: str | torch.device,
     name: str = "model",
 ) -> list[dict[str, Any]]:
     """Language-model ``backbone`` on the texts of the classification examples; its learning curve.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def list_units(config: IngestConfig, known: dict[str, dict[str, Any]]) -> list[d
             units.append({"source": i, "kind": "hf", "key": f"hf_disk:{path}", "sha256": tree_digest(path)})
         else:
             keep = _is_html_name if src.format == "html" else None
-            units += file_units(i, src.path or "", lambda f, s=src: _file_format(f, s), known, keep=keep)
+            units += file_units(i, src.path or "", partial(_file_format, src=src), known, keep=keep)
     return units
 
 

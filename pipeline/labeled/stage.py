@@ -11,6 +11,7 @@ whose source gave none: within each label, rows are ordered by a seeded hash and
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..dataset import ShardWriter
 from ..hashing import canonical_json, sha256_bytes, text_id
 from ..rejects import RejectSink, reject_row, reject_rows_table
 from ..schema import DOCUMENT_SCHEMA
-from ..sources import Problem, file_units, hf_digest, take_repairs, tree_digest
+from ..sources import Problem, Skipped, file_units, hf_digest, take_repairs, tree_digest
 from ..sources import builtin as default_corpus
 from ..sources.normalize import normalize_text
 from ..stage import Phase, Stage, StageContext, sum_counts
@@ -133,7 +134,7 @@ def list_units(config: LabeledConfig) -> list[dict[str, Any]]:
                 {"source": i, "kind": "hf", "key": f"hf:{src.hf_name or src.path}", "sha256": digest}
             )
         else:
-            units += file_units(i, src.path or "", lambda f, s=src: file_format(f, s), what="labeled source")
+            units += file_units(i, src.path or "", partial(file_format, src=src), what="labeled source")
     return units
 
 
@@ -168,6 +169,7 @@ def read_unit(ctx: StageContext, item: tuple[int, dict[str, Any]]) -> dict[str, 
         if isinstance(rec, Problem):
             rejects.add(rec.reason, rec.detail, record=n, raw=rec.raw)
             continue
+        assert not isinstance(rec, Skipped)  # only web formats skip records; labeled reads none
         row = to_example(rec, view, cfg)
         if isinstance(row, Problem):
             rejects.add(row.reason, row.detail, record=n, raw=rec, value=row.raw)
@@ -213,7 +215,7 @@ def to_example(rec: dict[str, Any], src: LabeledSourceConfig, cfg: LabeledConfig
         if isinstance(response, Problem):
             return response
         doc_id = text_id(text + "\n\x00\n" + response)
-    given = None
+    given: str | None = None
     if src.split is not None:
         given = src.split
     elif src.split_field is not None:

@@ -7,7 +7,7 @@ Every model takes a config dataclass, and has ``forward(idx, targets) -> (logits
 from __future__ import annotations
 
 from dataclasses import asdict, fields
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -37,11 +37,16 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain model under torch.compile and DistributedDataParallel wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         elif hasattr(model, "module") and isinstance(model.module, nn.Module):
             model = model.module
         else:
             return model
+
+
+def language_model(model: nn.Module) -> GPT | LSTMLanguageModel:
+    """``model`` typed as the registered model it is, for its config and methods (a cast only)."""
+    return cast("GPT | LSTMLanguageModel", model)
 
 
 def model_config_dict(model: nn.Module) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def model_config_dict(model: nn.Module) -> dict[str, Any]:
     model = unwrap(model)
     for arch, (_, model_cls) in ARCHS.items():
         if isinstance(model, model_cls):
-            return {"arch": arch, **asdict(model.config)}
+            return {"arch": arch, **asdict(language_model(model).config)}
     raise TypeError(f"{type(model).__name__} is not a registered model")
 
 
@@ -60,6 +65,7 @@ __all__ = [
     "LSTMConfig",
     "LSTMLanguageModel",
     "build_model",
+    "language_model",
     "model_config_dict",
     "unwrap",
 ]

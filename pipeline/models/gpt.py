@@ -11,8 +11,9 @@ may keep them apart, `tie_embeddings: false`).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -169,6 +170,9 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    rope_cos: torch.Tensor  # llama style: buffers registered in __init__
+    rope_sin: torch.Tensor
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
@@ -189,7 +193,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
-            self.transformer.wte.weight = self.lm_head.weight  # weight tying
+            cast(nn.Embedding, self.transformer.wte).weight = self.lm_head.weight  # weight tying
 
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled down by sqrt(2 * n_layer), as each layer adds two
@@ -207,14 +211,14 @@ class GPT(nn.Module):
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Recompute each block's activations in backward instead of keeping them (see Block)."""
-        for block in self.transformer.h:
+        for block in cast("Iterable[Block]", self.transformer.h):
             block.activation_checkpointing = enabled
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without position embeddings (token ones are the tied head)."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding and "wpe" in self.transformer:
-            n -= self.transformer.wpe.weight.numel()
+            n -= cast(nn.Embedding, self.transformer.wpe).weight.numel()
         return n
 
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
@@ -222,16 +226,16 @@ class GPT(nn.Module):
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} > block size {self.config.block_size}")
-        x = self.transformer.wte(idx)
+        x = self.transformer["wte"](idx)
         rope = None
         if self.config.style == "gpt2":
-            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
+            x = x + self.transformer["wpe"](torch.arange(T, device=idx.device))
         else:
             rope = (self.rope_cos[:T], self.rope_sin[:T])
-        x = self.transformer.drop(x)
-        for block in self.transformer.h:
+        x = self.transformer["drop"](x)
+        for block in cast(nn.ModuleList, self.transformer.h):
             x = block(x, rope)
-        return self.transformer.ln_f(x)
+        return self.transformer["ln_f"](x)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None

@@ -36,7 +36,7 @@ import shutil
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -45,6 +45,9 @@ from torch import nn
 from ..errors import ConfigError
 from ..hashing import sha256_bytes, sha256_file
 from .gpt import GPT, GPTConfig
+
+if TYPE_CHECKING:
+    from ..finetune.heads import SequenceClassifier
 
 CONFIG_JSON = "config.json"
 GENERATION_JSON = "generation_config.json"
@@ -247,7 +250,7 @@ def _gpt_config_from_hf(config: dict[str, Any], path: Path) -> GPTConfig:
     style = (
         SUPPORTED_IMPORTS.get(arch)
         if arch
-        else {"gpt2": "gpt2", "llama": "llama"}.get(config.get("model_type"))
+        else {"gpt2": "gpt2", "llama": "llama"}.get(config.get("model_type", ""))
     )
     if style is None:
         raise ConfigError(
@@ -464,7 +467,7 @@ def export_causal_lm(model: nn.Module, tok, out_dir: str | Path) -> dict[str, An
 
 
 def export_classifier(
-    model: nn.Module, tok, labels: list[str], max_len: int, out_dir: str | Path
+    model: SequenceClassifier, tok, labels: list[str], max_len: int, out_dir: str | Path
 ) -> dict[str, Any]:
     """Write a last-token classifier as GPT2/LlamaForSequenceClassification with id2label/label2id."""
     from tokenizers import processors

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..models import language_model
 from ..models.checkpoint import TOKENIZER_DIR, load_model
 from ..tokenize.tokenizer import load_tokenizer
 
@@ -23,7 +24,7 @@ def sample(
     stop_id: int | None = None,
 ) -> torch.Tensor:
     """Extend ``idx`` (1, T) one token at a time; the context is cropped to the model's block size."""
-    block_size = model.config.block_size
+    block_size = language_model(model).config.block_size
     for _ in range(max_new_tokens):
         context = idx[:, -block_size:]
         logits, _ = model(context)

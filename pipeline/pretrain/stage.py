@@ -111,7 +111,7 @@ class PretrainStage(Stage):
     def validate(self, ctx: StageContext, manifest: dict[str, Any]) -> dict[str, Any]:
         """The model is complete and its losses are numbers; report whether it beats unigram."""
         stats = manifest["stats"]
-        results = [
+        results: list[dict[str, Any]] = [
             {
                 "expectation": "checkpoint complete",
                 "success": is_checkpoint(ctx.staging_dir / CHECKPOINT_DIR),

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import torch
 import torch.distributed as dist
@@ -31,7 +31,7 @@ from torch import nn
 
 from ..dataset import Dataset
 from ..errors import ConfigError
-from ..models import GPT, build_model, unwrap
+from ..models import GPT, build_model, language_model, unwrap
 from ..models.checkpoint import (
     SHARDED_DIR,
     is_resumable,
@@ -87,8 +87,9 @@ def latest_checkpoint(work_dir: str | Path) -> Path | None:
     best: tuple[int, Path] | None = None
     for p in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
         m = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", p.name)
-        complete = m and is_resumable(p)
-        if complete and (best is None or int(m.group(1)) > best[0]):
+        if m is None or not is_resumable(p):
+            continue
+        if best is None or int(m.group(1)) > best[0]:
             best = (int(m.group(1)), p)
     return best[1] if best else None
 
@@ -207,7 +208,7 @@ def initial_model(config: PretrainConfig, dataset: Dataset, vocab_size: int, con
     from ..tokenize.tokenizer import load_tokenizer
 
     model, tok_path = load_init(config.init_from)
-    mcfg = unwrap(model).config
+    mcfg = language_model(unwrap(model)).config
     theirs = load_tokenizer(tok_path).fingerprint if tok_path is not None else None
     tok_dir = dataset.path / "tokenizer"
     ours = load_tokenizer(tok_dir).fingerprint if tok_dir.is_dir() else None
@@ -262,7 +263,7 @@ def train(
         torch.manual_seed(config.seed)
         model = initial_model(config, dataset, train_seqs.vocab_size, context_len).to(device)
         if config.activation_checkpointing:
-            model.set_activation_checkpointing(True)
+            cast(GPT, model).set_activation_checkpointing(True)  # arch gpt (PretrainConfig checks)
         if fsdp:
             from .fsdp import load_sharded, save_sharded, shard_model
 
@@ -301,7 +302,7 @@ def train(
 
         raw_model = model
         if device == "cuda" and config.compile and not fsdp:  # (FSDP compiles each block)
-            model = torch.compile(model)
+            model = cast(nn.Module, torch.compile(model))  # an OptimizedModule
         if ddp:
             model = nn.parallel.DistributedDataParallel(
                 model,
@@ -310,7 +311,7 @@ def train(
             )
         model.train()
 
-        flops_per_token = unwrap(raw_model).flops_per_token()
+        flops_per_token = language_model(unwrap(raw_model)).flops_per_token()
         peak = peak_flops(device, config.peak_flops)
         tokens_per_step = config.batch_size * config.grad_accum_steps * context_len * world
         decay_steps = config.lr_decay_steps or config.max_steps
@@ -318,7 +319,7 @@ def train(
         step = state["step"]
         loss_sum = torch.tensor(state["loss_sum"], device=device)
         loss_count = state["loss_count"]
-        last_grad_norm: float | None = None
+        last_grad_norm: torch.Tensor | None = None
         interval_t0, interval_tokens = time.perf_counter(), 0
         last_saved: Path | None = None
         # A checkpoint is collective, so every rank must stop at the same step: a CPU flag (gloo,
@@ -411,7 +412,7 @@ def train(
                 # DDP: all-reduce gradients only on the last micro-batch of the step. FSDP
                 # reduce-scatters after each one, so that gradients stay sharded.
                 sync = not ddp or micro == config.grad_accum_steps - 1
-                with nullcontext() if sync else model.no_sync():
+                with nullcontext() if sync else cast(nn.parallel.DistributedDataParallel, model).no_sync():
                     with autocast:
                         _, loss = model(batch[:, :-1], batch[:, 1:])
                         loss = loss / config.grad_accum_steps
@@ -507,7 +508,7 @@ def summarize(
     speeds = [m["tokens_per_s"] for m in train_rows[1:] if m["tokens_per_s"]]  # the first includes warmup
     mfus = [m["mfu"] for m in train_rows[1:] if m["mfu"] is not None]
     return {
-        "params": model.num_params(),
+        "params": language_model(model).num_params(),
         "device": device,
         "steps": train_rows[-1]["step"] if train_rows else 0,
         "tokens": state["tokens"],

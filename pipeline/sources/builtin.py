@@ -25,7 +25,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,7 +61,7 @@ _PARSE_LOCK = threading.Lock()
 
 def stdlib_files() -> list[Path]:
     root = Path(sysconfig.get_paths()["stdlib"])
-    out = []
+    out: list[Path] = []
     for d, dirs, files in os.walk(root):
         dirs[:] = sorted(x for x in dirs if x not in _SKIP_DIRS and not x.startswith("."))
         out.extend(Path(d) / f for f in files if f.endswith(".py"))
@@ -153,7 +153,10 @@ def parse_quietly(source: bytes, filename: str) -> ast.Module:
         return ast.parse(source, filename=filename)
 
 
-def _walk(tree: ast.Module) -> Iterator[tuple[str, str, ast.AST]]:
+DocNode = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef  # what holds a docstring
+
+
+def _walk(tree: ast.Module) -> Iterator[tuple[str, str, DocNode]]:
     yield "", "module", tree
     stack: list[tuple[str, ast.AST]] = [("", tree)]
     while stack:
@@ -174,7 +177,7 @@ def _descriptions(min_chars: int) -> Iterator[dict[str, Any]]:
         yield {
             "id": f"dist:{name.lower()}:description",
             "text": body,
-            "url": dist.metadata.get("Home-page"),
+            "url": dist.metadata.get("Home-page"),  # type: ignore[attr-defined]  # (3.12+ in the stubs)
             "distribution": name,
             "version": dist.version,
             "kind": "description",
@@ -188,7 +191,9 @@ def _licences(min_chars: int) -> Iterator[dict[str, Any]]:
             if not _LICENCE_FILE.search(str(f)):
                 continue
             try:
-                text = Path(dist.locate_file(f)).read_text(encoding="utf-8", errors="tokenmill_repair")
+                text = Path(cast(Path, dist.locate_file(f))).read_text(
+                    encoding="utf-8", errors="tokenmill_repair"
+                )
             except OSError:
                 continue
             if len(text.strip()) < min_chars:

@@ -19,7 +19,7 @@ import io
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 from typing import IO, Literal
@@ -81,7 +81,7 @@ def open_binary(path: Path | str) -> IO[bytes]:
     """Open a local file or an fsspec URL, transparently decompressing .gz and .zst."""
     name = PurePosixPath(str(path)).name.lower()
     if name.endswith(".gz") and not is_url(str(path)):
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # a binary file; not typing.IO to typeshed
     raw = open_raw(path)
     if name.endswith(".gz"):
         gz = gzip.GzipFile(fileobj=raw, mode="rb")
@@ -225,7 +225,7 @@ def read_csv(path: Path | str, opts: ReadOptions, fmt: str = "csv") -> Iterator[
         plain = opts.quoting == "none" or (opts.quoting == "auto" and fmt == "tsv")
         rows = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if plain else csv.QUOTE_MINIMAL)
         try:
-            names = opts.columns
+            names: Sequence[str] | None = opts.columns
             if opts.header:
                 header = next(rows, None)
                 n += 1

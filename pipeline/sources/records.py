@@ -40,7 +40,7 @@ def decode(data: bytes) -> str:
 class Problem:
     reason: str  # short rule name, prefixed with "ingest." when stored
     detail: str
-    raw: str | None = None
+    raw: str | int | None = None  # the record's raw text, or the offending value (a length)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from .formats import DOCS_VIEW, SPLITS, TOKENIZER_DIR
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
 MEGATRON_VERSION = 1
-MEGATRON_DTYPE_CODES = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4}
+MEGATRON_DTYPE_CODES: dict[np.dtype, int] = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4}
 MEGATRON_UINT16_LIMIT = 65_500  # Megatron uses uint16 for vocabularies below this size
 NANOGPT_SPLITS = {"train": "train.bin", "val": "val.bin"}
 EXPORT_JSON = "export.json"
