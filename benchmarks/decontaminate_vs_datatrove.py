@@ -206,6 +206,20 @@ def main() -> None:
             f"({peer['wall']:.1f} s wall), peak RSS {peer['rss_mb']:.0f} MB",
             flush=True,
         )
+    # Memory must stop growing past one full batch: tokenmill alone on twice the large input.
+    scale = 2 * args.scale
+    corpus = work / f"corpus-{scale}x.jsonl"
+    build_corpus(args.docs, evals, args.n, args.plant, scale, corpus)
+    root, evals_ = str(work / f"root-{scale}"), [str(p) for p in args.eval]
+    huge = in_process(
+        "run_tokenmill", root, in_process("prepare_tokenmill", root, str(corpus), evals_), evals_, args.n
+    )
+    results[scale] = (huge, None, {}, corpus.stat().st_size / 1e6)
+    print(
+        f"{scale}x ({huge['docs']:,} docs, {results[scale][3]:.1f} MB, {huge['words']:,} words): tokenmill scan "
+        f"{huge['scan_cpu']:.2f} s CPU, peak RSS {huge['rss_mb']:.0f} MB",
+        flush=True,
+    )
     ours, peer, planted, mb = results[1]
     found = sum(1 for d in planted if d in ours["rejected"])
     peer_found = sum(1 for d in planted if d in set(peer["rejected"]))
