@@ -35,7 +35,7 @@ def corpus(tmp_path_factory) -> tuple[Dataset, object]:
 def tokenize(corpus, **mix) -> Dataset:
     ds, tmp = corpus
     cfg = TokenizeConfig(tokenizer="char", seq_len=64, val_fraction=0.1, mix=mix or None)
-    return run_stage(TokenizeStage(), cfg, tmp / "root", {"filter": ds}).dataset
+    return run_stage(TokenizeStage(), cfg, tmp / "root", {"decontaminate": ds}).dataset
 
 
 def test_weights_give_exact_token_shares(corpus):
@@ -80,7 +80,7 @@ def test_mixed_stream_holds_the_requested_proportions(corpus, tmp_path):
     cfg = TokenizeConfig(
         tokenizer="char", seq_len=64, val_fraction=0.1, mix={"weights": {"lower": 0.25, "upper": 0.75}}
     )
-    out = run_stage(TokenizeStage(), cfg, tmp_path / "root", {"filter": ds}).dataset
+    out = run_stage(TokenizeStage(), cfg, tmp_path / "root", {"decontaminate": ds}).dataset
     vocab = __import__("json").loads((out.path / "tokenizer" / "tokenizer.json").read_text())["model"][
         "vocab"
     ]
@@ -143,6 +143,6 @@ def test_mixing_is_deterministic(corpus, tmp_path):
     cfg = TokenizeConfig(
         tokenizer="char", seq_len=64, mix={"weights": {"logging": 0.3, "process": 0.4, "asyncio": 0.3}}
     )
-    a = run_stage(TokenizeStage(), cfg, tmp_path / "a", {"filter": ds}).dataset
-    b = run_stage(TokenizeStage(), cfg, tmp_path / "b", {"filter": ds}).dataset
+    a = run_stage(TokenizeStage(), cfg, tmp_path / "a", {"decontaminate": ds}).dataset
+    b = run_stage(TokenizeStage(), cfg, tmp_path / "b", {"decontaminate": ds}).dataset
     assert a.manifest["views"]["data"] == b.manifest["views"]["data"]
