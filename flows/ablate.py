@@ -124,24 +124,31 @@ def ablate_flow(
     engine = plan.runs[0].config.engine
     shared = plan.shared()
     logger.info(
-        "ablation %s: %d runs; shared: %s", plan.id, len(plan.runs), ", ".join(f"{i.stage}" for i in shared)
+        "ablation %s: %d runs; stage runs shared by several runs: %s",
+        plan.id,
+        len(plan.runs),
+        ", ".join(f"{i.stage} ({len(i.runs)} runs)" for i in shared),
     )
     summaries: dict[str, dict] = {}
     with shared_cluster(engine) as eng:
         for inst in shared:
             summaries[inst.key] = _run_instance(_as_params(inst), str(root), summaries, eng)
+        # Each run gets its own copy of the shared summaries: Prefect resolves a task's parameters
+        # in the worker thread when it starts, and walking a dict that this thread is updating
+        # with earlier runs' results fails ("Failed to resolve inputs in parameter 'known'").
         futures = [
             run_side_by_side.submit(
                 run=r.name,
                 instances=[_as_params(i) for i in plan.own(r)],
                 data_dir=str(root),
-                known=summaries,
+                known={k: dict(v) for k, v in summaries.items()},
                 engine=eng,
             )
             for r in plan.runs
         ]
-        for f in futures:
-            summaries.update(f.result())
+        results = [f.result() for f in futures]
+        for res in results:
+            summaries.update(res)
     texts = None
     if heldout:
         from pipeline.ingest.config import SourceConfig

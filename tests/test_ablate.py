@@ -42,14 +42,28 @@ def test_plan_shares_what_runs_agree_on():
     assert variant.first_stage == "filter"
     shared = {i.stage for i in plan.shared()}
     assert shared == {"ingest", "dedup", "annotate", "labeled"}
-    assert [i.stage for i in plan.own(variant)] == ["filter", "tokenize", "pretrain", "finetune", "evaluate"]
+    assert [i.stage for i in plan.own(variant)] == [
+        "filter",
+        "decontaminate",
+        "tokenize",
+        "pretrain",
+        "finetune",
+        "evaluate",
+    ]
     # The proxy preset is applied, and a --set overrides it.
     assert variant.config.pretrain.max_steps == 200
     plan = plan_ablation(
         [Variant("v", ("tokenize.vocab_size=2048",))], base_overrides=["pretrain.max_steps=7"]
     )
     assert all(r.config.pretrain.max_steps == 7 for r in plan.runs)
-    assert {i.stage for i in plan.shared()} == {"ingest", "dedup", "annotate", "filter", "labeled"}
+    assert {i.stage for i in plan.shared()} == {
+        "ingest",
+        "dedup",
+        "annotate",
+        "filter",
+        "labeled",
+        "decontaminate",
+    }
 
 
 def test_seeds_share_everything_but_pretraining():
@@ -130,7 +144,8 @@ def test_ablation_end_to_end(tmp_path, prefect_server):
     _, counts = query(root, "SELECT stage, count(DISTINCT fingerprint) FROM stage_runs GROUP BY 1 ORDER BY 1")
     counts = dict(counts)
     assert counts["ingest"] == counts["dedup"] == counts["annotate"] == 1
-    assert counts["filter"] == counts["tokenize"] == counts["pretrain"] == 2
+    assert counts["labeled"] == 1
+    assert counts["filter"] == counts["decontaminate"] == counts["tokenize"] == counts["pretrain"] == 2
     # The held-out texts: in no run's training split, each shares no 13-gram with any training text.
     held = duckdb.connect().execute(f"SELECT id, text FROM '{result['dir']}/heldout.parquet'").fetchall()
     assert len(held) == result["heldout"]["docs"]

@@ -82,8 +82,8 @@ def test_cli_json_has_the_interface_keys(pair):
 def test_tokens_per_source_for_tokenize_versions(pair):
     root, a, b = pair
     cfg = TokenizeConfig(tokenizer="char", seq_len=32, val_fraction=0.0)
-    ta = run_stage(TokenizeStage(), cfg, root, {"filter": a}).dataset
-    tb = run_stage(TokenizeStage(), cfg, root, {"filter": b}).dataset
+    ta = run_stage(TokenizeStage(), cfg, root, {"decontaminate": a}).dataset
+    tb = run_stage(TokenizeStage(), cfg, root, {"decontaminate": b}).dataset
     d = diff_versions(ta, tb)
     tok = d["tokens"]
     assert tok["total_a"] == ta.manifest["totals"]["tokens_train"] + ta.manifest["totals"]["tokens_val"]
@@ -96,7 +96,9 @@ def test_tokens_per_source_for_tokenize_versions(pair):
 
 def test_different_stages_are_refused(pair):
     root, a, _ = pair
-    t = run_stage(TokenizeStage(), TokenizeConfig(tokenizer="char", seq_len=32), root, {"filter": a}).dataset
+    t = run_stage(
+        TokenizeStage(), TokenizeConfig(tokenizer="char", seq_len=32), root, {"decontaminate": a}
+    ).dataset
     with pytest.raises(ConfigError, match="two versions of one stage"):
         diff_versions(a, t)
     res = CliRunner().invoke(app, ["diff", a.fingerprint, t.fingerprint, "--data-dir", str(root)])

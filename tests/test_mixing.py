@@ -35,7 +35,7 @@ def corpus(tmp_path_factory) -> tuple[Dataset, object]:
 def tokenize(corpus, **mix) -> Dataset:
     ds, tmp = corpus
     cfg = TokenizeConfig(tokenizer="char", seq_len=64, val_fraction=0.1, mix=mix or None)
-    return run_stage(TokenizeStage(), cfg, tmp / "root", {"filter": ds}).dataset
+    return run_stage(TokenizeStage(), cfg, tmp / "root", {"decontaminate": ds}).dataset
 
 
 def test_weights_give_exact_token_shares(corpus):
@@ -80,7 +80,7 @@ def test_mixed_stream_holds_the_requested_proportions(corpus, tmp_path):
     cfg = TokenizeConfig(
         tokenizer="char", seq_len=64, val_fraction=0.1, mix={"weights": {"lower": 0.25, "upper": 0.75}}
     )
-    out = run_stage(TokenizeStage(), cfg, tmp_path / "root", {"filter": ds}).dataset
+    out = run_stage(TokenizeStage(), cfg, tmp_path / "root", {"decontaminate": ds}).dataset
     vocab = __import__("json").loads((out.path / "tokenizer" / "tokenizer.json").read_text())["model"][
         "vocab"
     ]
@@ -143,6 +143,43 @@ def test_mixing_is_deterministic(corpus, tmp_path):
     cfg = TokenizeConfig(
         tokenizer="char", seq_len=64, mix={"weights": {"logging": 0.3, "process": 0.4, "asyncio": 0.3}}
     )
-    a = run_stage(TokenizeStage(), cfg, tmp_path / "a", {"filter": ds}).dataset
-    b = run_stage(TokenizeStage(), cfg, tmp_path / "b", {"filter": ds}).dataset
+    a = run_stage(TokenizeStage(), cfg, tmp_path / "a", {"decontaminate": ds}).dataset
+    b = run_stage(TokenizeStage(), cfg, tmp_path / "b", {"decontaminate": ds}).dataset
     assert a.manifest["views"]["data"] == b.manifest["views"]["data"]
+
+
+def test_sources_survive_decontaminate(corpus):
+    """Through the real DAG (filter -> decontaminate -> tokenize): decontaminate drops documents
+    that copy evaluation texts and keeps every source name, so mixing still finds them."""
+    import json
+
+    from pipeline.decontaminate.config import DecontaminateConfig
+    from pipeline.decontaminate.stage import DecontaminateStage
+    from pipeline.labeled.config import LabeledConfig, LabeledSourceConfig
+    from pipeline.labeled.stage import LabeledStage
+
+    ds, tmp = corpus
+    root = tmp / "root"
+    planted = TEXTS["process"][:12]  # some land in labeled's test and val splits, the evaluation texts
+    rows = [{"text": t, "label": "json"} for t in stdlib_docstrings(["json.decoder", "json.encoder"])]
+    rows += [{"text": t, "label": "csv"} for t in stdlib_docstrings(["csv", "zipfile"])]
+    rows += [{"text": t, "label": "csv"} for t in planted]
+    path = tmp / "labeled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lab = run_stage(LabeledStage(), LabeledConfig(sources=[LabeledSourceConfig(path=str(path))]), root, {})
+    clean = run_stage(
+        DecontaminateStage(), DecontaminateConfig(), root, {"filter": ds, "labeled": lab.dataset}
+    )
+    assert clean.dataset.manifest["counts"]["rows_rejected"] >= 1
+    kept = duckdb.connect().execute(
+        "SELECT source, count(*) FROM read_parquet($f) GROUP BY 1 ORDER BY 1",
+        {"f": [str(p) for p in clean.dataset.shard_paths("data")]},
+    )
+    assert [s for s, _ in kept.fetchall()] == ["asyncio", "logging", "process"]
+    weights = {"logging": 0.2, "process": 0.5, "asyncio": 0.3}
+    cfg = TokenizeConfig(tokenizer="char", seq_len=64, val_fraction=0.1, mix={"weights": weights})
+    mix = run_stage(TokenizeStage(), cfg, root, {"decontaminate": clean.dataset}).dataset.manifest["stats"][
+        "mix"
+    ]
+    for s, w in weights.items():
+        assert mix["sources"][s]["share"] == pytest.approx(w, rel=0.01), (s, mix["sources"][s])
