@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -258,9 +259,11 @@ def run_datatrove(in_dir: str, work: str, tokenizer: str, workers: int, parts: i
     }
 
 
-def run_tokenmill(in_dir: str, work: str, tokenizer: str, workers: int, parts: int) -> dict[str, Any]:
+def run_tokenmill(
+    in_dir: str, work: str, tokenizer: str, workers: int, parts: int, engine: str = "threads"
+) -> dict[str, Any]:
     from benchmarks.scale_data import TreeMonitor, warm_up
-    from flows.engines import task_runner
+    from flows.engines import api_for_workers, shared_cluster, task_runner
     from flows.stages import STAGE_FLOWS
     from pipeline.config import load_config
     from pipeline.stages import BY_NAME
@@ -270,31 +273,35 @@ def run_tokenmill(in_dir: str, work: str, tokenizer: str, workers: int, parts: i
         None,
         [
             f"ingest.sources={source}",
+            f"engine.runner={engine}",
             f"engine.workers={workers}",
             *TOKENMILL_SETTINGS,
             f"tokenize.tokenizer_path={tokenizer}",
         ],
     )
-    warm_up()
     root = Path(work) / "data"
     summaries: dict[str, dict] = {}
 
-    def run(name: str) -> None:
+    def run(name: str, eng) -> None:
         inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
-        flow = STAGE_FLOWS[name].with_options(task_runner=task_runner(cfg.engine))
+        flow = STAGE_FLOWS[name].with_options(task_runner=task_runner(eng))
         summaries[name] = flow(config=cfg.stage_config(name), data_dir=str(root), inputs=inputs)
         assert not summaries[name]["cached"], summaries[name]
 
-    run("labeled")  # decontaminate's evaluation texts: setup, not timed
-    monitor = TreeMonitor().start()
-    cpu0, t0 = monitor.cpu(), time.perf_counter()
-    stages = {}
-    for name in TOKENMILL_STAGES:
-        s0 = time.perf_counter()
-        run(name)
-        stages[name] = round(time.perf_counter() - s0, 2)
-    wall, cpu = time.perf_counter() - t0, monitor.cpu() - cpu0
-    monitor.stop()
+    with api_for_workers(cfg.engine):  # Dask workers report to a local API server, as `run` does
+        warm_up()
+        run("labeled", cfg.engine.model_copy(update={"runner": "threads"}))  # eval texts: setup, untimed
+        monitor = TreeMonitor().start()
+        cpu0, t0 = monitor.cpu(), time.perf_counter()
+        stages = {}
+        # The Dask cluster (one per run, as `tokenmill run` starts it) starts inside the timed span.
+        with shared_cluster(cfg.engine) as eng:
+            for name in TOKENMILL_STAGES:
+                s0 = time.perf_counter()
+                run(name, eng)
+                stages[name] = round(time.perf_counter() - s0, 2)
+            wall, cpu = time.perf_counter() - t0, monitor.cpu() - cpu0
+        monitor.stop()
     tok = summaries["tokenize"]
     return {
         "wall_s": wall,
@@ -346,6 +353,12 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=1, help="repeat the input file this many times (fresh ids)")
     ap.add_argument("--workers", type=int, default=2, help="processes (datatrove) / threads (tokenmill)")
     ap.add_argument("--parts", type=int, help="input files (default: --workers)")
+    ap.add_argument(
+        "--engine",
+        choices=["threads", "dask"],
+        default="threads",
+        help="tokenmill's engine.runner: threads, or a Dask cluster of --workers processes",
+    )
     ap.add_argument("--workdir", type=Path, help="default: a temporary directory, removed at the end")
     ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--side-args", help=argparse.SUPPRESS)
@@ -383,9 +396,10 @@ def main() -> None:
         )
         res = {}
         for side in SIDES:
-            res[side] = in_child(
-                side, work, [str(work / "input"), str(work / side), tokenizer, args.workers, parts]
-            )
+            # A fresh directory: datatrove skips the tasks its logs mark completed.
+            shutil.rmtree(work / side, ignore_errors=True)
+            side_args = [str(work / "input"), str(work / side), tokenizer, args.workers, parts]
+            res[side] = in_child(side, work, side_args + ([args.engine] if side == "tokenmill" else []))
             r = res[side]
             print(
                 f"{side}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {mb / r['wall_s']:.2f} MB/s, "
@@ -412,6 +426,7 @@ def main() -> None:
         "docs": inp["docs"],
         "mb": round(mb, 2),
         "workers": args.workers,
+        "engine": args.engine,
         "load1": round(os.getloadavg()[0], 1),
     }
     print(" ".join(f"{k}={v}" for k, v in line.items()))
