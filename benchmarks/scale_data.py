@@ -12,10 +12,11 @@ recent earlier document: 1% of the words replaced by other words of the same doc
 them with a header or footer line added; the exact Jaccard of each planted pair's word 5-gram
 sets (texts folded as dedup folds them) is kept, and only pairs at or above 0.85 are planted.
 
-Then the five stage flows run in this process through Prefect (a temporary local API, threads
-engine with the default two workers, default stage configs: web-scale filter thresholds, every
-annotate signal, a 4,096-token BPE), one after another, each on the dataset the one before
-published. Per stage: MB/s and docs/s of its input documents' text by wall clock and per CPU
+Then the data path's stage flows (ingest, dedup, annotate, filter, decontaminate, tokenize; the
+labeled stage first, untimed, for decontaminate's evaluation texts) run in this process through
+Prefect (a temporary local API, threads engine with the default two workers, default stage
+configs: web-scale filter thresholds, every annotate signal, a 4,096-token BPE), one after
+another, each on the dataset the one before published. Per stage: MB/s and docs/s of its input documents' text by wall clock and per CPU
 second of the process tree, peak RSS of the whole process tree (this process and every child:
 the Prefect API server, DuckDB and tokenizers threads are inside it), bytes the stage published
 and bytes written to disk (staging and scratch included). Dedup's recall of the planted
@@ -29,6 +30,7 @@ MB/s at N GB divided by its MB/s at 0.01 GB, by wall clock; ``<stage>_cpu_scalin
 CPU second, which another job's load on a shared machine disturbs far less.
 
     python benchmarks/scale_data.py --gb 1 [--reference ref.json] [--save out.json] [--workdir DIR]
+    python benchmarks/scale_data.py --result out.json --reference ref.json   # saved figures, no run
 
 Last line: ``peak_rss_mb=… dup_recall=…`` then per stage ``<stage>_mb_s=… <stage>_scaling=…``.
 """
@@ -61,7 +63,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_WEB = ROOT.parent / "shared" / "corpora" / "web" / "cc_main_2019-30_sample.jsonl"
-STAGES = ("ingest", "dedup", "annotate", "filter", "tokenize")
+# The data path; tokenize reads decontaminate's output, which also needs the labeled stage's
+# evaluation texts (the default built-in task, built before the timed stages: not measured).
+STAGES = ("ingest", "dedup", "annotate", "filter", "decontaminate", "tokenize")
+SETUP_STAGES = ("labeled",)
 REFERENCE_GB = 0.01
 
 MIN_BLOCK, MAX_BLOCK = 200, 2_000  # characters per recombined block
@@ -285,13 +290,13 @@ class TreeMonitor:
         return total
 
     def cpu(self) -> float:
-        """CPU seconds of the tree: this process, its exited (waited) children and live ones."""
-        t = self.me.cpu_times()
-        total = t.user + t.system + t.children_user + t.children_system
-        for p in self.tree()[1:]:
+        """CPU seconds of the tree: every live process in it and the exited children each waited
+        for (a pool's fork server reaps the workers it forked, not this process)."""
+        total = 0.0
+        for p in self.tree():
             try:
                 c = p.cpu_times()
-                total += c.user + c.system
+                total += c.user + c.system + c.children_user + c.children_system
             except Exception:
                 pass
         return total
@@ -416,12 +421,15 @@ def run_one(gb: float, workdir: Path, seed: int, dup_rate: float, web: Path | No
     cfg = load_config(None, [f"ingest.sources={source}"])
     root = workdir / "data"
     shutil.rmtree(root, ignore_errors=True)  # every stage must do its work, never a cache hit
-    monitor = TreeMonitor().start()
+    from pipeline.stages import BY_NAME
+
     summaries: dict[str, dict] = {}
+    for name in SETUP_STAGES:
+        flow = STAGE_FLOWS[name].with_options(task_runner=task_runner(cfg.engine))
+        summaries[name] = flow(config=cfg.stage_config(name), data_dir=str(root), inputs={})
+    monitor = TreeMonitor().start()
     stages: dict[str, Any] = {}
     for name in STAGES:
-        from pipeline.stages import BY_NAME
-
         inputs = {up: summaries[up]["path"] for up in BY_NAME[name].inputs}
         if name == "ingest":
             rows_in, bytes_in = built["docs"], built["text_bytes"]
@@ -493,9 +501,12 @@ def run_child(gb: float, args: argparse.Namespace, workdir: Path) -> dict[str, A
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--gb", type=float, required=True, help="GB of document text to build and run")
+    ap.add_argument("--gb", type=float, help="GB of document text to build and run")
     ap.add_argument("--reference", type=Path, help=f"saved figures of a {REFERENCE_GB} GB run (--save)")
     ap.add_argument("--save", type=Path, help="write this run's figures (JSON) here")
+    ap.add_argument(
+        "--result", type=Path, help="report these saved figures (--save) against --reference; runs nothing"
+    )
     ap.add_argument("--workdir", type=Path, help="where inputs and data roots go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the inputs and datasets")
     ap.add_argument("--seed", type=int, default=0)
@@ -511,6 +522,14 @@ def main() -> None:
         args.one.write_text(json.dumps(result, indent=1))
         return
 
+    if args.result:  # report saved figures against the reference, no run
+        result = json.loads(args.result.read_text())
+        ref = json.loads(args.reference.read_text()) if args.reference else result
+        report(result, ref)
+        return
+
+    if args.gb is None:
+        ap.error("--gb is required (unless --result reports saved figures)")
     tmp = None
     if args.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tokenmill-scale-")
@@ -527,12 +546,16 @@ def main() -> None:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    ref = ref or result
     if args.save:
         args.save.write_text(json.dumps(result, indent=1))
+    report(result, ref or result)
 
+
+def report(result: dict[str, Any], ref: dict[str, Any]) -> None:
+    """The table, then the last line. A stage missing from either run (a run saved before the
+    stage was in the data path) is left out of both."""
     print(
-        f"{'stage':>9} {'MB in':>9} {'MB/s':>7} {'docs/s':>8} {'CPU MB/s':>8} {'peak RSS':>8} "
+        f"{'stage':>13} {'MB in':>9} {'MB/s':>7} {'docs/s':>8} {'CPU MB/s':>8} {'peak RSS':>8} "
         f"{'published':>9} {'written':>9} {'load':>5} {'scaling':>7} {'cpu scal.':>9}"
     )
     line: dict[str, Any] = {
@@ -540,11 +563,13 @@ def main() -> None:
         "dup_recall": round(result["dup"]["recall"], 4),
     }
     for name in STAGES:
+        if name not in result["stages"] or name not in ref["stages"]:
+            continue
         s, r = result["stages"][name], ref["stages"][name]
         scaling = s["mb_s"] / r["mb_s"]
         cpu_scaling = s["cpu_mb_s"] / r["cpu_mb_s"] if s["cpu_mb_s"] and r["cpu_mb_s"] else float("nan")
         print(
-            f"{name:>9} {s['mb_in']:9.1f} {s['mb_s']:7.2f} {s['docs_s']:8.0f} {s['cpu_mb_s'] or 0:8.2f} "
+            f"{name:>13} {s['mb_in']:9.1f} {s['mb_s']:7.2f} {s['docs_s']:8.0f} {s['cpu_mb_s'] or 0:8.2f} "
             f"{s['peak_rss_mb']:6d}MB {s['published_mb']:7.0f}MB {s['written_mb']:7.0f}MB {s['load1']:5.1f} "
             f"{scaling:7.2f} {cpu_scaling:9.2f}"
         )
@@ -552,12 +577,12 @@ def main() -> None:
         line[f"{name}_scaling"] = round(scaling, 2)
         line[f"{name}_cpu_scaling"] = round(cpu_scaling, 2)
     line.update(
-        gb=args.gb,
+        gb=result["gb"],
         docs=result["input"]["docs"],
         ref_peak_rss_mb=ref["peak_rss_mb"],
         ref_dup_recall=round(ref["dup"]["recall"], 4),
         unplanted_removed=result["dup"]["unplanted_removed"],
-        load1=round(sum(s["load1"] for s in result["stages"].values()) / len(STAGES), 1),
+        load1=round(sum(s["load1"] for s in result["stages"].values()) / len(result["stages"]), 1),
     )
     print(" ".join(f"{k}={v}" for k, v in line.items()))
 

@@ -4,8 +4,8 @@ Every shard a reader opens is first checked against its manifest entry: its size
 ``stat``), its sha256 the first time this process opens that file (and again if the file's size
 or modification time changes). A damaged shard raises :class:`DamagedShard` naming the file, so a
 stage or a training run fails loudly instead of reading it; ``tokenmill verify`` lists every
-damaged file of a data root. Hashing costs one read of each input shard per process, about 1% of
-the cheapest stage's time (measured in README, "Faults").
+damaged file of a data root. Hashing costs one read of each input shard per process, 1-2% of a
+stage's CPU time at 1 GB (measured in README, "Datasets").
 """
 
 from __future__ import annotations
