@@ -64,6 +64,9 @@ def worker_raw(dataset: str, tokenizer: str) -> dict:
         t for p in ds.shard_paths() for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()
     ]
     tok = Tokenizer.from_file(str(Path(tokenizer) / "tokenizer.json"))
+    # As the stage encodes: a text spelling the end-of-text token is plain text, not a boundary
+    # (the code variant holds one), so both sides produce the same ids.
+    tok.encode_special_tokens = True
     t0, c0 = time.perf_counter(), time.process_time()
     encodings = tok.encode_batch(texts)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0

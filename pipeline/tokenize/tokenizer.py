@@ -51,7 +51,9 @@ class TextTokenizer:
         # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
         self.vocab_size: int = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
         self.info = dict(info or {})
-        self.fingerprint = sha256_bytes(self.to_json().encode())[:32]
+        # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share it.
+        self._json = self.tokenizer.to_str(pretty=True)
+        self.fingerprint = sha256_bytes(self._json.encode())[:32]
 
     @property
     def dtype(self) -> type[np.unsignedinteger]:
@@ -109,7 +111,7 @@ class TextTokenizer:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / TOKENIZER_FILE).write_text(self.to_json())
+        (d / TOKENIZER_FILE).write_text(self._json)
         (d / META_FILE).write_text(json.dumps(self.meta(), indent=2, sort_keys=True) + "\n")
         return d
 
