@@ -61,7 +61,13 @@ def compare(
         "until": plan.until,
         "seeds": len({r.seed for r in runs}),
         "proxy": ", ".join(f"{k}={v}" for k, v in PROXY.items()),
-        "shared_stages": sorted({i.stage for i in plan.shared()}, key=ORDER.index),
+        # Run once for every run, and run once per variant for all its seeds (the data stages).
+        "shared_stages": sorted(
+            {i.stage for i in plan.shared() if len(i.runs) == len(runs)}, key=ORDER.index
+        ),
+        "per_variant_stages": sorted(
+            {i.stage for i in plan.shared() if len(i.runs) < len(runs)}, key=ORDER.index
+        ),
     }
     text = report.markdown(plan.id, summary, rows, held.stats, diffs, png.name if png else None, info)
     doc = {

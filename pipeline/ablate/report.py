@@ -169,7 +169,12 @@ def markdown(
     lines += [
         f"Runs through `{plan_info['until']}` with the proxy pretrain config "
         f"({plan_info['proxy']}); {plan_info['seeds']} pretrain seed(s) per variant. "
-        f"Stages run once and shared: {', '.join(plan_info['shared_stages']) or 'none'}.",
+        f"Stages run once for every run: {', '.join(plan_info['shared_stages']) or 'none'}"
+        + (
+            f"; once per variant, shared by its seeds: {', '.join(plan_info['per_variant_stages'])}."
+            if plan_info.get("per_variant_stages")
+            else "."
+        ),
         "",
         "| variant | overrides | from | train docs | train tokens | held-out bits/byte | Δ vs baseline | "
         "word ppl | fine-tuned acc | Δ vs baseline | verdict (bits/byte) |",
