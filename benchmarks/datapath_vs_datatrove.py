@@ -16,8 +16,9 @@ saved as a tokenizer.json both load.
   which the installed xxhash refuses: its xxhash functions get the text's UTF-8 bytes instead
   (the same hashes datatrove computes with an xxhash that accepts ``str``).
 - **tokenmill**, through its real flows (Prefect, the threads engine with ``--workers``
-  workers): ``ingest`` → ``dedup`` (exact + MinHash LSH with the same 5-grams and 14x8 bands,
-  exact Jaccard verification) → ``annotate`` (the Gopher, C4 and FineWeb signals) → ``filter``
+  workers, or ``--engine dask``: a Dask cluster of ``--workers`` processes, started in the
+  timed span): ``ingest`` → ``dedup`` (exact + MinHash LSH with the same 5-grams and 14x8
+  bands, exact Jaccard verification) → ``annotate`` (the Gopher, C4 and FineWeb signals) → ``filter``
   (the same rule sets and thresholds as datatrove's filters, C4 line removal, language,
   toxicity and PII rules off, as in ``benchmarks/filter_vs_datatrove.py``) → ``tokenize``
   (the same tokenizer, packed into 256-token sequences, train/val split, global shuffle), with
