@@ -34,9 +34,11 @@ class CurveConfig(BaseModel):
     )
     tfidf_c: float = Field(10.0, gt=0, description="Inverse regularisation of the TF-IDF logistic regression")
     threads: int | None = Field(
-        1,
+        None,
         ge=1,
-        description="torch threads while curve units run (they run side by side on the engine's workers)",
+        description="torch threads per curve unit; None: torch's default. Units in one process take turns "
+        "(torch's RNG is process-global, and two at once would make the curve depend on timing); process "
+        "engines (Dask, Ray) run them side by side: set 1 there",
     )
 
     @field_validator("budgets")

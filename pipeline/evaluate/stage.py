@@ -61,7 +61,7 @@ class EvaluateStage(Stage):
         "Score fine-tuned vs from-scratch vs majority class on the test split; LM perplexity and samples."
     )
     schedule = "training"
-    version = "2"  # 2: label-efficiency curves
+    version = "3"  # 2: label-efficiency curves; 3: curve units take turns in one process (determinism)
     data_schema = RESULTS_SCHEMA
     rows_out_is_data_rows = False  # the data view holds metric rows; rows count test examples
 
@@ -325,6 +325,7 @@ def curve_recipe(ft_cfg: FinetuneConfig, cfg: EvaluateConfig) -> FinetuneConfig:
     )
 
 
+@torch_exclusive  # its RNG draws and thread count are torch's process-global state
 def curve_unit(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
     """Train one model on one budget's subset for one seed; its score on the held-out split."""
     import time
