@@ -44,6 +44,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..hashing import sha256_bytes, sha256_file
+from .checkpoint import commit
 from .gpt import GPT, GPTConfig
 
 if TYPE_CHECKING:
@@ -398,17 +399,6 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Replace ``final`` by the finished ``tmp`` directory."""
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:6]}"
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
-
-
 def write_hf_dir(
     out_dir: str | Path,
     config: dict[str, Any],
@@ -432,7 +422,7 @@ def write_hf_dir(
         (tmp / TOKENIZER_JSON).write_text(tokenizer_json)
         for name, obj in tok_files.items():
             _write_json(tmp / name, obj)
-        _publish(tmp, final)
+        commit(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
