@@ -148,7 +148,7 @@ def test_lm_score_is_the_language_models_own_loss_standardised():
     torch.testing.assert_close(got[0], loss)  # the mean next-token loss; padding never counts
     _, loss = backbone(x[1:, :2], x[1:, 1:3])
     torch.testing.assert_close(got[1], loss)
-    clf.calibrate([(x, n)])
+    clf.prepare([(x, n, torch.tensor([0, 1]))], None, probe_l2=None)
     torch.testing.assert_close(clf.head.score_shift, got.mean())
     torch.testing.assert_close(clf.head.score_scale, got.std())
     torch.testing.assert_close(clf.features(x, n)[:, -1], (got - got.mean()) / got.std())
@@ -162,7 +162,7 @@ def test_probe_fits_the_head_on_frozen_features():
     y = (x[:, 0] > 25).long()  # the first token decides: visible in the mean of the states
     n = torch.full((40,), 6)
     before = [p.detach().clone() for p in backbone.parameters()]
-    clf.fit_head([(x, n, y)], None, l2=1e-4)
+    clf.prepare([(x, n, y)], None, probe_l2=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(before, backbone.parameters()))  # the body is frozen
     assert clf.training  # back in the mode it was in
     clf.eval()

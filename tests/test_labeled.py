@@ -223,3 +223,13 @@ def test_sentiment_corpus(shared_corpora, tmp_path):
     assert res.counts["rows_in"] == 3000
     assert res.counts["rows_out"] + res.counts["rejected_by_reason"].get("labeled.duplicate", 0) == 3000
     assert set(res.counts["rejected_by_reason"]) <= {"labeled.duplicate"}
+
+
+def test_make_run_profile_uses_the_fluency_task_with_the_lp_ft_head():
+    from pipeline.config import load_config
+    from pipeline.configs import bundled
+
+    cfg = load_config(bundled("builtin-corpus"))
+    assert cfg.labeled.default_task.kind == "fluency"
+    assert cfg.finetune.lm_score and cfg.finetune.probe_l2 is not None
+    assert cfg.evaluate.curve.seeds >= 3

@@ -79,18 +79,6 @@ class SequenceClassifier(nn.Module):
     def _score(self, which: str) -> torch.Tensor:
         return cast(torch.Tensor, getattr(self.head, f"score_{which}"))
 
-    @torch.no_grad()
-    def calibrate(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Set the surprisal's standardisation from (ids, lengths) batches of the training texts."""
-        if not self.lm_score or not batches:
-            return
-        lm = language_model(self.backbone)
-        scores = torch.cat([surprisal(lm, lm.hidden_states(x), x, n) for x, n in batches])
-        self._score("shift").fill_(float(scores.mean()))
-        self._score("scale").fill_(
-            float(scores.std()) if scores.numel() > 1 and float(scores.std()) > 0 else 1.0
-        )
-
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes) for right-padded token ids (B, T) of the given lengths."""
         return self.head(self.dropout(self.features(idx, lengths)))
@@ -105,31 +93,50 @@ class SequenceClassifier(nn.Module):
             pooled = torch.cat([pooled, score[:, None].to(pooled.dtype)], dim=1)
         return pooled
 
-    def fit_head(
+    def prepare(
         self,
         batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
         weight: torch.Tensor | None,
-        l2: float,
+        probe_l2: float | None,
     ) -> None:
-        """Fit the head alone on the frozen features of (ids, lengths, labels) batches: an L2-regularised
-        logistic regression by L-BFGS, the linear probe of LP-FT (Kumar et al., 2022). Fine-tuning then
-        starts from a head that already uses what the features hold, instead of moving the body to
-        suit a random head."""
+        """Before fine-tuning, one pass of the frozen model over the training (ids, lengths, labels)
+        batches: standardise the surprisal over them (lm_score), and with ``probe_l2`` fit the head
+        alone on the frozen features, an L2-regularised logistic regression by L-BFGS: the linear
+        probe of LP-FT (Kumar et al., 2022), so fine-tuning starts from a head that already uses what
+        the features hold instead of moving the body to suit a random head."""
+        if not batches or (not self.lm_score and probe_l2 is None):
+            return
         was_training = self.training
         self.eval()
+        lm = language_model(self.backbone)
         with torch.no_grad():
-            x = torch.cat([self.features(ids, n) for ids, n, _ in batches]).float()
+            pooled, scores = [], []
+            for ids, n, _ in batches:
+                hidden = lm.hidden_states(ids)
+                pooled.append(pool(hidden, n, self.pooling).float())
+                if self.lm_score:
+                    scores.append(surprisal(lm, hidden, ids, n))
+            x = torch.cat(pooled)
+            if self.lm_score:
+                raw = torch.cat(scores)
+                sd = float(raw.std()) if raw.numel() > 1 else 0.0
+                self._score("shift").fill_(float(raw.mean()))
+                self._score("scale").fill_(sd if sd > 0 else 1.0)
+                x = torch.cat([x, ((raw - self._score("shift")) / self._score("scale"))[:, None]], dim=1)
             y = torch.cat([labels for _, _, labels in batches])
-        params = [p for p in self.head.parameters()]
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+        if probe_l2 is not None:
+            opt = torch.optim.LBFGS(
+                list(self.head.parameters()), lr=1.0, max_iter=200, line_search_fn="strong_wolfe"
+            )
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = F.cross_entropy(self.head(x), y, weight=weight) + 0.5 * l2 * self.head.weight.pow(2).sum()
-            loss.backward()
-            return loss
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                penalty = 0.5 * probe_l2 * self.head.weight.pow(2).sum()
+                loss = F.cross_entropy(self.head(x), y, weight=weight) + penalty
+                loss.backward()
+                return loss
 
-        opt.step(closure)
+            opt.step(closure)
         self.train(was_training)
 
 
