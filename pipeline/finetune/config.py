@@ -40,8 +40,8 @@ class FinetuneConfig(BaseModel):
     lm_score: bool = Field(
         False,
         description="Classify: the head also reads how surprised the language model is by the text (its mean "
-        "next-token log-loss, standardised over the training texts): what a pretrained LM knows of which word "
-        "sequences are natural, which a pooled hidden state does not expose linearly",
+        "next-token log-loss, standardised over the training texts; read, not trained through): what a pretrained "
+        "LM knows of which word sequences are natural, which a pooled hidden state does not expose linearly",
     )
     probe_l2: float | None = Field(
         None,

@@ -89,7 +89,11 @@ class SequenceClassifier(nn.Module):
         hidden = lm.hidden_states(idx)
         pooled = pool(hidden, lengths, self.pooling)
         if self.lm_score:
-            score = (surprisal(lm, hidden, idx, lengths) - self._score("shift")) / self._score("scale")
+            with (
+                torch.no_grad()
+            ):  # read, not trained: a backward through the vocabulary doubles a step's cost
+                raw = surprisal(lm, hidden.detach(), idx, lengths)
+            score = (raw - self._score("shift")) / self._score("scale")
             pooled = torch.cat([pooled, score[:, None].to(pooled.dtype)], dim=1)
         return pooled
 
