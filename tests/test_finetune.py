@@ -12,7 +12,7 @@ import torch
 
 from pipeline.dataset import Dataset, Staging, manifest_header
 from pipeline.finetune.config import FinetuneConfig, LoRAConfig
-from pipeline.finetune.heads import SequenceClassifier, load_finetuned, pool
+from pipeline.finetune.heads import SequenceClassifier, load_finetuned, pool, surprisal
 from pipeline.finetune.instruct import IGNORE, encode_pair
 from pipeline.finetune.lora import LoRALinear, apply_lora, merge_lora
 from pipeline.finetune.stage import FinetuneStage
@@ -136,6 +136,39 @@ def test_last_token_pooling_ignores_right_padding():
     torch.testing.assert_close(pool(h, torch.tensor([2]), "mean"), h[:, :2].mean(1))
 
 
+def test_lm_score_is_the_language_models_own_loss_standardised():
+    torch.manual_seed(0)
+    backbone = build_model("gpt", vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    clf = SequenceClassifier(backbone, 2, "mean", dropout=0.0, lm_score=True).eval()
+    assert clf.head.in_features == 17
+    x = torch.tensor([[5, 6, 7, 8, 9], [3, 4, 5, 0, 0]])
+    n = torch.tensor([5, 3])
+    _, loss = backbone(x[:1, :-1], x[:1, 1:])
+    got = surprisal(backbone, backbone.hidden_states(x), x, n)
+    torch.testing.assert_close(got[0], loss)  # the mean next-token loss; padding never counts
+    _, loss = backbone(x[1:, :2], x[1:, 1:3])
+    torch.testing.assert_close(got[1], loss)
+    clf.prepare([(x, n, torch.tensor([0, 1]))], None, probe_l2=None)
+    torch.testing.assert_close(clf.head.score_shift, got.mean())
+    torch.testing.assert_close(clf.head.score_scale, got.std())
+    torch.testing.assert_close(clf.features(x, n)[:, -1], (got - got.mean()) / got.std())
+
+
+def test_probe_fits_the_head_on_frozen_features():
+    torch.manual_seed(0)
+    backbone = build_model("gpt", vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    clf = SequenceClassifier(backbone, 2, "mean", dropout=0.1)
+    x = torch.randint(1, 50, (40, 6))
+    y = (x[:, 0] > 25).long()  # the first token decides: visible in the mean of the states
+    n = torch.full((40,), 6)
+    before = [p.detach().clone() for p in backbone.parameters()]
+    clf.prepare([(x, n, y)], None, probe_l2=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(before, backbone.parameters()))  # the body is frozen
+    assert clf.training  # back in the mode it was in
+    clf.eval()
+    assert (clf(x, n).argmax(-1) == y).float().mean() > 0.8  # a random head scores about 0.5
+
+
 def test_encode_pair_masks_the_prompt_and_keeps_both_within_budget():
     x, y = encode_pair([1, 2, 3], [7, 8], eot_id=0, max_len=16)
     assert x.tolist() == [1, 2, 3, 7, 8]
@@ -236,6 +269,19 @@ def test_lora_finetune_trains_few_parameters_and_saves_adapter(task):
     model, meta = load_finetuned(res.path / "checkpoint")
     assert meta["lora_modules"] == ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]
     assert not any(isinstance(m, LoRALinear) for m in model.modules())
+
+
+def test_finetune_with_probe_and_lm_score_saves_a_classifier_that_loads_the_same(task):
+    root, pre, lab = task
+    cfg = FinetuneConfig(**{**TINY, "max_steps": 10}, lm_score=True, probe_l2=0.01, baseline=False)
+    res = run_stage(FinetuneStage(), cfg, root, {"pretrain": pre, "labeled": lab})
+    model, meta = load_finetuned(res.path / "checkpoint")
+    assert meta["lm_score"] is True
+    assert float(model.head.score_scale) != 1.0  # calibrated on the training texts, and saved
+    curves = [r for r in pq.read_table(res.data_path).to_pylist() if r["model"] == "finetuned"]
+    x = torch.tensor([[5, 6, 7, 8]])
+    assert torch.isfinite(model(x, torch.tensor([4]))).all()
+    assert max(r["val_accuracy"] for r in curves) > 0.7
 
 
 def test_finetune_lstm_mean_pooling(tmp_path):

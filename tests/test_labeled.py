@@ -181,6 +181,35 @@ def test_default_task_is_stdlib_packages(tmp_path):
     assert row["source_file"] == "default" and row["source"] == "stdlib-packages" and row["text"]
 
 
+def test_default_fluency_task_shuffles_half_the_docstrings(tmp_path):
+    from pipeline.labeled.config import DefaultTaskConfig
+    from pipeline.labeled.readers import read_default
+    from pipeline.sources.builtin import docstrings, module_name, stdlib_files
+
+    task = DefaultTaskConfig(kind="fluency", packages=["email"], fluency_words=20)
+    res = run_stage(LabeledStage(), LabeledConfig(default_task=task), tmp_path, {})
+    assert label_map(res.dataset.manifest) == ["natural", "shuffled"]
+    rows = table(res)
+    counts = Counter(r["label"] for r in rows)
+    assert counts["natural"] > 100 and counts["shuffled"] > 100
+    assert 0.4 < counts["shuffled"] / len(rows) < 0.6
+    files = [f for f in stdlib_files() if module_name(f).split(".")[0] == "email"]
+    opening = {" ".join(d["text"].split()[:20]) for d in docstrings(files, 40)}
+    for r in rows:
+        words = r["text"].split(" ")
+        assert 8 <= len(words) <= 20 and "\n" not in r["text"]
+        if r["label"] == "natural":
+            assert r["text"] in opening
+        else:  # the same words as some docstring's opening, in another order
+            assert r["text"] not in opening
+            assert any(
+                sorted(o.split(" ")) == sorted(words) for o in opening if len(o.split(" ")) == len(words)
+            )
+    # the same labels and texts on every run
+    again = [(rec["text"], rec["label"]) for _, rec in read_default(task)]
+    assert sorted(again) == sorted((r["text"], r["label"]) for r in rows)
+
+
 def test_missing_files_are_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="matches no files"):
         run(tmp_path, LabeledSourceConfig(path=str(tmp_path / "nope*.tsv")))
@@ -194,3 +223,13 @@ def test_sentiment_corpus(shared_corpora, tmp_path):
     assert res.counts["rows_in"] == 3000
     assert res.counts["rows_out"] + res.counts["rejected_by_reason"].get("labeled.duplicate", 0) == 3000
     assert set(res.counts["rejected_by_reason"]) <= {"labeled.duplicate"}
+
+
+def test_make_run_profile_uses_the_fluency_task_with_the_lp_ft_head():
+    from pipeline.config import load_config
+    from pipeline.configs import bundled
+
+    cfg = load_config(bundled("builtin-corpus"))
+    assert cfg.labeled.default_task.kind == "fluency"
+    assert cfg.finetune.lm_score and cfg.finetune.probe_l2 is not None
+    assert cfg.evaluate.curve.seeds >= 3

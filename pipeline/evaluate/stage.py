@@ -377,7 +377,9 @@ def curve_unit(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
                 apply_lora(backbone, lora.target_modules, lora.rank, lora.alpha, lora.dropout)
         else:
             backbone = build_model(arch["arch"], **{k: v for k, v in arch.items() if k != "arch"})
-        model = SequenceClassifier(backbone, len(labels), recipe.pooling, recipe.head_dropout)
+        model = SequenceClassifier(
+            backbone, len(labels), recipe.pooling, recipe.head_dropout, lm_score=recipe.lm_score
+        )
         assert train_ex.labels is not None  # classify examples carry labels
         weight = class_weights(train_ex.labels, len(labels), recipe.class_weights)
         run = recipe.model_copy(

@@ -37,6 +37,18 @@ class FinetuneConfig(BaseModel):
         "(an appended end-of-text). Mean by default: a small pretrained LM's end-of-text state holds what it "
         "expects next more than what the text said (benchmarks/finetune_transfer.py measures both)",
     )
+    lm_score: bool = Field(
+        False,
+        description="Classify: the head also reads how surprised the language model is by the text (its mean "
+        "next-token log-loss, standardised over the training texts; read, not trained through): what a pretrained "
+        "LM knows of which word sequences are natural, which a pooled hidden state does not expose linearly",
+    )
+    probe_l2: float | None = Field(
+        None,
+        ge=0,
+        description="Classify: before fine-tuning, fit the head alone on the frozen features (a logistic "
+        "regression with this L2 penalty, LP-FT); None: the head starts random",
+    )
     head_dropout: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] | list[float] = Field(
         "balanced",
@@ -94,5 +106,9 @@ class FinetuneConfig(BaseModel):
             raise ValueError(
                 "export_hf needs pooling: last: transformers' …ForSequenceClassification scores the "
                 "last token, it has no mean pooling"
+            )
+        if self.export_hf and self.task == "classify" and self.lm_score:
+            raise ValueError(
+                "export_hf needs lm_score: false: transformers' classification heads read hidden states only"
             )
         return self

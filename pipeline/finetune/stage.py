@@ -174,7 +174,9 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         )
     weight = None
     if cfg.task == "classify":
-        model: torch.nn.Module = SequenceClassifier(backbone, len(labels), cfg.pooling, cfg.head_dropout)
+        model: torch.nn.Module = SequenceClassifier(
+            backbone, len(labels), cfg.pooling, cfg.head_dropout, lm_score=cfg.lm_score
+        )
         assert train_ex.labels is not None  # classify examples carry labels
         weight = class_weights(train_ex.labels, len(labels), cfg.class_weights)
     else:
@@ -192,6 +194,7 @@ def train_unit(ctx: StageContext, which: str) -> dict[str, Any]:
         "lora_modules": adapted,
         "labels": labels,
         "pooling": cfg.pooling,
+        "lm_score": cfg.lm_score,
         "adapt_steps": history[-1]["step"] if history else 0,
         "max_len": max_len,
         "template": cfg.template,

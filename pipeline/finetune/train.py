@@ -181,6 +181,12 @@ def train(
     model.to(device).train()
     if weight is not None:
         weight = weight.to(device)
+    if isinstance(model, SequenceClassifier) and (model.lm_score or cfg.probe_l2 is not None):
+        batches = [
+            collate(train_ex, np.arange(s, min(s + 64, len(train_ex))), pad_id, device)
+            for s in range(0, len(train_ex), 64)
+        ]
+        model.prepare([(b["x"], b["lengths"], b["labels"]) for b in batches], weight, cfg.probe_l2)
     groups = param_groups(model, cfg)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), foreach=False)
     res = TrainResult(

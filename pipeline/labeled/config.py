@@ -11,9 +11,15 @@ from ..sources import LocatedSource, ReadOptions
 Format = Literal["auto", "jsonl", "parquet", "csv", "tsv", "hf", "hf_disk", "default"]
 Split = Literal["train", "validation", "test"]
 
-# The default task: which standard-library package does a docstring come from? Six packages with
-# many docstrings and clearly different subjects (GUI, async I/O, mail, logging, tests, XML).
+# The default tasks read the docstrings of six standard-library packages with many docstrings
+# and clearly different subjects (GUI, async I/O, mail, logging, tests, XML).
+#  - packages: which package does a docstring come from? A few words of each docstring (module
+#    and class names) decide it, so TF-IDF + logistic regression solves it from the labels alone.
+#  - fluency: is a docstring's opening as written, or are its words shuffled? What decides it is
+#    which word sequences are natural, which is what a language model learns from unlabeled text:
+#    the task on which pretraining can show what it is worth when labels are few.
 DEFAULT_PACKAGES = ["asyncio", "email", "logging", "tkinter", "unittest", "xml"]
+FLUENCY_LABELS = ("natural", "shuffled")
 
 
 class LabeledSourceConfig(LocatedSource):
@@ -60,9 +66,16 @@ class LabeledSourceConfig(LocatedSource):
 
 
 class DefaultTaskConfig(BaseModel):
-    """The built-in task: docstrings of a few standard-library packages, labeled by package."""
+    """The built-in task on docstrings of a few standard-library packages: by package, or by fluency."""
 
     model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["packages", "fluency"] = Field(
+        "packages",
+        description="packages: label each docstring by its package; fluency: keep its first fluency_words "
+        "words, shuffle them in half of the docstrings (chosen by a hash of the id), label natural/shuffled",
+    )
+    fluency_words: int = Field(48, ge=8, description="Fluency: words kept from the start of each docstring")
 
     packages: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PACKAGES), description="Top-level packages (labels)"

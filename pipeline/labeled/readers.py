@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import xxhash
+
 from ..sources import Item, Problem, detect_format, read_file, read_hf
 from ..sources.builtin import docstrings, module_name, stdlib_files
-from .config import DefaultTaskConfig, LabeledSourceConfig
+from .config import FLUENCY_LABELS, DefaultTaskConfig, LabeledSourceConfig
 
 FILE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
 
@@ -46,7 +48,25 @@ def read_hf_source(src: LabeledSourceConfig) -> Iterator[Item]:
 
 
 def read_default(cfg: DefaultTaskConfig) -> Iterator[Item]:
-    """Docstrings of the configured standard-library packages, each with its ``package``."""
+    """Docstrings of the configured standard-library packages, each with its ``label``."""
     wanted = set(cfg.packages)
     files = [f for f in stdlib_files() if module_name(f).split(".")[0] in wanted]
-    yield from enumerate(docstrings(files, cfg.min_chars), 1)
+    for n, rec in enumerate(docstrings(files, cfg.min_chars), 1):
+        if cfg.kind == "packages":
+            yield n, {**rec, "label": rec["package"]}
+            continue
+        words = rec["text"].split()[: cfg.fluency_words]
+        key = xxhash.xxh3_64_intdigest(rec["id"].encode())
+        shuffled = key & 1 == 1
+        if shuffled:
+            words = shuffle_words(words, key)
+        if len(words) < 8 or (shuffled and words == rec["text"].split()[: cfg.fluency_words]):
+            continue  # too few words to judge, or a shuffle that changed nothing: no honest label
+        yield n, {**rec, "text": " ".join(words), "label": FLUENCY_LABELS[shuffled]}
+
+
+def shuffle_words(words: list[str], key: int) -> list[str]:
+    """The words in an order fixed by ``key``: sorted by a hash of (key, position), so the same on every
+    platform and library version (a seeded RNG's shuffle is not promised to be)."""
+    order = sorted(range(len(words)), key=lambda i: xxhash.xxh3_64_intdigest(f"{key}:{i}".encode()))
+    return [words[i] for i in order]

@@ -155,7 +155,7 @@ def read_unit(ctx: StageContext, item: tuple[int, dict[str, Any]]) -> dict[str, 
 
     if unit["kind"] == "default":
         items = read_default(cfg.default_task)
-        fields = {"text_field": "text", "label_field": "package"}
+        fields = {"text_field": "text", "label_field": "label"}
     elif unit["kind"] == "hf":
         items = read_hf_source(src)
         fields = {}
