@@ -87,7 +87,7 @@ UPPER_CODES = _of_category(_LATIN, "Lu") | _CYRILLIC_UPPER | _GREEK_UPPER | {0x3
 ALPHA_CODES = LOWER_CODES | UPPER_CODES | _of_category(_LATIN, "Lt") | {0x1BB}
 LOWER, UPPER, ALPHA = _class(LOWER_CODES), _class(UPPER_CODES), _class(ALPHA_CODES)
 # Symbols (Unicode 11's "So"), split off like punctuation.
-ICONS = _class(
+ICON_CODES = frozenset(
     _codes(
         "00A6 00A9 00AE 00B0 0482 058D-058E 060E-060F 06DE 06E9 06FD-06FE 07F6 09FA 0B70 0BF3-0BF8 "
         "0BFA 0C7F 0D4F 0D79 0F01-0F03 0F13 0F15-0F17 0F1A-0F1F 0F34 0F36 0F38 0FBE-0FC5 0FC7-0FCC "
@@ -110,6 +110,7 @@ ICONS = _class(
         "1F97C-1F9A2 1F9B0-1F9B9 1F9C0-1F9C2 1F9D0-1F9FF 1FA60-1FA6D"
     )
 )
+ICONS = _class(ICON_CODES)
 PUNCT = "…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪"  # split off at either end
 QUOTES = "'\"”“`‘´’‚,„»«「」『』（）〔〕【】《》〈〉〈〉⟦⟧"  # split off at either end
 CURRENCY = ("US$", "C$", "A$", *"$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₵₶₷₸₹₺₻₼₾₿")
@@ -156,6 +157,11 @@ SUFFIX_RE = re.compile(
 # Longest suffix but a run of dots: a unit or currency sign after a number ("5اكواب", "5US$").
 _ASCII_DIGIT = re.compile("[0-9]")
 _LONGEST_SUFFIX = max(len(x) for x in (*UNITS, *CURRENCY, "……", "'s")) + 1
+# A suffix of one character (SUFFIX_RE's character class), and the last characters of the longer
+# ones (units, currency signs, "……", "'s", runs of dots, a period or "+" after something): a
+# string ending in none of the latter has a suffix of one character or none.
+_ONE_CHAR_SUFFIX = frozenset(_SUFFIX_CHARS) | frozenset(map(chr, ICON_CODES))
+_ENDS_LONGER_SUFFIX = frozenset(x[-1] for x in (*UNITS, *CURRENCY, "……", "'s", "’s", "'S", "’S", ".", "+"))
 # Every infix starts with one of these characters; testing that first (a lookahead) spares
 # trying each alternative and its lookbehind at every position.
 _INFIX_FIRST = "." + "…" + "+-*^," + "".join(h[0] for h in HYPHENS) + ":<>=/"
@@ -307,6 +313,16 @@ SPECIAL: dict[str, tuple[str, ...]] = _special_cases()
 def _suffix_len(s: str) -> int:
     """Length of the suffix to split off ``s`` (0: none); ``s`` is all the rule may look at."""
     # Only the last few characters can start a suffix (a run of dots excepted): search there.
+    if not s:
+        return 0
+    last = s[-1]
+    if last not in _ENDS_LONGER_SUFFIX:
+        return 1 if last in _ONE_CHAR_SUFFIX else 0  # no longer suffix can end in ``last``
+    return _suffix_search(s)
+
+
+def _suffix_search(s: str) -> int:
+    """:func:`_suffix_len` by the suffix pattern alone."""
     if not s:
         return 0
     last = s[-1]

@@ -119,7 +119,9 @@ class NGrams:
         self.cum = np.concatenate([[0], np.cumsum(w.lengths)])
         self.local = np.arange(len(w.doc)) - b.word_offsets[w.doc]
         self.doc_words = w.count
+        self.room = self.doc_words[w.doc] - self.local  # words from each position to its document's end
         self._repeated: dict[int, np.ndarray] = {}
+        self._rolling: dict[int, np.ndarray] = {}  # hash of the words alone, at the repeated starts
         self._found: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # keys and counts of repeated starts
 
     def repeated_starts(self, n: int) -> np.ndarray:
@@ -127,22 +129,26 @@ class NGrams:
 
         An n-gram can only repeat where its first n-1 words do, so only bigrams are hashed at
         every position; each longer n is searched among the repeated starts of the level
-        below, a small set in ordinary text.
+        below, a small set in ordinary text, its hash extended by one word.
         """
         if n in self._repeated:
             return self._repeated[n]
-        starts = np.arange(len(self.ids)) if n == 2 else self.repeated_starts(n - 1)
-        starts = starts[self.local[starts] <= self.doc_words[self.doc[starts]] - n]
         with np.errstate(over="ignore"):
-            key = self.ids[starts].copy()
-            for k in range(1, n):
-                key = key * self._MIX + self.ids[starts + k]
-            key ^= self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+            if n == 2:
+                starts = np.flatnonzero(self.room >= 2)
+                rolling = self.ids[starts] * self._MIX + self.ids[starts + 1]
+            else:
+                below = self.repeated_starts(n - 1)
+                fits = self.room[below] >= n
+                starts = below[fits]
+                rolling = self._rolling[n - 1][fits] * self._MIX + self.ids[starts + n - 1]
+            key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
         # Equal keys by hashing (Arrow), not by sorting: a fraction of np.unique's time.
         inverse = pc.dictionary_encode(pa.array(key)).indices.to_numpy(zero_copy_only=False)
         count = np.bincount(inverse)[inverse]
         repeated = count > 1
         self._repeated[n] = starts[repeated]
+        self._rolling[n] = rolling[repeated]
         self._found[n] = (key[repeated], count[repeated])
         return self._repeated[n]
 
