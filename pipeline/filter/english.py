@@ -174,6 +174,7 @@ INFIX_RE = re.compile(
     rf"|(?<=[{ALPHA}0-9])[:<>=/](?=[{ALPHA}])"
     ")"
 )
+_INFIX_SPLIT = re.compile(f"({INFIX_RE.pattern})")
 # A URL or e-mail-like address is one token: optional scheme, optional user@, a public IPv4
 # address or dotted host names ending in a lowercase top-level domain, optional port and path.
 _HOST_CHAR = "A-Za-z0-9\u00a1-\uffff"
@@ -371,20 +372,13 @@ def _affixes(chunk: str, specials: bool) -> tuple[list[str], str, list[str]]:
 
 def _infixes(s: str) -> list[str]:
     """``s`` cut at its infixes (an infix at the very start does not cut)."""
-    out: list[str] = []
-    start = 0
-    for m in INFIX_RE.finditer(s):
-        a, b = m.span()
-        if a == 0:
-            continue
-        if a != start:
-            out.append(s[start:a])
-        if a != b:
-            out.append(s[a:b])
-        start = b
-    if start < len(s):
-        out.append(s[start:])
-    return out
+    # Split keeping the infixes: [text, infix, text, ..., text], texts possibly empty.
+    parts = _INFIX_SPLIT.split(s)
+    if len(parts) == 1:
+        return parts
+    if not parts[0]:  # an infix at the start stays with what follows it
+        parts[1:3] = [parts[1] + parts[2]]
+    return [p for p in parts if p]
 
 
 def _split(chunk: str, specials: bool) -> list[str]:
