@@ -226,18 +226,30 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     return which, tokens.filter(pa.array(good))
 
 
+# Up to this many distinct chunks, the Python algorithm alone is quicker than the kernels (whose
+# patterns are compiled again on every call): a few milliseconds a call, which small inputs and
+# the few lines split again (C4's lines that lost citation marks) would pay.
+PYTHON_ONLY_CHUNKS = 2_000
+
+
 def _chunk_tokens(chunks: pa.Array, cache: dict[str, list[str]] | None) -> tuple[pa.Array, np.ndarray]:
     """Tokens of each distinct chunk, flat, and the number of tokens of each chunk."""
     n = len(chunks)
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
-    plain = _bool(pc.match_substring_regex(chunks, PLAIN))
-    unit = _bool(pc.match_substring_regex(chunks, UNIT_NEAR_END))
-    simple = plain & ~_is_special(chunks) & ~unit
-    rest = np.flatnonzero(~simple)
-    shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)), unit[rest])
-    shaped_at = rest[shaped]
-    other = rest[~shaped]
+    if n <= PYTHON_ONLY_CHUNKS:  # the kernels' fixed cost would outweigh their gain
+        simple = np.zeros(n, dtype=bool)
+        shaped_at = np.zeros(0, dtype=np.int64)
+        shaped_tokens = pa.array([], pa.list_(pa.large_string()))
+        other = np.arange(n)
+    else:
+        plain = _bool(pc.match_substring_regex(chunks, PLAIN))
+        unit = _bool(pc.match_substring_regex(chunks, UNIT_NEAR_END))
+        simple = plain & ~_is_special(chunks) & ~unit
+        rest = np.flatnonzero(~simple)
+        shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)), unit[rest])
+        shaped_at = rest[shaped]
+        other = rest[~shaped]
     pieces: list[str] = []
     per_other = np.zeros(len(other), dtype=np.int64)
     if len(other):
