@@ -153,7 +153,9 @@ def kept_line_counts(
     redo = has_citation[at]
     own = at[~redo]
     own_written = written.take(pa.array(own))
-    spaced = pc.match_substring_regex(own_written, SPACE_TOKEN_BEFORE_PUNCT_RE2).to_numpy(zero_copy_only=False)
+    spaced = pc.match_substring_regex(own_written, SPACE_TOKEN_BEFORE_PUNCT_RE2).to_numpy(
+        zero_copy_only=False
+    )
     split = b.line_split
     line = np.flatnonzero(b.text_line_mask)[own]  # in b.lines
     sentences[own] = own_sentence_counts(split, line, own_written, spaced)
