@@ -161,6 +161,10 @@ _LONGEST_SUFFIX = max(len(x) for x in (*UNITS, *CURRENCY, "……", "'s")) + 1
 # ones (units, currency signs, "……", "'s", runs of dots, a period or "+" after something): a
 # string ending in none of the latter has a suffix of one character or none.
 _ONE_CHAR_SUFFIX = frozenset(_SUFFIX_CHARS) | frozenset(map(chr, ICON_CODES))
+# Characters a prefix can start with (PREFIX_RE's alternatives).
+_PREFIX_FIRST = frozenset(_PREFIX_CHARS + "+." + "".join(c[0] for c in CURRENCY)) | frozenset(
+    map(chr, ICON_CODES)
+)
 _ENDS_LONGER_SUFFIX = frozenset(x[-1] for x in (*UNITS, *CURRENCY, "……", "'s", "’s", "'S", "’S", ".", "+"))
 # Every infix starts with one of these characters; testing that first (a lookahead) spares
 # trying each alternative and its lookbehind at every position.
@@ -345,13 +349,18 @@ def _affixes(chunk: str, specials: bool) -> tuple[list[str], str, list[str]]:
         if specials and s in SPECIAL:
             break
         last = len(s)
-        m = PREFIX_RE.match(s)
+        m = PREFIX_RE.match(s) if s[0] in _PREFIX_FIRST else None
         pre = m.end() if m else 0
         if pre and specials and s[pre:] in SPECIAL:
             prefixes.append(s[:pre])
             s = s[pre:]
             break
-        suf = _suffix_len(s[pre:] if pre else s)
+        # _suffix_len(s[pre:]), its common case inline
+        end = s[-1]
+        if end not in _ENDS_LONGER_SUFFIX:
+            suf = 1 if end in _ONE_CHAR_SUFFIX and len(s) > pre else 0
+        else:
+            suf = _suffix_search(s[pre:] if pre else s)
         if suf and specials and s[:-suf] in SPECIAL:
             suffixes.append(s[-suf:])
             s = s[:-suf]
