@@ -11,7 +11,10 @@ dictionary-encoded, so each distinct chunk is split once. A chunk of letters, ma
 after a digit (``10km``); one such chunk with a single opening and/or closing mark (``(word``,
 ``word,``, ``"word."``) is those two or three tokens; both are decided by Arrow kernels. The other
 distinct chunks (URLs, contractions, numbers with separators, code) go through
-:func:`pipeline.filter.english.split_chunk`, and the pieces are put back in order with numpy.
+:func:`pipeline.filter.english.split_chunk`, and the pieces are put back in order with numpy. A
+call with few distinct chunks (``PYTHON_ONLY_CHUNKS``) skips the kernels, whose fixed cost would
+exceed the Python algorithm's. The tests hold the fast paths to ``split_chunk`` on every chunk of
+the stress variants, and ``split_chunk`` to spaCy itself.
 """
 
 from __future__ import annotations
