@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from benchmarks.variants import CORPORA, build_variants
-from pipeline.filter import c4
+from pipeline.filter import c4, english
+from pipeline.filter import text as batch_text
 from pipeline.filter.batch import TextBatch
 from pipeline.filter.english import SPECIAL, split_chunk
-from pipeline.filter.text import sentence_counts, split_words, word_lists
+from pipeline.filter.text import own_sentence_counts, sentence_counts, split_words, word_lists
 
 CASES = {
     # special cases, with and without apostrophes, and words that only look like them
@@ -62,6 +65,93 @@ CASES = {
 def test_chunks_split_as_the_english_tokenizer_does(chunk):
     assert split_chunk(chunk) == CASES[chunk]
     assert split_words(chunk) == CASES[chunk]  # the batch fast paths agree with the algorithm
+
+
+# Chunks of the shapes the batch fast paths decide (a core of letters and digits with separators,
+# up to two marks at either end) and their near misses, which the full algorithm must decide.
+TRICKY = [
+    "word", "word,", "(word", '"word."', "«word»", "(“word”)", "word).", "word.)", "word:)", "(:",
+    "USA.", "U.S.A.", "a.", "b.)", "x.y", "x.Y", "3.5.", "1.5km", "5km.", "5km's", "10GB,", "5%.", "$5",
+    "US$5.", "5US$", "5+", "5++", "1-2-3", "1+2=3", "a-b-c", "a-1", "1-a", "e-mail,", "--flag", "-x",
+    "a/b/c", "a:b", "A:b", "a,b", "1,000", "1,000.50", "a=b", "x<y", "x>y", "a^b", "2^3", "2*3",
+    "it's", "It's.", "its", "dont.", "don't,", "(don't)", "ca", "can't", "cannot.", "gonna,",
+    "o'clock.", "O'Neil's", "ma'am,", "rock'n'roll", "’s", "'s", "’S.", "ABC's.", "ABC’s)",
+    "Mr.", "(Mr.)", "Mr.,", "e.g.", "e.g.,", "i.e.)", "p.m.", "5p.m.", "5pm.", "10a.m.", "12am",
+    "...", "word...", "word…", "word……", "..word", "…word", "wait...)", "a..b", "a…b",
+    ":)", ":))", "(:)", "<3", "<3.", "^_^", "-_-", "o.O", "=)", "C++", "C++.", "and/or", "w/o,",
+    "http://x.org", "(www.example.com/a).", "joe@x.org,", "x.org.", "192.168.0.1", "8.8.8.8/24",
+    "°C.", "5°C.", "—word", "word—", "word—word", "word–.", "“word”", "‘word’", "„word“",
+    "Straße.", "naïve,", "café)", "ﬁnance", "日本語。", "中文，", "हिन्दी।", "مرحبا،", "Ελληνικά.",
+    "ПРИВЕТ.", "Привет,", "x²", "H₂O", "½", "IV.", "Ⅳ.", "#1", "#hashtag,", "@user:", "a_b", "__init__",
+    "f(x)", "f(x),", "print(x).", "[1]", "[edit]", "x[0]", "{a}", "<b>", "</b>", "&amp;", "a&b",
+    "\u200eword", "word\u200c", "ab\u00adcd", "§5", "%5", "=5", "+5", "+a", "''word''", "``word``",
+]  # fmt: skip
+
+
+@pytest.fixture
+def kernels_only(monkeypatch):
+    """Every distinct chunk through the batch fast paths, however few (they are skipped for a
+    few thousand chunks or less, which the Python algorithm splits quicker)."""
+    monkeypatch.setattr(batch_text, "PYTHON_ONLY_CHUNKS", 0)
+
+
+def split_each(chunks: list[str]) -> list[list[str]]:
+    """Each chunk's tokens by the batch code (the distinct chunks of the texts at once)."""
+    tokens, counts = word_lists(pa.array(chunks, pa.large_string()))
+    flat, out, at = tokens.to_pylist(), [], 0
+    for n in counts.tolist():
+        out.append(flat[at : at + n])
+        at += n
+    return out
+
+
+def with_marks(chunks: list[str]) -> list[str]:
+    """Each chunk, and with opening and closing marks around it."""
+    out = []
+    for c in chunks:
+        out += [c, f"({c}", f"{c},", f'"{c}."', f"({c}),", f"{c}'s", f"{c}:", f"[{c}]"]
+    return out
+
+
+def test_fast_paths_split_tricky_chunks_as_the_algorithm_does(kernels_only):
+    chunks = with_marks(list(CASES) + TRICKY)
+    assert split_each(chunks) == [split_chunk(c) for c in chunks]
+
+
+def test_few_chunks_are_split_by_the_algorithm_alone():
+    chunks = with_marks(TRICKY)
+    assert split_each(chunks) == [split_chunk(c) for c in chunks]
+
+
+def test_suffix_shortcut_agrees_with_the_suffix_pattern():
+    strings = {
+        c[i:j]
+        for c in with_marks(list(CASES) + TRICKY)
+        for i in range(len(c))
+        for j in range(i + 1, len(c) + 1)
+    }
+    strings |= {"5" + u for u in english.UNITS} | {"5" + c for c in english.CURRENCY}
+    assert [english._suffix_len(s) for s in sorted(strings)] == [
+        english._suffix_search(s) for s in sorted(strings)
+    ]
+
+
+def test_sentences_of_spaced_lines_from_their_own_tokens_match_splitting_them_again():
+    lines = [
+        "end.  ''", "end. ''", "One.  Two.   (three) four", "a\t. b", "x .  ! y", "Mr.  (Smith) left.  '' ok",
+        "no final mark  here", "Stop.\u00a0(a) b", "Wait!\u3000\u3000\"quoted\" next", "A.  B.  C.",
+        "   leading and trailing.   ", "x", "tab\tseparated. \t(words)",
+    ]  # fmt: skip
+    b = TextBatch(lines)
+    written = pc.utf8_trim_whitespace(pa.array(lines, pa.large_string()))
+    want, words = sentence_counts(written)
+    spaced = np.ones(len(lines), dtype=bool)
+    got = own_sentence_counts(b.line_split, np.arange(len(lines)), written, spaced)
+    assert got.tolist() == want.tolist()
+    assert b.line_split.counts.tolist() == words.tolist()
+    # Unspaced, whitespace is not a token: the lines' own tokens alone.
+    alone = own_sentence_counts(b.line_split, np.arange(len(lines)), written, ~spaced)
+    assert alone.tolist() == sentence_counts(pa.array([" ".join(line.split()) for line in lines]))[0].tolist()
 
 
 def test_batch_split_matches_one_chunk_at_a_time():
@@ -143,6 +233,19 @@ def pool(tmp_path_factory):
     ]
     paths = build_variants(tmp_path_factory.mktemp("variants"), names)
     return {n: [json.loads(line)["text"] for line in p.open(encoding="utf-8")] for n, p in paths.items()}
+
+
+@pytest.mark.slow
+def test_fast_paths_split_every_chunk_of_the_variants_as_the_algorithm_does(pool, kernels_only):
+    for name, texts in pool.items():
+        chunks = pc.unique(pc.list_flatten(pc.utf8_split_whitespace(pa.array(texts, pa.large_string()))))
+        chunks = chunks.filter(pc.greater(pc.binary_length(chunks), 0)).cast(pa.large_string())
+        tokens, per_chunk = batch_text._chunk_tokens(chunks, None)
+        flat, at, values = tokens.to_pylist(), 0, chunks.to_pylist()
+        for chunk, n in zip(values, per_chunk.tolist()):
+            assert flat[at : at + n] == split_chunk(chunk), (name, chunk)
+            at += n
+        assert [english._suffix_len(c) for c in values] == [english._suffix_search(c) for c in values], name
 
 
 @pytest.mark.slow

@@ -64,6 +64,22 @@ def test_ngram_repetition_matches_reference(n):
         assert dups[i] == ref_dup(words, n), (i, n)
 
 
+def test_ngram_repetition_matches_reference_on_a_batch_of_repetitive_documents():
+    # Few distinct words: n-grams repeat within and across documents, overlapping and in runs.
+    rng = np.random.default_rng(16)
+    vocab = ["a", "bb", "ccc", "a", "dd", "e"]
+    docs = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 120)))) for _ in range(60)]
+    docs += [" ".join(["x y z w v"] * 7), "x y z w v " * 3 + "x y z w", ""]
+    grams = gopher.NGrams(TextBatch(docs))
+    for n in range(2, 11):
+        tops, dups = grams.top_chars(n), grams.duplicated_chars(n)
+        for i, doc in enumerate(docs):
+            words = doc.split()
+            want = ref_top(words, n)
+            assert (np.isnan(tops[i]) and np.isnan(want)) or tops[i] == want, (i, n)
+            assert dups[i] == ref_dup(words, n), (i, n)
+
+
 def test_line_and_paragraph_repetition():
     out = gopher.repetition(TextBatch([TEXTS[2]]))
     # lines (split on newline runs): One line. / One line. / Another... / Another... / last

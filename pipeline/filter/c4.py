@@ -28,7 +28,7 @@ from pydantic import Field
 from .batch import NOT_SPACE, TextBatch, per_doc, ratio
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
-from .text import SPACE_TOKEN_BEFORE_PUNCT_RE2, count_sentences, sentence_counts
+from .text import SPACE_TOKEN_BEFORE_PUNCT_RE2, own_sentence_counts, sentence_counts
 
 MIN_WORDS_PER_LINE = 3
 MAX_WORD_LENGTH = 1000
@@ -142,24 +142,24 @@ def kept_line_counts(
     b: TextBatch, kept: np.ndarray, has_citation: np.ndarray, written: pa.Array
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sentences and words in each kept line of ``b.text_lines`` as C4 writes it (``written``:
-    stripped, citation marks removed). Most lines are their own tokens, already split; a line
-    that lost citation marks, or whose whitespace could start a sentence, is split again."""
+    stripped, citation marks removed). A line's words are its own tokens, already split, and so
+    are its sentences but where whitespace could start one (`text.own_sentence_counts`); a line
+    that lost citation marks is split again."""
     sentences = np.zeros(len(kept), dtype=np.int64)
     words = np.zeros(len(kept), dtype=np.int64)
     at = np.flatnonzero(kept)  # in text_lines
     if len(at) == 0:
         return sentences, words
-    redo = has_citation[at] | pc.match_substring_regex(
-        written.take(pa.array(at)), SPACE_TOKEN_BEFORE_PUNCT_RE2
-    ).to_numpy(zero_copy_only=False)
-    split = b.line_split
+    redo = has_citation[at]
     own = at[~redo]
+    own_written = written.take(pa.array(own))
+    spaced = pc.match_substring_regex(own_written, SPACE_TOKEN_BEFORE_PUNCT_RE2).to_numpy(
+        zero_copy_only=False
+    )
+    split = b.line_split
     line = np.flatnonzero(b.text_line_mask)[own]  # in b.lines
-    counts = split.counts[line]
-    first = np.concatenate([[0], np.cumsum(split.counts)[:-1]])[line]
-    index = np.repeat(first - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
-    sentences[own] = count_sentences(counts, split.ids[index], split.vocab)
-    words[own] = counts
+    sentences[own] = own_sentence_counts(split, line, own_written, spaced)
+    words[own] = split.counts[line]
     again = at[redo]
     if len(again):
         sentences[again], words[again] = sentence_counts(written.take(pa.array(again)), b.chunk_cache)

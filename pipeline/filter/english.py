@@ -87,7 +87,7 @@ UPPER_CODES = _of_category(_LATIN, "Lu") | _CYRILLIC_UPPER | _GREEK_UPPER | {0x3
 ALPHA_CODES = LOWER_CODES | UPPER_CODES | _of_category(_LATIN, "Lt") | {0x1BB}
 LOWER, UPPER, ALPHA = _class(LOWER_CODES), _class(UPPER_CODES), _class(ALPHA_CODES)
 # Symbols (Unicode 11's "So"), split off like punctuation.
-ICONS = _class(
+ICON_CODES = frozenset(
     _codes(
         "00A6 00A9 00AE 00B0 0482 058D-058E 060E-060F 06DE 06E9 06FD-06FE 07F6 09FA 0B70 0BF3-0BF8 "
         "0BFA 0C7F 0D4F 0D79 0F01-0F03 0F13 0F15-0F17 0F1A-0F1F 0F34 0F36 0F38 0FBE-0FC5 0FC7-0FCC "
@@ -110,6 +110,7 @@ ICONS = _class(
         "1F97C-1F9A2 1F9B0-1F9B9 1F9C0-1F9C2 1F9D0-1F9FF 1FA60-1FA6D"
     )
 )
+ICONS = _class(ICON_CODES)
 PUNCT = "…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪"  # split off at either end
 QUOTES = "'\"”“`‘´’‚,„»«「」『』（）〔〕【】《》〈〉〈〉⟦⟧"  # split off at either end
 CURRENCY = ("US$", "C$", "A$", *"$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₵₶₷₸₹₺₻₼₾₿")
@@ -156,6 +157,15 @@ SUFFIX_RE = re.compile(
 # Longest suffix but a run of dots: a unit or currency sign after a number ("5اكواب", "5US$").
 _ASCII_DIGIT = re.compile("[0-9]")
 _LONGEST_SUFFIX = max(len(x) for x in (*UNITS, *CURRENCY, "……", "'s")) + 1
+# A suffix of one character (SUFFIX_RE's character class), and the last characters of the longer
+# ones (units, currency signs, "……", "'s", runs of dots, a period or "+" after something): a
+# string ending in none of the latter has a suffix of one character or none.
+_ONE_CHAR_SUFFIX = frozenset(_SUFFIX_CHARS) | frozenset(map(chr, ICON_CODES))
+# Characters a prefix can start with (PREFIX_RE's alternatives).
+_PREFIX_FIRST = frozenset(_PREFIX_CHARS + "+." + "".join(c[0] for c in CURRENCY)) | frozenset(
+    map(chr, ICON_CODES)
+)
+_ENDS_LONGER_SUFFIX = frozenset(x[-1] for x in (*UNITS, *CURRENCY, "……", "'s", "’s", "'S", "’S", ".", "+"))
 # Every infix starts with one of these characters; testing that first (a lookahead) spares
 # trying each alternative and its lookbehind at every position.
 _INFIX_FIRST = "." + "…" + "+-*^," + "".join(h[0] for h in HYPHENS) + ":<>=/"
@@ -168,6 +178,7 @@ INFIX_RE = re.compile(
     rf"|(?<=[{ALPHA}0-9])[:<>=/](?=[{ALPHA}])"
     ")"
 )
+_INFIX_SPLIT = re.compile(f"({INFIX_RE.pattern})")
 # A URL or e-mail-like address is one token: optional scheme, optional user@, a public IPv4
 # address or dotted host names ending in a lowercase top-level domain, optional port and path.
 _HOST_CHAR = "A-Za-z0-9\u00a1-\uffff"
@@ -310,6 +321,16 @@ def _suffix_len(s: str) -> int:
     if not s:
         return 0
     last = s[-1]
+    if last not in _ENDS_LONGER_SUFFIX:
+        return 1 if last in _ONE_CHAR_SUFFIX else 0  # no longer suffix can end in ``last``
+    return _suffix_search(s)
+
+
+def _suffix_search(s: str) -> int:
+    """:func:`_suffix_len` by the suffix pattern alone."""
+    if not s:
+        return 0
+    last = s[-1]
     if last.isalnum() and last not in "sS" and not _ASCII_DIGIT.search(s):
         return 0  # only "'s" or a unit after a digit ends in a letter or digit
     start = len(s) - _LONGEST_SUFFIX
@@ -328,13 +349,18 @@ def _affixes(chunk: str, specials: bool) -> tuple[list[str], str, list[str]]:
         if specials and s in SPECIAL:
             break
         last = len(s)
-        m = PREFIX_RE.match(s)
+        m = PREFIX_RE.match(s) if s[0] in _PREFIX_FIRST else None
         pre = m.end() if m else 0
         if pre and specials and s[pre:] in SPECIAL:
             prefixes.append(s[:pre])
             s = s[pre:]
             break
-        suf = _suffix_len(s[pre:] if pre else s)
+        # _suffix_len(s[pre:]), its common case inline
+        end = s[-1]
+        if end not in _ENDS_LONGER_SUFFIX:
+            suf = 1 if end in _ONE_CHAR_SUFFIX and len(s) > pre else 0
+        else:
+            suf = _suffix_search(s[pre:] if pre else s)
         if suf and specials and s[:-suf] in SPECIAL:
             suffixes.append(s[-suf:])
             s = s[:-suf]
@@ -355,20 +381,13 @@ def _affixes(chunk: str, specials: bool) -> tuple[list[str], str, list[str]]:
 
 def _infixes(s: str) -> list[str]:
     """``s`` cut at its infixes (an infix at the very start does not cut)."""
-    out: list[str] = []
-    start = 0
-    for m in INFIX_RE.finditer(s):
-        a, b = m.span()
-        if a == 0:
-            continue
-        if a != start:
-            out.append(s[start:a])
-        if a != b:
-            out.append(s[a:b])
-        start = b
-    if start < len(s):
-        out.append(s[start:])
-    return out
+    # Split keeping the infixes: [text, infix, text, ..., text], texts possibly empty.
+    parts = _INFIX_SPLIT.split(s)
+    if len(parts) == 1:
+        return parts
+    if not parts[0]:  # an infix at the start stays with what follows it
+        parts[1:3] = [parts[1] + parts[2]]
+    return [p for p in parts if p]
 
 
 def _split(chunk: str, specials: bool) -> list[str]:

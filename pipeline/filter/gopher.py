@@ -119,31 +119,38 @@ class NGrams:
         self.cum = np.concatenate([[0], np.cumsum(w.lengths)])
         self.local = np.arange(len(w.doc)) - b.word_offsets[w.doc]
         self.doc_words = w.count
+        self.room = self.doc_words[w.doc] - self.local  # words from each position to its document's end
         self._repeated: dict[int, np.ndarray] = {}
-        self._found: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # keys and counts of repeated starts
+        self._rolling: dict[int, np.ndarray] = {}  # hash of the words alone, at the repeated starts
+        # of the repeated starts: which n-gram (a dense id, equal for equal n-grams) and its count
+        self._found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def repeated_starts(self, n: int) -> np.ndarray:
         """Start positions of n-grams that occur more than once in their document.
 
         An n-gram can only repeat where its first n-1 words do, so only bigrams are hashed at
         every position; each longer n is searched among the repeated starts of the level
-        below, a small set in ordinary text.
+        below, a small set in ordinary text, its hash extended by one word.
         """
         if n in self._repeated:
             return self._repeated[n]
-        starts = np.arange(len(self.ids)) if n == 2 else self.repeated_starts(n - 1)
-        starts = starts[self.local[starts] <= self.doc_words[self.doc[starts]] - n]
         with np.errstate(over="ignore"):
-            key = self.ids[starts].copy()
-            for k in range(1, n):
-                key = key * self._MIX + self.ids[starts + k]
-            key ^= self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+            if n == 2:
+                starts = np.flatnonzero(self.room >= 2)
+                rolling = self.ids[starts] * self._MIX + self.ids[starts + 1]
+            else:
+                below = self.repeated_starts(n - 1)
+                fits = self.room[below] >= n
+                starts = below[fits]
+                rolling = self._rolling[n - 1][fits] * self._MIX + self.ids[starts + n - 1]
+            key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
         # Equal keys by hashing (Arrow), not by sorting: a fraction of np.unique's time.
         inverse = pc.dictionary_encode(pa.array(key)).indices.to_numpy(zero_copy_only=False)
         count = np.bincount(inverse)[inverse]
         repeated = count > 1
         self._repeated[n] = starts[repeated]
-        self._found[n] = (key[repeated], count[repeated])
+        self._rolling[n] = rolling[repeated]
+        self._found[n] = (inverse[repeated], count[repeated])
         return self._repeated[n]
 
     def top_chars(self, n: int) -> np.ndarray:
@@ -179,27 +186,22 @@ class NGrams:
         rel = self.repeated_starts(n)
         if len(rel) == 0:
             return out
-        key, _ = self._found[n]
-        doc = self.doc[rel].tolist()
-        pos = self.local[rel].tolist()
-        keys = key.tolist()
-        lens = (self.cum[rel + n] - self.cum[rel]).tolist()
-        seen: set[int] = set()
-        current, next_free, total = -1, 0, 0
-        for d, p, k, c in zip(doc, pos, keys, lens):
-            if d != current:
-                if current >= 0:
-                    out[current] = total
-                current, seen, next_free, total = d, set(), 0, 0
+        gram, _ = self._found[n]
+        # N-gram ids are distinct between documents and an n-gram never crosses a document's
+        # end, so one scan over the batch's positions does for all documents.
+        seen = bytearray(int(gram.max()) + 1)
+        dup = []
+        next_free = -1
+        for i, (p, g) in enumerate(zip(rel.tolist(), gram.tolist())):
             if p < next_free:
                 continue
-            if k in seen:
-                total += c
+            if seen[g]:
+                dup.append(i)
                 next_free = p + n
             else:
-                seen.add(k)
-        out[current] = total
-        return out
+                seen[g] = 1
+        at = rel[dup]
+        return per_doc(self.doc[at], self.cum[at + n] - self.cum[at], self.b.n).astype(np.float64)
 
 
 # -- rules: published defaults of Rae et al. 2021, appendix A.1.1, table A1 ------------------------

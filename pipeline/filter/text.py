@@ -11,7 +11,10 @@ dictionary-encoded, so each distinct chunk is split once. A chunk of letters, ma
 after a digit (``10km``); one such chunk with a single opening and/or closing mark (``(word``,
 ``word,``, ``"word."``) is those two or three tokens; both are decided by Arrow kernels. The other
 distinct chunks (URLs, contractions, numbers with separators, code) go through
-:func:`pipeline.filter.english.split_chunk`, and the pieces are put back in order with numpy.
+:func:`pipeline.filter.english.split_chunk`, and the pieces are put back in order with numpy. A
+call with few distinct chunks (``PYTHON_ONLY_CHUNKS``) skips the kernels, whose fixed cost would
+exceed the Python algorithm's. The tests hold the fast paths to ``split_chunk`` on every chunk of
+the stress variants, and ``split_chunk`` to spaCy itself.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ SPACE_TOKEN_RE2 = (
     r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
 )
 SPACE_MARK = "\x00"  # stands for such a run while counting sentences
+NOT_SPACE_RUN_RE2 = r"[^\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+"
 
 # Arrow forms of the fast paths. PLAIN: letters, marks and digits only (no affix or infix can
 # apply). UNIT_END: a digit then a unit at the end ("10km"), which the tokenizer splits off.
@@ -225,18 +229,30 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     return which, tokens.filter(pa.array(good))
 
 
+# Up to this many distinct chunks, the Python algorithm alone is quicker than the kernels (whose
+# patterns are compiled again on every call): a few milliseconds a call, which small inputs and
+# the few lines split again (C4's lines that lost citation marks) would pay.
+PYTHON_ONLY_CHUNKS = 2_000
+
+
 def _chunk_tokens(chunks: pa.Array, cache: dict[str, list[str]] | None) -> tuple[pa.Array, np.ndarray]:
     """Tokens of each distinct chunk, flat, and the number of tokens of each chunk."""
     n = len(chunks)
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
-    plain = _bool(pc.match_substring_regex(chunks, PLAIN))
-    unit = _bool(pc.match_substring_regex(chunks, UNIT_NEAR_END))
-    simple = plain & ~_is_special(chunks) & ~unit
-    rest = np.flatnonzero(~simple)
-    shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)), unit[rest])
-    shaped_at = rest[shaped]
-    other = rest[~shaped]
+    if n <= PYTHON_ONLY_CHUNKS:  # the kernels' fixed cost would outweigh their gain
+        simple = np.zeros(n, dtype=bool)
+        shaped_at = np.zeros(0, dtype=np.int64)
+        shaped_tokens = pa.array([], pa.list_(pa.large_string()))
+        other = np.arange(n)
+    else:
+        plain = _bool(pc.match_substring_regex(chunks, PLAIN))
+        unit = _bool(pc.match_substring_regex(chunks, UNIT_NEAR_END))
+        simple = plain & ~_is_special(chunks) & ~unit
+        rest = np.flatnonzero(~simple)
+        shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)), unit[rest])
+        shaped_at = rest[shaped]
+        other = rest[~shaped]
     pieces: list[str] = []
     per_other = np.zeros(len(other), dtype=np.int64)
     if len(other):
@@ -270,13 +286,15 @@ def _chunk_tokens(chunks: pa.Array, cache: dict[str, list[str]] | None) -> tuple
 @dataclass
 class Split:
     """Texts split into tokens: every token, flat and in order, also as ids into ``vocab`` (its
-    distinct tokens); tokens and chunks (maximal runs of non-whitespace characters) per text."""
+    distinct tokens); tokens and chunks (maximal runs of non-whitespace characters) per text, and
+    tokens per chunk (flat, in order)."""
 
     tokens: pa.Array
     counts: np.ndarray
     chunks: np.ndarray
     ids: np.ndarray
     vocab: pa.Array
+    chunk_tokens: np.ndarray
 
     @property
     def encoded(self) -> pa.DictionaryArray:
@@ -310,7 +328,7 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     source = pc.dictionary_encode(tokens)
     source_ids = source.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     take = pa.array(index)
-    return Split(tokens.take(take), counts, per_text, source_ids[index], source.dictionary)
+    return Split(tokens.take(take), counts, per_text, source_ids[index], source.dictionary, per_occurrence)
 
 
 def word_lists(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> tuple[pa.Array, np.ndarray]:
@@ -360,10 +378,62 @@ def sentence_roles(vocab: pa.Array) -> np.ndarray:
 
 def count_sentences(counts: np.ndarray, ids: np.ndarray, vocab: pa.Array) -> np.ndarray:
     """Sentences in each of ``len(counts)`` lines whose tokens are ``vocab[ids]`` (flat, in order)."""
-    n = len(counts)
     if len(ids) == 0:
+        return np.zeros(len(counts), dtype=np.int64)
+    return _count_by_role(counts, sentence_roles(vocab)[ids])
+
+
+def own_sentence_counts(s: Split, lines: np.ndarray, texts: pa.Array, spaced: np.ndarray) -> np.ndarray:
+    """Sentences in the texts ``lines`` of split ``s``, counted on their own tokens; for those
+    ``spaced``, with a whitespace token before each chunk that follows whitespace other than one
+    plain space, as :func:`sentence_counts` counts them. ``texts``: those texts, stripped (their
+    chunks are ``s``'s); they are read only where ``spaced``. Spares splitting them again."""
+    n = len(lines)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    # The chunks of the chosen texts, in order.
+    per_text = s.chunks[lines]
+    chunk = _ranges(np.concatenate([[0], np.cumsum(s.chunks)])[lines], per_text)
+    mark = np.zeros(len(chunk), dtype=np.int64)  # 1: a whitespace token before the chunk
+    if spaced.any():
+        # The whitespace between a stripped text's chunks: the pieces between its runs of
+        # non-space characters, less the first and the last (empty).
+        gaps = pc.split_pattern_regex(texts.filter(pa.array(spaced)), NOT_SPACE_RUN_RE2)
+        sizes = pc.list_value_length(gaps).to_numpy(zero_copy_only=False).astype(np.int64)
+        if not np.array_equal(sizes, per_text[spaced] + 1):
+            raise ValueError("the texts do not hold the split's chunks")
+        special = _bool(pc.not_equal(pc.list_flatten(gaps), " "))
+        ends = np.cumsum(sizes)
+        inner = np.ones(len(special), dtype=bool)
+        inner[ends - 1] = False
+        inner[ends - sizes] = False
+        after_gap = np.repeat(spaced, per_text)  # every chunk of a spaced text but its first
+        first = np.concatenate([[0], np.cumsum(per_text)[:-1]])
+        after_gap[first[per_text > 0]] = False
+        mark[after_gap] = special[inner]
+    tokens = s.chunk_tokens[chunk]
+    size = tokens + mark
+    counts = np.bincount(np.repeat(np.arange(n), per_text), weights=size, minlength=n).astype(np.int64)
+    role_of = np.append(sentence_roles(s.vocab), np.int8(_S))  # the last: a whitespace token
+    ids = np.full(int(size.sum()), len(role_of) - 1, dtype=np.int64)
+    token_first = np.concatenate([[0], np.cumsum(s.chunk_tokens)])
+    ids[_ranges(np.cumsum(size) - tokens, tokens)] = s.ids[_ranges(token_first[chunk], tokens)]
+    return _count_by_role(counts, role_of[ids])
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``starts[i], starts[i] + 1, ..., starts[i] + lengths[i] - 1`` for every i, concatenated."""
+    lengths = lengths.astype(np.int64)
+    total = int(lengths.sum())
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return np.repeat(starts.astype(np.int64) - offsets, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _count_by_role(counts: np.ndarray, role: np.ndarray) -> np.ndarray:
+    """Sentences in each of ``len(counts)`` lines whose tokens have sentence roles ``role``."""
+    n = len(counts)
+    if len(role) == 0:
         return np.zeros(n, dtype=np.int64)
-    role = sentence_roles(vocab)[ids]
     line = np.repeat(np.arange(n, dtype=np.int64), counts)
     cum_final = np.cumsum(role == _T)
     starts = np.flatnonzero(role == _S)
