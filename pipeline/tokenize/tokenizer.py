@@ -35,8 +35,16 @@ class TextTokenizer:
     """
 
     def __init__(
-        self, tokenizer: Tokenizer, kind: str, eot_token: str = EOT_TOKEN, info: dict[str, Any] | None = None
+        self,
+        tokenizer: Tokenizer,
+        kind: str,
+        eot_token: str = EOT_TOKEN,
+        info: dict[str, Any] | None = None,
+        saved: tuple[str, int] | None = None,
     ):
+        """``saved``: the tokenizer's serialized form and vocab size when they are already known
+        (a file whose hash matches the fingerprint it was saved with), so they are not recomputed.
+        """
         self.tokenizer = tokenizer
         self.tokenizer.encode_special_tokens = True
         self.kind = kind
@@ -48,11 +56,15 @@ class TextTokenizer:
                 f"end-of-text token {eot_token!r} is not in the vocabulary; special tokens: {specials}"
             )
         self.eot_id: int = eot_id
-        # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
-        self.vocab_size: int = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
         self.info = dict(info or {})
-        # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share it.
-        self._json = self.tokenizer.to_str(pretty=True)
+        self.vocab_size: int
+        if saved is not None:
+            self._json, self.vocab_size = saved
+        else:
+            # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
+            self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+            # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share it.
+            self._json = self.tokenizer.to_str(pretty=True)
         self.fingerprint = sha256_bytes(self._json.encode())[:32]
 
     @property
@@ -183,16 +195,24 @@ def load_tokenizer(path: str | Path, eot_token: str | None = None) -> TextTokeni
     ``eos_token`` of a HF tokenizer_config.json, then ``<|endoftext|>``.
     """
     f = tokenizer_file(path)
+    raw = f.read_bytes()
+    text = raw.decode("utf-8")
     meta = _read_json(f.parent / META_FILE)
     hf_config = _read_json(f.parent / "tokenizer_config.json")
     eos = hf_config.get("eos_token")
     if isinstance(eos, dict):  # older HF configs store an AddedToken as a dict
         eos = eos.get("content")
     eot = eot_token or meta.get("eot_token") or eos or EOT_TOKEN
-    tok = Tokenizer.from_file(str(f))
+    tok = Tokenizer.from_str(text)
     kind = meta.get("kind") or type(tok.model).__name__.lower()
     info = {k: v for k, v in meta.items() if k in ("source", "trained_on")}
-    loaded = TextTokenizer(tok, kind, eot, info)
+    # A file saved by TextTokenizer.save, unchanged since: its bytes are the serialized form the
+    # fingerprint hashes, and its meta holds the vocab size (no re-serializing, no vocab walk).
+    unchanged = (
+        isinstance(meta.get("vocab_size"), int)
+        and meta.get("fingerprint") == sha256_bytes(raw)[:32]
+    )
+    loaded = TextTokenizer(tok, kind, eot, info, saved=(text, meta["vocab_size"]) if unchanged else None)
     if meta.get("fingerprint") and meta["fingerprint"] != loaded.fingerprint:
         raise ConfigError(f"{f}: does not match the fingerprint in its {META_FILE}")
     return loaded
