@@ -130,6 +130,23 @@ def test_bpe_is_deterministic_lossless_and_round_trips(tmp_path):
     assert {"kind", "vocab_size", "eot_token", "eot_id", "fingerprint"} <= set(meta)
 
 
+def test_loading_again_reuses_the_parse_only_while_the_files_are_unchanged(tmp_path):
+    texts = [d["text"] for d in make_docs()]
+    d = train_bpe([texts], vocab_size=300).save(tmp_path / "tok")
+    first, again = load_tokenizer(d), load_tokenizer(d)
+    assert again.tokenizer is first.tokenizer and again.fingerprint == first.fingerprint
+    again.info["source"] = "mine"  # a caller's notes stay its own
+    assert "source" not in load_tokenizer(d).info
+    # An edited tokenizer.json no longer matches its meta: parsed afresh, and refused.
+    f = d / "tokenizer.json"
+    f.write_text(f.read_text().replace('"dropout": null', '"dropout": 0.5'))
+    with pytest.raises(ConfigError, match="does not match the fingerprint"):
+        load_tokenizer(d)
+    # A tokenizer.json without meta (a HF file) is serialized to get its fingerprint, as before.
+    (d / "tokenizer_meta.json").unlink()
+    assert load_tokenizer(d).fingerprint != first.fingerprint
+
+
 def test_word_cache_size_changes_no_id():
     texts = [d["text"] for d in make_docs()] + UNICODE
     tok = train_bpe([texts], vocab_size=300)
