@@ -15,6 +15,7 @@ from pipeline.ingest.config import IngestConfig, SourceConfig
 from pipeline.ingest.stage import IngestStage
 from pipeline.stage import plan, run_stage
 from pipeline.tokenize import TokenizeConfig, TokenizeStage, load_tokenizer
+from pipeline.tokenize.encode import find_duplicate_ids
 from pipeline.tokenize.formats import is_val
 from pipeline.tokenize.tokenizer import build_char, train_bpe
 
@@ -384,3 +385,21 @@ def test_empty_input_publishes_an_empty_token_dataset(tmp_path):
     totals = res.dataset.manifest["totals"]
     assert res.counts["rows_in"] == 0 and totals["docs"] == totals["sequences_train"] == 0
     assert res.dataset.manifest["validation"]["success"]
+
+
+def test_both_duplicate_id_checks_find_the_same_first_copies(tmp_path):
+    docs = make_docs(30)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_jsonl(raw / "a.jsonl", docs[:20] + [dict(docs[4]), dict(docs[25])])
+    write_jsonl(raw / "b.jsonl", docs[20:] + [dict(docs[4]), dict(docs[7])])
+    dataset = ingest(tmp_path / "root", raw)
+    assert dataset.num_shards() == 2
+    in_memory = find_duplicate_ids(dataset)
+    assert find_duplicate_ids(dataset, in_memory_rows=0) == in_memory  # the DuckDB pass
+    assert in_memory == {
+        docs[4]["id"]: (0, 4),
+        docs[7]["id"]: (0, 7),
+        docs[25]["id"]: (0, 21),
+    }  # its copy in a.jsonl comes first
+    assert find_duplicate_ids(ingest(tmp_path / "root2", write_jsonl(tmp_path / "u.jsonl", docs))) == {}

@@ -35,6 +35,7 @@ REJECT_PREFIX = "tokenize."
 # Lineage columns copied into rejects when the input has them.
 LINEAGE = ("source", "source_file", "source_record")
 SAMPLE_HASH_SEED = 1  # independent of the split hash (seed 0)
+IN_MEMORY_ID_ROWS = 250_000  # inputs up to this many rows have their ids checked in memory (~15 MB)
 
 
 def text_bytes_estimate(dataset: Dataset) -> int:
@@ -109,13 +110,19 @@ def byte_bounded(batches: Iterator[pa.RecordBatch], max_bytes: int) -> Iterator[
             start = stop
 
 
-def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
+def find_duplicate_ids(
+    dataset: Dataset, in_memory_rows: int = IN_MEMORY_ID_ROWS
+) -> dict[str, tuple[int, int]]:
     """Ids held by more than one input row, each with the (shard, row) of its first occurrence.
 
     Upstream dedup makes ids unique; this guards the docs view's key when tokenize reads a
-    dataset that keeps exact copies (ingest output). One DuckDB pass over the id column.
+    dataset that keeps exact copies (ingest output). Up to ``in_memory_rows`` input rows the id
+    columns are checked in Arrow (a millisecond, where a DuckDB query costs ten); above it, one
+    DuckDB pass over the id column, which spills instead of holding every id.
     """
     files = [str(p) for p in dataset.shard_paths()]
+    if sum(pq.ParquetFile(f).metadata.num_rows for f in files) <= in_memory_rows:
+        return _duplicates_in_memory(files)
     index = {f: i for i, f in enumerate(files)}
     with duckdb_session.cursor() as con:
         rows = con.execute(
@@ -125,6 +132,22 @@ def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
         ).fetchall()
     # Shard files sort by name in the manifest, so the smallest file name is the first shard.
     return {i: (index[first["f"]], int(first["r"])) for i, first in rows}
+
+
+def _duplicates_in_memory(files: list[str]) -> dict[str, tuple[int, int]]:
+    columns = [pq.ParquetFile(f).read(columns=["id"]).column("id") for f in files]
+    ids = pa.chunked_array(columns, pa.string())
+    if pc.count_distinct(ids, mode="all").as_py() == len(ids):
+        return {}  # the usual case: no id twice
+    first: dict[str, tuple[int, int]] = {}
+    repeated = set()
+    for shard, column in enumerate(columns):
+        for row, i in enumerate(column.to_pylist()):
+            if i in first:
+                repeated.add(i)
+            else:
+                first[i] = (shard, row)
+    return {i: first[i] for i in repeated}
 
 
 def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:

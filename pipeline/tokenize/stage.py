@@ -53,8 +53,8 @@ class TokenizeStage(Stage):
 
     def prepare(self, ctx: StageContext) -> None:
         validation.preload()  # with the gx engine: GX takes seconds to import, overlap it
-        # The id check is a DuckDB query (which releases the GIL): it runs while the tokenizer
-        # loads or trains, so small inputs do not pay the two one after the other.
+        # The id check (on a large input a DuckDB query, which releases the GIL) runs while the
+        # tokenizer loads or trains, so the two are not paid one after the other.
         with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
             duplicates = pool.submit(find_duplicate_ids, ctx.input())
             tok = make_tokenizer(ctx)
