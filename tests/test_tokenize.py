@@ -403,3 +403,26 @@ def test_both_duplicate_id_checks_find_the_same_first_copies(tmp_path):
         docs[25]["id"]: (0, 21),
     }  # its copy in a.jsonl comes first
     assert find_duplicate_ids(ingest(tmp_path / "root2", write_jsonl(tmp_path / "u.jsonl", docs))) == {}
+
+
+def test_small_shards_encoded_together_write_what_each_alone_writes(tmp_path, monkeypatch):
+    from pipeline.tokenize import encode
+
+    docs = make_docs(60)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for k in range(3):  # three input shards, an id repeated across two of them
+        write_jsonl(raw / f"{k}.jsonl", docs[k * 20 : k * 20 + 20] + ([dict(docs[5])] if k == 2 else []))
+    dataset = ingest(tmp_path / "root", raw)
+    assert dataset.num_shards() == 3 and encode.encode_units(dataset) == [[0, 1, 2]]
+    together = tokenize(tmp_path / "a", dataset, batch_docs=7)
+    monkeypatch.setattr(encode, "UNIT_FILE_BYTES", 0)
+    assert encode.encode_units(dataset) == [[0], [1], [2]]
+    alone = tokenize(tmp_path / "b", dataset, batch_docs=7)
+    assert together.counts == alone.counts and together.counts["rejected_by_reason"] == {
+        "tokenize.duplicate_id": 1
+    }
+    assert together.dataset.manifest["views"] == alone.dataset.manifest["views"]  # every file's sha256
+    assert [s["file"] for s in together.dataset.manifest["views"]["docs"]["shards"]] == [
+        f"docs-{k:05d}-0000.parquet" for k in range(3)
+    ]
