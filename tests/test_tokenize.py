@@ -15,6 +15,7 @@ from pipeline.ingest.config import IngestConfig, SourceConfig
 from pipeline.ingest.stage import IngestStage
 from pipeline.stage import plan, run_stage
 from pipeline.tokenize import TokenizeConfig, TokenizeStage, load_tokenizer
+from pipeline.tokenize.encode import find_duplicate_ids
 from pipeline.tokenize.formats import is_val
 from pipeline.tokenize.tokenizer import build_char, train_bpe
 
@@ -128,6 +129,23 @@ def test_bpe_is_deterministic_lossless_and_round_trips(tmp_path):
     assert loaded.encode_batch(texts[:5]) == [a.encode(t) for t in texts[:5]]
     meta = json.loads((tmp_path / "tok" / "tokenizer_meta.json").read_text())
     assert {"kind", "vocab_size", "eot_token", "eot_id", "fingerprint"} <= set(meta)
+
+
+def test_loading_again_reuses_the_parse_only_while_the_files_are_unchanged(tmp_path):
+    texts = [d["text"] for d in make_docs()]
+    d = train_bpe([texts], vocab_size=300).save(tmp_path / "tok")
+    first, again = load_tokenizer(d), load_tokenizer(d)
+    assert again.tokenizer is first.tokenizer and again.fingerprint == first.fingerprint
+    again.info["source"] = "mine"  # a caller's notes stay its own
+    assert "source" not in load_tokenizer(d).info
+    # An edited tokenizer.json no longer matches its meta: parsed afresh, and refused.
+    f = d / "tokenizer.json"
+    f.write_text(f.read_text().replace('"dropout": null', '"dropout": 0.5'))
+    with pytest.raises(ConfigError, match="does not match the fingerprint"):
+        load_tokenizer(d)
+    # A tokenizer.json without meta (a HF file) is serialized to get its fingerprint, as before.
+    (d / "tokenizer_meta.json").unlink()
+    assert load_tokenizer(d).fingerprint != first.fingerprint
 
 
 def test_word_cache_size_changes_no_id():
@@ -367,3 +385,44 @@ def test_empty_input_publishes_an_empty_token_dataset(tmp_path):
     totals = res.dataset.manifest["totals"]
     assert res.counts["rows_in"] == 0 and totals["docs"] == totals["sequences_train"] == 0
     assert res.dataset.manifest["validation"]["success"]
+
+
+def test_both_duplicate_id_checks_find_the_same_first_copies(tmp_path):
+    docs = make_docs(30)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_jsonl(raw / "a.jsonl", docs[:20] + [dict(docs[4]), dict(docs[25])])
+    write_jsonl(raw / "b.jsonl", docs[20:] + [dict(docs[4]), dict(docs[7])])
+    dataset = ingest(tmp_path / "root", raw)
+    assert dataset.num_shards() == 2
+    in_memory = find_duplicate_ids(dataset)
+    assert find_duplicate_ids(dataset, in_memory_rows=0) == in_memory  # the DuckDB pass
+    assert in_memory == {
+        docs[4]["id"]: (0, 4),
+        docs[7]["id"]: (0, 7),
+        docs[25]["id"]: (0, 21),
+    }  # its copy in a.jsonl comes first
+    assert find_duplicate_ids(ingest(tmp_path / "root2", write_jsonl(tmp_path / "u.jsonl", docs))) == {}
+
+
+def test_small_shards_encoded_together_write_what_each_alone_writes(tmp_path, monkeypatch):
+    from pipeline.tokenize import encode
+
+    docs = make_docs(60)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for k in range(3):  # three input shards, an id repeated across two of them
+        write_jsonl(raw / f"{k}.jsonl", docs[k * 20 : k * 20 + 20] + ([dict(docs[5])] if k == 2 else []))
+    dataset = ingest(tmp_path / "root", raw)
+    assert dataset.num_shards() == 3 and encode.encode_units(dataset) == [[0, 1, 2]]
+    together = tokenize(tmp_path / "a", dataset, batch_docs=7)
+    monkeypatch.setattr(encode, "UNIT_FILE_BYTES", 0)
+    assert encode.encode_units(dataset) == [[0], [1], [2]]
+    alone = tokenize(tmp_path / "b", dataset, batch_docs=7)
+    assert together.counts == alone.counts and together.counts["rejected_by_reason"] == {
+        "tokenize.duplicate_id": 1
+    }
+    assert together.dataset.manifest["views"] == alone.dataset.manifest["views"]  # every file's sha256
+    assert [s["file"] for s in together.dataset.manifest["views"]["docs"]["shards"]] == [
+        f"docs-{k:05d}-0000.parquet" for k in range(3)
+    ]

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 from tokenizers import Encoding
 
 from .. import duckdb_session
-from ..dataset import Dataset, ShardWriter
+from ..dataset import DATA_VIEW, Dataset, ShardWriter
 from ..observe import report
 from ..rejects import REJECT_TEXT_LIMIT
 from ..stage import StageContext
@@ -35,6 +34,10 @@ REJECT_PREFIX = "tokenize."
 # Lineage columns copied into rejects when the input has them.
 LINEAGE = ("source", "source_file", "source_record")
 SAMPLE_HASH_SEED = 1  # independent of the split hash (seed 0)
+K = TypeVar("K")
+IN_MEMORY_ID_ROWS = 250_000  # inputs up to this many rows have their ids checked in memory (~15 MB)
+# Consecutive input shards are encoded as one unit up to this many Parquet bytes (~10 MB of text).
+UNIT_FILE_BYTES = 4_000_000
 
 
 def text_bytes_estimate(dataset: Dataset) -> int:
@@ -47,6 +50,29 @@ def text_bytes_estimate(dataset: Dataset) -> int:
             meta.row_group(g).column(col).total_uncompressed_size for g in range(meta.num_row_groups)
         )
     return total
+
+
+def encode_units(dataset: Dataset) -> list[list[int]]:
+    """The input's shards grouped into encode units, by the file sizes in its manifest."""
+    return group_shards([s["bytes"] for s in dataset.manifest["views"][DATA_VIEW]["shards"]], UNIT_FILE_BYTES)
+
+
+def group_shards(sizes: list[int], unit_bytes: int) -> list[list[int]]:
+    """Consecutive shards in units of at most ``unit_bytes`` (a larger shard is a unit alone).
+
+    A unit has fixed costs (its files, its marker, the encoder idle while its last batch's rows
+    are written); many small shards each paying them made small multi-shard inputs slow.
+    """
+    units: list[list[int]] = []
+    total = 0
+    for shard, size in enumerate(sizes):
+        if units and total + size <= unit_bytes:
+            units[-1].append(shard)
+            total += size
+        else:
+            units.append([shard])
+            total = size
+    return units
 
 
 def training_batches(
@@ -109,13 +135,19 @@ def byte_bounded(batches: Iterator[pa.RecordBatch], max_bytes: int) -> Iterator[
             start = stop
 
 
-def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
+def find_duplicate_ids(
+    dataset: Dataset, in_memory_rows: int = IN_MEMORY_ID_ROWS
+) -> dict[str, tuple[int, int]]:
     """Ids held by more than one input row, each with the (shard, row) of its first occurrence.
 
     Upstream dedup makes ids unique; this guards the docs view's key when tokenize reads a
-    dataset that keeps exact copies (ingest output). One DuckDB pass over the id column.
+    dataset that keeps exact copies (ingest output). Up to ``in_memory_rows`` input rows the id
+    columns are checked in Arrow (a millisecond, where a DuckDB query costs ten); above it, one
+    DuckDB pass over the id column, which spills instead of holding every id.
     """
     files = [str(p) for p in dataset.shard_paths()]
+    if sum(pq.ParquetFile(f).metadata.num_rows for f in files) <= in_memory_rows:
+        return _duplicates_in_memory(files)
     index = {f: i for i, f in enumerate(files)}
     with duckdb_session.cursor() as con:
         rows = con.execute(
@@ -127,65 +159,135 @@ def find_duplicate_ids(dataset: Dataset) -> dict[str, tuple[int, int]]:
     return {i: (index[first["f"]], int(first["r"])) for i, first in rows}
 
 
-def encode_shard(ctx: StageContext, shard: int) -> dict[str, Any]:
-    """Encode one input shard: docs view rows, rejects, and one token stream file per split."""
-    cfg: TokenizeConfig = ctx.config
-    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, cfg.word_cache)
-    f = pq.ParquetFile(ctx.input().shard_path(shard))
-    lineage = [c for c in LINEAGE if c in f.schema_arrow.names]
-    docs = ctx.writer(DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows)
-    rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), lineage)
-    stream_file(ctx.staging_dir, "train", shard).parent.mkdir(parents=True, exist_ok=True)
-    n_docs = dict.fromkeys(SPLITS, 0)
-    n_tokens = dict.fromkeys(SPLITS, 0)
-    by_source: dict[str, dict[str, int]] = {}
-    index = IndexWriter(index_file(ctx.staging_dir, shard), cfg.mix.seed) if cfg.mix else None
-    text_bytes = 0
-    batches = byte_bounded(f.iter_batches(cfg.batch_docs, columns=["id", "text", *lineage]), cfg.batch_bytes)
-    batches = drop_repeated_ids(batches, shard, ctx.extra.get("duplicates", {}), rejects)
-    with ExitStack() as files:
-        out = {s: files.enter_context(open(stream_file(ctx.staging_dir, s, shard), "wb")) for s in SPLITS}
-        for batch, encodings in encode_ahead(tok, batches):
-            flat, lengths = tok.to_arrays(encodings)
-            batch = rejects.take(batch, lengths == 0, "no_tokens", value="0", threshold="1")
-            lengths = lengths[lengths > 0]
-            ids = batch.column("id").to_pylist()
-            text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
-            val = is_val(ids, cfg.val_fraction)
-            docs.write(docs_table(ids, flat, lengths, val))
-            joined = join_documents(flat, lengths, tok.eot_id)
-            in_val = np.repeat(val, lengths + 1)
-            for s, mask in (("train", ~in_val), ("val", in_val)):
-                joined[mask].tofile(out[s])
-            for s, mask in (("train", ~val), ("val", val)):
-                n_docs[s] += int(mask.sum())
-                n_tokens[s] += int(lengths[mask].sum())
-            sources = batch.column("source").to_pylist() if "source" in lineage else [None] * len(ids)
-            count_by_source(by_source, sources, lengths, val)
-            if index is not None:
-                index.add(sources, ids, lengths, ~val)
-            done = sum(n_docs.values()) + sum(rejects.counts.values())
-            # Rows of this shard; the mapper reports shards done under "tokenize.encode".
-            report(
-                "progress", stage="tokenize.encode.shard", shard=shard, done=done, total=f.metadata.num_rows
-            )
-    docs.close()
-    rejects.writer.close()
-    if index is not None:
-        index.close()
-    rows_in = f.metadata.num_rows
-    return {
-        "shard": shard,
-        "rows_in": rows_in,
-        "rows_out": rows_in - sum(rejects.counts.values()),
-        "rejected": rejects.counts,
-        "docs": n_docs,
-        "tokens": n_tokens,
-        # Stream length: the documents' tokens plus one end-of-text token each.
-        "stream": {s: n_tokens[s] + n_docs[s] for s in SPLITS},
-        "text_bytes": text_bytes,
-        "by_source": by_source,
-    }
+def _duplicates_in_memory(files: list[str]) -> dict[str, tuple[int, int]]:
+    columns = [pq.ParquetFile(f).read(columns=["id"]).column("id") for f in files]
+    ids = pa.chunked_array(columns, pa.string())
+    if pc.count_distinct(ids, mode="all").as_py() == len(ids):
+        return {}  # the usual case: no id twice
+    first: dict[str, tuple[int, int]] = {}
+    repeated = set()
+    for shard, column in enumerate(columns):
+        for row, i in enumerate(column.to_pylist()):
+            if i in first:
+                repeated.add(i)
+            else:
+                first[i] = (shard, row)
+    return {i: first[i] for i in repeated}
+
+
+def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
+    """Encode a unit of consecutive input shards; each shard's outputs are as if it were alone.
+
+    The encoder runs on across shard boundaries: the next shard's first batch encodes while this
+    shard's last rows and files are written.
+    """
+    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, ctx.config.word_cache)
+    stream_file(ctx.staging_dir, "train", shards[0]).parent.mkdir(parents=True, exist_ok=True)
+    opened: list[ShardEncoder] = []
+
+    def batches() -> Iterator[tuple[ShardEncoder, pa.RecordBatch | None]]:
+        for shard in shards:
+            enc = ShardEncoder(ctx, tok, shard)
+            opened.append(enc)
+            for batch in enc.batches():
+                yield enc, batch
+            yield enc, None  # the end of the shard
+
+    results = []
+    try:
+        for enc, batch, encodings in encode_ahead(tok, batches()):
+            if batch is None:
+                results.append(enc.close())
+            else:
+                enc.add(batch, encodings)
+    finally:
+        for enc in opened:
+            enc.close_streams()
+    return {"shards": results}
+
+
+class ShardEncoder:
+    """One input shard's outputs: docs view rows, rejects, one token stream file per split."""
+
+    def __init__(self, ctx: StageContext, tok: TextTokenizer, shard: int):
+        cfg: TokenizeConfig = ctx.config
+        self.cfg, self.tok, self.shard = cfg, tok, shard
+        self.file = pq.ParquetFile(ctx.input().shard_path(shard))
+        self.lineage = [c for c in LINEAGE if c in self.file.schema_arrow.names]
+        self.docs = ctx.writer(
+            DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows
+        )
+        self.rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), self.lineage)
+        self.duplicates = ctx.extra.get("duplicates", {})
+        self.streams = {s: open(stream_file(ctx.staging_dir, s, shard), "wb") for s in SPLITS}
+        self.n_docs = dict.fromkeys(SPLITS, 0)
+        self.n_tokens = dict.fromkeys(SPLITS, 0)
+        self.by_source: dict[str, dict[str, int]] = {}
+        self.index = IndexWriter(index_file(ctx.staging_dir, shard), cfg.mix.seed) if cfg.mix else None
+        self.text_bytes = 0
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The shard's documents in batches of at most ``batch_docs`` and ``batch_bytes``."""
+        columns = ["id", "text", *self.lineage]
+        batches = byte_bounded(
+            self.file.iter_batches(self.cfg.batch_docs, columns=columns), self.cfg.batch_bytes
+        )
+        return drop_repeated_ids(batches, self.shard, self.duplicates, self.rejects)
+
+    def add(self, batch: pa.RecordBatch, encodings: list[Encoding]) -> None:
+        tok, cfg = self.tok, self.cfg
+        flat, lengths = tok.to_arrays(encodings)
+        batch = self.rejects.take(batch, lengths == 0, "no_tokens", value="0", threshold="1")
+        lengths = lengths[lengths > 0]
+        ids = batch.column("id").to_pylist()
+        self.text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
+        val = is_val(ids, cfg.val_fraction)
+        self.docs.write(docs_table(ids, flat, lengths, val))
+        joined = join_documents(flat, lengths, tok.eot_id)
+        in_val = np.repeat(val, lengths + 1)
+        for s, mask in (("train", ~in_val), ("val", in_val)):
+            joined[mask].tofile(self.streams[s])
+        for s, mask in (("train", ~val), ("val", val)):
+            self.n_docs[s] += int(mask.sum())
+            self.n_tokens[s] += int(lengths[mask].sum())
+        sources = batch.column("source").to_pylist() if "source" in self.lineage else [None] * len(ids)
+        count_by_source(self.by_source, sources, lengths, val)
+        if self.index is not None:
+            self.index.add(sources, ids, lengths, ~val)
+        done = sum(self.n_docs.values()) + sum(self.rejects.counts.values())
+        # Rows of this shard; the mapper reports units done under "tokenize.encode".
+        report(
+            "progress",
+            stage="tokenize.encode.shard",
+            shard=self.shard,
+            done=done,
+            total=self.file.metadata.num_rows,
+        )
+
+    def close_streams(self) -> None:
+        for f in self.streams.values():
+            f.close()
+
+    def close(self) -> dict[str, Any]:
+        self.close_streams()
+        self.docs.close()
+        self.rejects.writer.close()
+        if self.index is not None:
+            self.index.close()
+        rows_in = self.file.metadata.num_rows
+        n_docs, n_tokens = self.n_docs, self.n_tokens
+        return {
+            "shard": self.shard,
+            "rows_in": rows_in,
+            "rows_out": rows_in - sum(self.rejects.counts.values()),
+            "rejected": self.rejects.counts,
+            "docs": n_docs,
+            "tokens": n_tokens,
+            # Stream length: the documents' tokens plus one end-of-text token each.
+            "stream": {s: n_tokens[s] + n_docs[s] for s in SPLITS},
+            "text_bytes": self.text_bytes,
+            "by_source": self.by_source,
+        }
 
 
 def count_by_source(
@@ -225,22 +327,30 @@ def stage_tokenizer(path: Path, word_cache: int) -> TextTokenizer:
 
 
 def encode_ahead(
-    tok: TextTokenizer, batches: Iterator[pa.RecordBatch]
-) -> Iterator[tuple[pa.RecordBatch, list[Encoding]]]:
-    """Each batch with its encodings, the next batch encoding in the background meanwhile.
+    tok: TextTokenizer, batches: Iterator[tuple[K, pa.RecordBatch | None]]
+) -> Iterator[tuple[K, pa.RecordBatch | None, list[Encoding]]]:
+    """Each (key, batch) with the batch's encodings, the next batch encoding in the background meanwhile.
 
     The native encoder releases the GIL, so the numpy work and Parquet writes of one batch
-    overlap the encoding of the next (at most two batches in memory).
+    overlap the encoding of the next (at most two batches in memory). A ``None`` batch (a marker
+    passed through in order) has no encodings.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="encode") as pool:
         pending = None
-        for batch in batches:
-            job = pool.submit(tok.encode_native, batch.column("text").to_pylist())
+        for key, batch in batches:
+            job = None if batch is None else pool.submit(tok.encode_native, batch.column("text").to_pylist())
             if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = (batch, job)
+                yield _done(pending)
+            pending = (key, batch, job)
         if pending is not None:
-            yield pending[0], pending[1].result()
+            yield _done(pending)
+
+
+def _done(
+    pending: tuple[K, pa.RecordBatch | None, Future[list[Encoding]] | None],
+) -> tuple[K, pa.RecordBatch | None, list[Encoding]]:
+    key, batch, job = pending
+    return key, batch, [] if job is None else job.result()
 
 
 def drop_repeated_ids(

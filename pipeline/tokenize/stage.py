@@ -24,7 +24,13 @@ from ..dataset import DATA_VIEW, REJECTS_VIEW, Dataset
 from ..schema import REJECT_SCHEMA
 from ..stage import Phase, Stage, StageContext, sum_counts
 from .config import EOT_TOKEN, TokenizeConfig
-from .encode import encode_shard, find_duplicate_ids, remember_tokenizer, training_batches
+from .encode import (
+    encode_shards,
+    encode_units,
+    find_duplicate_ids,
+    remember_tokenizer,
+    training_batches,
+)
 from .formats import DOCS_VIEW, SCRATCH_DIR, SPLITS, TOKENIZER_DIR, docs_schema, packed_schema
 from .mixing import check_sources, index_file, known_sources, mix_markdown, plan_mixture, write_mixed
 from .packing import gather_bucket, plan_gather, plan_scatter, scatter_chunk
@@ -53,8 +59,8 @@ class TokenizeStage(Stage):
 
     def prepare(self, ctx: StageContext) -> None:
         validation.preload()  # with the gx engine: GX takes seconds to import, overlap it
-        # The id check is a DuckDB query (which releases the GIL): it runs while the tokenizer
-        # loads or trains, so small inputs do not pay the two one after the other.
+        # The id check (on a large input a DuckDB query, which releases the GIL) runs while the
+        # tokenizer loads or trains, so the two are not paid one after the other.
         with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
             duplicates = pool.submit(find_duplicate_ids, ctx.input())
             tok = make_tokenizer(ctx)
@@ -71,7 +77,7 @@ class TokenizeStage(Stage):
 
     def phases(self) -> list[Phase]:
         return [
-            Phase("encode", plan_encode, encode_shard),
+            Phase("encode", plan_encode, encode_shards),
             Phase("mix", plan_mix, mix_shard),
             Phase("scatter", plan_scatter, scatter_chunk),
             Phase("gather", plan_gather, gather_bucket),
@@ -124,14 +130,14 @@ class TokenizeStage(Stage):
         return {"counts": sum_counts(encoded), "stats": stats, "totals": totals}
 
 
-def plan_encode(ctx: StageContext, _: list[Any]) -> list[int]:
-    return list(range(ctx.input().num_shards()))
+def plan_encode(ctx: StageContext, _: list[Any]) -> list[list[int]]:
+    return encode_units(ctx.input())
 
 
 def plan_mix(ctx: StageContext, encoded: list[dict[str, Any]]) -> list[int]:
     """Record the encoded shards; with ``mix``, plan the mixture and mix each shard's train stream."""
     cfg: TokenizeConfig = ctx.config
-    encoded = sorted(encoded, key=lambda r: r["shard"])
+    encoded = sorted((r for unit in encoded for r in unit["shards"]), key=lambda r: r["shard"])
     ctx.extra["encoded"] = encoded
     ctx.extra["mix"] = None
     if cfg.mix is None:

@@ -8,8 +8,10 @@ the same fingerprint map every text to the same ids.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,16 @@ class TextTokenizer:
     """
 
     def __init__(
-        self, tokenizer: Tokenizer, kind: str, eot_token: str = EOT_TOKEN, info: dict[str, Any] | None = None
+        self,
+        tokenizer: Tokenizer,
+        kind: str,
+        eot_token: str = EOT_TOKEN,
+        info: dict[str, Any] | None = None,
+        saved: tuple[str, int] | None = None,
     ):
+        """``saved``: the tokenizer's serialized form and vocab size when they are already known
+        (a file whose hash matches the fingerprint it was saved with), so they are not recomputed.
+        """
         self.tokenizer = tokenizer
         self.tokenizer.encode_special_tokens = True
         self.kind = kind
@@ -48,11 +58,15 @@ class TextTokenizer:
                 f"end-of-text token {eot_token!r} is not in the vocabulary; special tokens: {specials}"
             )
         self.eot_id: int = eot_id
-        # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
-        self.vocab_size: int = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
         self.info = dict(info or {})
-        # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share it.
-        self._json = self.tokenizer.to_str(pretty=True)
+        self.vocab_size: int
+        if saved is not None:
+            self._json, self.vocab_size = saved
+        else:
+            # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
+            self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+            # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share it.
+            self._json = self.tokenizer.to_str(pretty=True)
         self.fingerprint = sha256_bytes(self._json.encode())[:32]
 
     @property
@@ -175,24 +189,52 @@ def source_digest(path: str | Path) -> str:
     return sha256_file(tokenizer_file(path))
 
 
+_loaded: dict[tuple[str, ...], TextTokenizer] = {}
+_loaded_lock = threading.Lock()
+LOADED_TOKENIZERS = 4  # tokenizers kept per process by load_tokenizer
+
+
 def load_tokenizer(path: str | Path, eot_token: str | None = None) -> TextTokenizer:
     """Open a ``tokenizer/`` directory written by :meth:`TextTokenizer.save`, a tokenizer.json or a
     local Hugging Face tokenizer directory (never the hub).
 
     The end-of-text token is, in order: ``eot_token``, the one in tokenizer_meta.json, the
-    ``eos_token`` of a HF tokenizer_config.json, then ``<|endoftext|>``.
+    ``eos_token`` of a HF tokenizer_config.json, then ``<|endoftext|>``. A process that opens the
+    same unchanged files again (a long-running worker, a stage and its units) parses them once.
     """
     f = tokenizer_file(path)
+    raw = f.read_bytes()
     meta = _read_json(f.parent / META_FILE)
     hf_config = _read_json(f.parent / "tokenizer_config.json")
     eos = hf_config.get("eos_token")
     if isinstance(eos, dict):  # older HF configs store an AddedToken as a dict
         eos = eos.get("content")
     eot = eot_token or meta.get("eot_token") or eos or EOT_TOKEN
-    tok = Tokenizer.from_file(str(f))
+    key = (str(f.resolve()), sha256_bytes(raw), json.dumps(meta, sort_keys=True), eot)
+    with _loaded_lock:
+        known = _loaded.get(key)
+    if known is None:
+        known = _parse(f, raw, meta, eot)
+        with _loaded_lock:
+            _loaded[key] = known
+            while len(_loaded) > LOADED_TOKENIZERS:
+                del _loaded[next(iter(_loaded))]
+    # Callers may add to info; the native tokenizer is shared (encoding does not change it).
+    loaded = copy.copy(known)
+    loaded.info = dict(known.info)
+    return loaded
+
+
+def _parse(f: Path, raw: bytes, meta: dict[str, Any], eot: str) -> TextTokenizer:
+    text = raw.decode("utf-8")
+    tok = Tokenizer.from_str(text)
     kind = meta.get("kind") or type(tok.model).__name__.lower()
     info = {k: v for k, v in meta.items() if k in ("source", "trained_on")}
-    loaded = TextTokenizer(tok, kind, eot, info)
+    # A file saved by TextTokenizer.save, unchanged since: its bytes are the serialized form the
+    # fingerprint hashes, and its meta holds the vocab size (no re-serializing, no vocab walk).
+    unchanged = isinstance(meta.get("vocab_size"), int) and meta.get("fingerprint") == sha256_bytes(raw)[:32]
+    saved = (text, meta["vocab_size"]) if unchanged else None
+    loaded = TextTokenizer(tok, kind, eot, info, saved=saved)
     if meta.get("fingerprint") and meta["fingerprint"] != loaded.fingerprint:
         raise ConfigError(f"{f}: does not match the fingerprint in its {META_FILE}")
     return loaded
