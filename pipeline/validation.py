@@ -477,7 +477,6 @@ def _columns_result(s: Suite, e: Expectation, names: list[str], n: int) -> dict[
 
 
 @functools.cache
-@functools.cache  # reading package metadata costs ~6 ms, once per stage without the cache
 def _gx_version() -> str:
     try:
         return importlib.metadata.version("great_expectations")
