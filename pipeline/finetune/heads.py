@@ -79,6 +79,9 @@ class SequenceClassifier(nn.Module):
     def _score(self, which: str) -> torch.Tensor:
         return cast(torch.Tensor, getattr(self.head, f"score_{which}"))
 
+    def _standardised(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw - self._score("shift")) / self._score("scale")
+
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes) for right-padded token ids (B, T) of the given lengths."""
         return self.head(self.dropout(self.features(idx, lengths)))
@@ -89,11 +92,9 @@ class SequenceClassifier(nn.Module):
         hidden = lm.hidden_states(idx)
         pooled = pool(hidden, lengths, self.pooling)
         if self.lm_score:
-            with (
-                torch.no_grad()
-            ):  # read, not trained: a backward through the vocabulary doubles a step's cost
-                raw = surprisal(lm, hidden.detach(), idx, lengths)
-            score = (raw - self._score("shift")) / self._score("scale")
+            # Read, not trained through: a backward through the vocabulary doubles a step's cost.
+            with torch.no_grad():
+                score = self._standardised(surprisal(lm, hidden.detach(), idx, lengths))
             pooled = torch.cat([pooled, score[:, None].to(pooled.dtype)], dim=1)
         return pooled
 
@@ -126,7 +127,7 @@ class SequenceClassifier(nn.Module):
                 sd = float(raw.std()) if raw.numel() > 1 else 0.0
                 self._score("shift").fill_(float(raw.mean()))
                 self._score("scale").fill_(sd if sd > 0 else 1.0)
-                x = torch.cat([x, ((raw - self._score("shift")) / self._score("scale"))[:, None]], dim=1)
+                x = torch.cat([x, self._standardised(raw)[:, None]], dim=1)
             y = torch.cat([labels for _, _, labels in batches])
         if probe_l2 is not None:
             opt = torch.optim.LBFGS(

@@ -55,12 +55,11 @@ def read_default(cfg: DefaultTaskConfig) -> Iterator[Item]:
         if cfg.kind == "packages":
             yield n, {**rec, "label": rec["package"]}
             continue
-        words = rec["text"].split()[: cfg.fluency_words]
+        opening = rec["text"].split()[: cfg.fluency_words]
         key = xxhash.xxh3_64_intdigest(rec["id"].encode())
         shuffled = key & 1 == 1
-        if shuffled:
-            words = shuffle_words(words, key)
-        if len(words) < 8 or (shuffled and words == rec["text"].split()[: cfg.fluency_words]):
+        words = shuffle_words(opening, key) if shuffled else opening
+        if len(words) < 8 or (shuffled and words == opening):
             continue  # too few words to judge, or a shuffle that changed nothing: no honest label
         yield n, {**rec, "text": " ".join(words), "label": FLUENCY_LABELS[shuffled]}
 

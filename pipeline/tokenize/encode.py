@@ -146,7 +146,7 @@ def find_duplicate_ids(
     DuckDB pass over the id column, which spills instead of holding every id.
     """
     files = [str(p) for p in dataset.shard_paths()]
-    if sum(pq.ParquetFile(f).metadata.num_rows for f in files) <= in_memory_rows:
+    if dataset.num_rows() <= in_memory_rows:  # from the manifest: no file opened to count
         return _duplicates_in_memory(files)
     index = {f: i for i, f in enumerate(files)}
     with duckdb_session.cursor() as con:
