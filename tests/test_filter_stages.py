@@ -196,3 +196,19 @@ def test_filter_removes_c4_lines_and_lists_them(tmp_path):
     )
     unchanged = run_stage(FilterStage(), keep_lines, tmp_path / "root", {"annotate": ann.dataset})
     assert unchanged.counts["rows_out"] == 2 and "c4_lines_removed" not in unchanged.stats
+
+
+def test_bias_chart_draws_one_row_per_group_and_both_bars(tmp_path):
+    from PIL import Image
+
+    from pipeline.filter.report import plot
+
+    groups = {"gender/female": {"share_of_category": 0.5}, "gender/male": {"share_of_category": 1.0}}
+    plot({"dataset": {"before": {"groups": groups}, "after": {"groups": {}}}}, tmp_path / "two.png")
+    one = {"gender/male": {"share_of_category": 0.0}}
+    plot({"dataset": {"before": {"groups": one}, "after": {"groups": one}}}, tmp_path / "one.png")
+    two, single = Image.open(tmp_path / "two.png"), Image.open(tmp_path / "one.png")
+    assert two.height > single.height
+    # Below the legend: the "before" bars (blue) are drawn, and "after" (orange) has none.
+    bars = {c for _, c in two.convert("RGB").crop((0, 60, two.width, two.height)).getcolors(1 << 20)}
+    assert (31, 119, 180) in bars and (255, 127, 14) not in bars
