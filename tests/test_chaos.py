@@ -186,7 +186,7 @@ def wait_final(url: str, run_id, timeout: float = 600):
 
 
 def unit_markers(root: Path, stage: str) -> list[Path]:
-    return list((root / "datasets" / stage / ".staging").glob("*/_units/*/*.json"))
+    return list((root / "datasets" / stage / ".staging").glob("*/_unit.*.json"))
 
 
 def published(root: Path, stage: str) -> dict[str, dict]:

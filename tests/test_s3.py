@@ -97,7 +97,7 @@ def test_data_path_on_s3_publishes_the_local_runs_datasets(s3, web_jsonl, tmp_pa
     remote = run_data_path(cfg, ROOT)
 
     keys = s3.find(f"{BUCKET}/runs/a")
-    assert not [k for k in keys if "/.staging/" in k or "/_units/" in k]  # staging stays local
+    assert not [k for k in keys if "/.staging/" in k or "/_unit." in k]  # staging stays local
     for name in DATA_STAGES:
         fp = remote[name].fingerprint
         assert fp == local[name].fingerprint
