@@ -163,8 +163,10 @@ def documents_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -
     names = pq.read_schema(files[0]).names if files else list(stage.data_schema.names)
     rows = _rows(
         files,
-        "id, source, length(trim(text, chr(32) || chr(9) || chr(10) || chr(13))) AS text_chars",
-        {"id": "VARCHAR", "source": "VARCHAR", "text_chars": "BIGINT"},
+        # 1 when the text holds anything but spaces, tabs and line breaks. A regex stops at the
+        # first such character; trimming and measuring the text cost twice the whole query.
+        "id, source, regexp_matches(text, '[^ \\t\\n\\r]')::INTEGER AS text_nonblank",
+        {"id": "VARCHAR", "source": "VARCHAR", "text_nonblank": "INTEGER"},
     )
     unique = stage.unique_ids
     # The column set is checked on the shards' schema, the rest on per-row properties.
@@ -176,8 +178,8 @@ def documents_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -
     checks = [
         expect("column_values_to_not_be_null", column="id"),
         expect("column_values_to_not_be_null", column="source"),
-        expect("column_values_to_not_be_null", column="text_chars"),
-        expect("column_values_to_be_between", column="text_chars", min_value=1),
+        expect("column_values_to_not_be_null", column="text_nonblank"),
+        expect("column_values_to_be_between", column="text_nonblank", min_value=1),
         expect("column_values_to_be_unique", column="id"),
     ]
     if not rows.sampled and stage.rows_out_is_data_rows:

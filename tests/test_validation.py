@@ -88,7 +88,7 @@ def test_duplicate_ids_are_informational_where_the_stage_keeps_copies(tmp_path):
 
 
 def test_blank_text_fails(tmp_path):
-    with pytest.raises(ValidationFailed, match=r"column=text_chars, min_value=1\): 1 of 2 rows fail"):
+    with pytest.raises(ValidationFailed, match=r"column=text_nonblank, min_value=1\): 1 of 2 rows fail"):
         run_rows(tmp_path, [("a", "fine"), ("b", " \n\t ")])
 
 
