@@ -103,7 +103,9 @@ def test_killed_run_resumes_from_finished_units_and_output_is_identical(demo, tm
     clean = mod.run(tmp_path / "clean")
     assert clean.fingerprint == result.fingerprint
     assert _digests(clean.dataset) == _digests(ds)
-    assert not [p.name for p in ds.path.iterdir() if p.name.startswith("_unit")], "unit markers were published"
+    assert not [p.name for p in ds.path.iterdir() if p.name.startswith("_unit")], (
+        "unit markers were published"
+    )
 
 
 def test_failed_unit_keeps_finished_ones_and_a_retry_runs_only_the_rest(demo, tmp_path, monkeypatch):

@@ -65,9 +65,7 @@ class Staging:
                 f"{f' (pid {holder})' if holder else ''}; wait for it to finish"
             )
         self.dir = staging_base(self.root, stage) / fingerprint
-        self.resumed_units = (
-            len(unit_markers(self.dir)) if self.dir.is_dir() else 0
-        )
+        self.resumed_units = len(unit_markers(self.dir)) if self.dir.is_dir() else 0
         self.dir.mkdir(parents=True, exist_ok=True)
 
     @property
