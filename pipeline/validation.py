@@ -46,7 +46,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from . import duckdb_session, observe
-from .dataset import DATA_VIEW
+from .dataset import DATA_VIEW, shard_rows
 from .errors import ConfigError, ValidationFailed
 from .schema import DOCUMENT_SCHEMA
 
@@ -280,7 +280,7 @@ def _files(view: Path) -> list[str]:
 def _rows(files: list[str], select: str, types: dict[str, str]) -> Rows:
     """A view's per-row properties, sampled when it holds more than ``MAX_FRAME_ROWS`` rows."""
     # Row counts come from the Parquet footers: no data is read to decide.
-    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    total = sum(shard_rows(f) for f in files)
     return Rows(files, select, types, sampled=total > MAX_FRAME_ROWS)
 
 

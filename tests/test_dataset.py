@@ -51,6 +51,22 @@ def test_shard_writer_rolls_over_and_describes_shards(tmp_path):
     assert [r[0] for r in ids] == [f"d{i}" for i in range(125)]
 
 
+def test_described_shards_follow_the_files_not_what_was_written(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pipeline.dataset import describe_shards, shard_rows
+
+    w = ShardWriter(tmp_path, DOCUMENT_SCHEMA, prefix="q")
+    w.write(_docs(30))
+    (shard,) = w.close()
+    assert describe_shards(tmp_path) == [shard] and shard_rows(tmp_path / shard.file) == 30
+    # Replaced after the writer closed it: the listing reads the new file, not the writer's note.
+    pq.write_table(_docs(7), tmp_path / shard.file)
+    (again,) = describe_shards(tmp_path)
+    assert again.rows == 7 and again.sha256 == sha256_file(tmp_path / shard.file) != shard.sha256
+    assert shard_rows(tmp_path / shard.file) == 7
+
+
 def test_publish_writes_manifest_and_views_that_open_everywhere(tmp_path):
     st = Staging(tmp_path, "demo", "f" * 32)
     w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA)

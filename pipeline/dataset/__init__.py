@@ -37,7 +37,7 @@ from .layout import (
 from .reader import DamagedShard, Dataset, text_slices
 from .staging import Staging, VersionBusy, clean_staging, run_unit_resumable
 from .store import cached_shards, evict_cached, fetch_version, is_published, upload_version
-from .writer import ShardInfo, ShardWriter, describe_shards, ensure_nonempty, write_manifest
+from .writer import ShardInfo, ShardWriter, describe_shards, ensure_nonempty, shard_rows, write_manifest
 
 __all__ = [
     "COMPRESSION",
@@ -62,6 +62,7 @@ __all__ = [
     "is_published",
     "manifest_header",
     "run_unit_resumable",
+    "shard_rows",
     "staging_base",
     "text_slices",
     "upload_version",

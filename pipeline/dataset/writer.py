@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,33 @@ class ShardInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256}
+
+
+# Shards this process wrote, by path, with the (inode, size, mtime) they had when described: publish
+# then lists a view's shards without reading each footer and hashing each file a second time.
+# Any change to a file since (a rewrite, a copy over it) changes its stat, and it is read afresh.
+_WRITTEN: dict[str, tuple[tuple[int, int, int], ShardInfo]] = {}
+_WRITTEN_KEPT = 16_384
+_WRITTEN_LOCK = threading.Lock()
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _remember(path: Path, info: ShardInfo, st: os.stat_result) -> None:
+    with _WRITTEN_LOCK:
+        _WRITTEN[str(path)] = (_stat_key(st), info)
+        while len(_WRITTEN) > _WRITTEN_KEPT:
+            _WRITTEN.pop(next(iter(_WRITTEN)))
+
+
+def _written(path: Path, st: os.stat_result) -> ShardInfo | None:
+    with _WRITTEN_LOCK:
+        known = _WRITTEN.get(str(path))
+    if known is None or known[0] != _stat_key(st):
+        return None
+    return ShardInfo(path.name, known[1].rows, known[1].bytes, known[1].sha256)
 
 
 class ShardWriter:
@@ -117,9 +145,10 @@ class ShardWriter:
         assert self._path is not None
         with writing(self._path):
             self._writer.close()
-        self.shards.append(
-            ShardInfo(self._path.name, self._rows, self._path.stat().st_size, sha256_file(self._path))
-        )
+        st = self._path.stat()
+        info = ShardInfo(self._path.name, self._rows, st.st_size, sha256_file(self._path))
+        _remember(self._path, info, st)
+        self.shards.append(info)
         self._writer, self._path, self._rows = None, None, 0
 
     def close(self) -> list[ShardInfo]:
@@ -139,8 +168,19 @@ def describe_shards(directory: str | Path) -> list[ShardInfo]:
     """Shard entries for every Parquet file in a view directory, sorted by name."""
     out = []
     for p in sorted(Path(directory).glob("*.parquet")):
-        out.append(ShardInfo(p.name, pq.ParquetFile(p).metadata.num_rows, p.stat().st_size, sha256_file(p)))
+        st = p.stat()
+        info = _written(p, st)
+        if info is None:
+            info = ShardInfo(p.name, pq.ParquetFile(p).metadata.num_rows, st.st_size, sha256_file(p))
+        out.append(info)
     return out
+
+
+def shard_rows(path: str | Path) -> int:
+    """A shard's row count: from what this process wrote, else from its footer."""
+    p = Path(path)
+    info = _written(p, p.stat())
+    return info.rows if info is not None else pq.ParquetFile(p).metadata.num_rows
 
 
 def ensure_nonempty(directory: str | Path, schema: pa.Schema) -> None:
