@@ -393,3 +393,16 @@ def test_real_web_corpus(tmp_path):
     # The sample holds verbatim copies (a feedback page 7 times, ...).
     assert res.counts["rejected_by_reason"]["dedup.exact"] >= 9
     assert res.counts["rows_out"] < ing.counts["rows_out"]
+
+
+def test_duckdb_makes_its_temp_directory_when_it_first_spills(tmp_path):
+    """The workspace leaves the spill directory to DuckDB (small runs never make one)."""
+    from pipeline.dedup.workspace import _cursor, close_databases
+
+    spill = tmp_path / "work" / "duckdb-tmp"
+    spill.parent.mkdir()
+    con = _cursor(spill, "30MB", 1)
+    con.execute("CREATE TEMP TABLE t AS SELECT range AS a, md5(range::VARCHAR) AS b FROM range(1000000)")
+    assert con.execute("SELECT count(DISTINCT b) FROM t").fetchone() == (1_000_000,)
+    assert spill.is_dir()
+    close_databases(spill)

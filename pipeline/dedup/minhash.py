@@ -19,6 +19,7 @@ fingerprint.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import metadata
 from itertools import chain
@@ -137,6 +138,11 @@ def document_keys(word_hash: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray
     )
 
 
+@functools.cache  # reading package metadata costs ~1.5 ms, and a run asks twice
+def _version(package: str) -> str:
+    return metadata.version(package)
+
+
 def resolve_backend(name: str) -> str:
     """The identity of the signature backend a run uses: "numpy", or rensa with its version and
     algorithm version; "auto" is rensa when it is installed."""
@@ -148,7 +154,7 @@ def resolve_backend(name: str) -> str:
         if name == "rensa":
             raise ConfigError("minhash_backend 'rensa' needs the rensa package: pip install rensa") from None
         return "numpy"
-    return f"rensa {metadata.version('rensa')} algorithm {rensa.RMinHash.ALGORITHM_VERSION}"
+    return f"rensa {_version('rensa')} algorithm {rensa.RMinHash.ALGORITHM_VERSION}"
 
 
 class MinHasher:

@@ -114,9 +114,10 @@ class Workspace:
 
     # -- files ---------------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
-        p = self.dir.joinpath(*parts)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
+        """A working file; ``path(folder, name)`` is ``<folder>-<name>``: one flat directory,
+        because removing directories costs milliseconds each on some file systems."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / "-".join(parts)
 
     def sig_path(self, shard: int) -> Path:
         return self.path("sigs", f"sig-{shard:05d}.parquet")
@@ -133,7 +134,7 @@ class Workspace:
         return self.path("lines", f"lines-{shard:05d}.parquet")
 
     def files(self, folder: str) -> list[str]:
-        return sorted(str(p) for p in (self.dir / folder).glob("*.parquet"))
+        return sorted(str(p) for p in self.dir.glob(f"{folder}-*.parquet"))
 
     def input_for(self, gen: int) -> Dataset:
         """The ingest version whose shards generation `gen`'s ords point into."""
@@ -156,7 +157,8 @@ class Workspace:
         """A connection with views ``cur`` (this run's signatures), ``par`` (what earlier
         versions kept, ords made global) and ``allsigs`` (both)."""
         cfg = self.ctx.config
-        self.duckdb_tmp.mkdir(parents=True, exist_ok=True)
+        # DuckDB makes its temp directory (not its parents) when it first spills; small runs never do.
+        self.dir.mkdir(parents=True, exist_ok=True)
         con = _cursor(self.duckdb_tmp, cfg.duckdb_memory_limit, cfg.duckdb_threads)
         con.execute(f"CREATE TEMP VIEW cur AS SELECT * FROM read_parquet({self.files('sigs')!r})")
         parts = []
