@@ -10,17 +10,22 @@ One small suite per kind of dataset:
   unique, and the validation fraction within binomial bounds of the configured one.
 
 A suite is a list of GX expectation configurations (GX's expectation type and its keyword
-arguments) over the per-row properties of one view, which DuckDB computes from the Parquet
-shards (token count, smallest and largest id, text length). Two engines run the same suites:
+arguments) over the per-row properties of one view (:class:`Prop`: token count, smallest and
+largest id, whether the text is blank), each defined once as DuckDB SQL and as Arrow compute.
+Three engines run the same suites, with GX's semantics (column-map expectations skip nulls,
+except the not-null one; ``unexpected`` counts rows; aggregates observe the value):
 
-* ``duckdb`` (the default): each suite is one aggregate query over those properties, every
-  expectation a column of it, with GX's semantics (column-map expectations skip nulls, except
-  the not-null one; ``unexpected`` counts rows; aggregates observe the value). GX is not
-  imported: importing it takes seconds, and a GX context and validator cost about 0.4 s per
-  stage, more than the checks themselves on small outputs.
-* ``gx``: GX itself, in an ephemeral context on pandas frames of the same properties. A test runs
-  both engines on passing and failing outputs and requires equal results; set
-  ``TOKENMILL_VALIDATION_ENGINE=gx`` to validate with GX.
+* ``duckdb``: each suite is one aggregate query over those properties, every expectation a
+  column of it. GX is not imported: importing it takes seconds, and a GX context and validator
+  cost about 0.4 s per stage, more than the checks themselves on small outputs.
+* ``arrow``: the properties computed with pyarrow, batch by batch, and the expectations counted
+  on them. A small output is checked in a millisecond or two, and a process that validates only
+  small outputs never opens DuckDB (40 ms the first time).
+* ``gx``: GX itself, in an ephemeral context on pandas frames of the same properties.
+
+The default, ``auto``, is arrow for views of up to ``ARROW_MAX_ROWS`` rows and duckdb above
+(its scans use every core). A test runs every engine on passing and failing outputs and requires
+equal results; set ``TOKENMILL_VALIDATION_ENGINE`` to ``duckdb``, ``arrow`` or ``gx`` to force one.
 
 Views above ``MAX_FRAME_ROWS`` rows are checked on a seeded sample, with the global properties
 (row counts, unique ids) still exact. A failed expectation raises :class:`ValidationFailed`
@@ -38,11 +43,15 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import duckdb_session, observe
@@ -61,7 +70,9 @@ SAMPLE_SEED = 0
 # A deterministic split by hash is binomial; wider than 4 standard deviations means a broken split.
 VAL_FRACTION_SIGMAS = 4.0
 ENGINE_ENV = "TOKENMILL_VALIDATION_ENGINE"
-ENGINES = ("duckdb", "gx")
+ENGINES = ("auto", "duckdb", "arrow", "gx")
+ARROW_MAX_ROWS = 50_000  # per suite; above it duckdb's parallel scans win
+ARROW_BATCH_ROWS = 8_192
 
 
 @dataclass(frozen=True)
@@ -80,15 +91,96 @@ def expect(type_: str, **kwargs: Any) -> Expectation:
 
 
 @dataclass(frozen=True)
+class Prop:
+    """One per-row property of a view, as DuckDB SQL and as the same computed with pyarrow."""
+
+    name: str
+    sql: str
+    type: str  # DuckDB type, for an empty view
+    reads: tuple[str, ...]  # the Parquet columns it needs
+    arrow: Callable[[pa.Table], pa.Array | pa.ChunkedArray]
+
+
+def column(name: str, type_: str) -> Prop:
+    return Prop(name, _ident(name), type_, (name,), lambda t: t.column(name))
+
+
+def nonblank(name: str, text: str) -> Prop:
+    """1 when the text holds anything but spaces, tabs and line breaks (null for a null text).
+    A regex stops at the first such character; trimming and measuring every text costs more."""
+    pattern = r"[^ \t\n\r]"
+    return Prop(
+        name,
+        f"regexp_matches({_ident(text)}, '{pattern}')::INTEGER",
+        "INTEGER",
+        (text,),
+        lambda t: pc.match_substring_regex(t.column(text), pattern).cast(pa.int32()),
+    )
+
+
+def equals(name: str, col: str, value: str) -> Prop:
+    """1 where ``col`` equals ``value``, else 0 (null where ``col`` is)."""
+    return Prop(
+        name,
+        f"({_ident(col)} = {_literal(value)})::INTEGER",
+        "INTEGER",
+        (col,),
+        lambda t: pc.equal(t.column(col), value).cast(pa.int32()),
+    )
+
+
+def list_len(name: str, col: str) -> Prop:
+    return Prop(
+        name,
+        f"len({_ident(col)})",
+        "BIGINT",
+        (col,),
+        lambda t: pc.list_value_length(t.column(col)).cast(pa.int64()),
+    )
+
+
+def list_min(name: str, col: str) -> Prop:
+    return Prop(
+        name, f"list_min({_ident(col)})", "BIGINT", (col,), lambda t: _list_reduce(t.column(col), "min")
+    )
+
+
+def list_max(name: str, col: str) -> Prop:
+    return Prop(
+        name, f"list_max({_ident(col)})", "BIGINT", (col,), lambda t: _list_reduce(t.column(col), "max")
+    )
+
+
+def _list_reduce(lists: pa.ChunkedArray, how: str) -> pa.Array:
+    """Each list's smallest or largest value; null for a null or empty list, as in DuckDB."""
+    lists = lists.combine_chunks()
+    out = np.zeros(len(lists), dtype=np.int64)
+    has = np.zeros(len(lists), dtype=bool)
+    values = pc.list_flatten(lists)
+    if len(values):
+        rows = pc.list_parent_indices(lists).to_numpy()
+        vals = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        # Lists are contiguous runs of rows, so a reduceat over their starts reduces each one.
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        reduce = np.minimum if how == "min" else np.maximum
+        out[rows[starts]] = reduce.reduceat(vals, starts)
+        has[rows[starts]] = True
+    return pa.array(out, mask=~has)
+
+
+@dataclass(frozen=True)
 class Rows:
-    """The per-row properties a suite checks: a DuckDB ``SELECT`` over a view's Parquet shards
-    (a seeded sample when ``sampled``), or, for a schema suite, only ``columns`` and no rows."""
+    """The per-row properties a suite checks over a view's Parquet shards (a seeded sample when
+    ``sampled``), or, for a schema suite, only ``columns`` and no rows. ``select`` is their SQL;
+    a suite whose properties are given as :class:`Prop` s (``props``) also runs in Arrow."""
 
     files: list[str]
     select: str = ""
     types: dict[str, str] = field(default_factory=dict)  # column -> DuckDB type, for an empty view
     sampled: bool = False
     columns: list[str] | None = None
+    props: tuple[Prop, ...] | None = None
+    rows: int | None = None  # from the footers, when known
 
     def sql(self) -> str:
         if not self.files:
@@ -118,8 +210,8 @@ class Suite:
 
 
 def engine() -> str:
-    """The validation engine: ``$TOKENMILL_VALIDATION_ENGINE``, else duckdb."""
-    name = os.environ.get(ENGINE_ENV, "duckdb").strip().lower() or "duckdb"
+    """The validation engine: ``$TOKENMILL_VALIDATION_ENGINE``, else auto."""
+    name = os.environ.get(ENGINE_ENV, "auto").strip().lower() or "auto"
     if name not in ENGINES:
         raise ConfigError(f"{ENGINE_ENV}={name!r}: the validation engine is one of {', '.join(ENGINES)}")
     return name
@@ -162,11 +254,7 @@ def documents_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -
     files = _files(view)
     names = pq.read_schema(files[0]).names if files else list(stage.data_schema.names)
     rows = _rows(
-        files,
-        # 1 when the text holds anything but spaces, tabs and line breaks. A regex stops at the
-        # first such character; trimming and measuring the text cost twice the whole query.
-        "id, source, regexp_matches(text, '[^ \\t\\n\\r]')::INTEGER AS text_nonblank",
-        {"id": "VARCHAR", "source": "VARCHAR", "text_nonblank": "INTEGER"},
+        files, column("id", "VARCHAR"), column("source", "VARCHAR"), nonblank("text_nonblank", "text")
     )
     unique = stage.unique_ids
     # The column set is checked on the shards' schema, the rest on per-row properties.
@@ -200,20 +288,9 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any], docs
     """Packed sequences in the data view, and per-document token lists in ``docs_view``."""
     totals = manifest["totals"]
     width, top = totals["seq_len"] + 1, totals["vocab_size"] - 1
-    ids = "list_min(input_ids) AS min_id, list_max(input_ids) AS max_id"
-    types = {
-        "split": "VARCHAR",
-        "n_tokens": "BIGINT",
-        "min_id": "BIGINT",
-        "max_id": "BIGINT",
-        "is_val": "INTEGER",
-    }
-
-    data = _rows(
-        _files(staging_dir / DATA_VIEW),
-        f"split, len(input_ids) AS n_tokens, {ids}, (split = 'val')::INTEGER AS is_val",
-        types,
-    )
+    ids = (list_min("min_id", "input_ids"), list_max("max_id", "input_ids"))
+    split, is_val = column("split", "VARCHAR"), equals("is_val", "split", "val")
+    data = _rows(_files(staging_dir / DATA_VIEW), split, list_len("n_tokens", "input_ids"), *ids, is_val)
     seq = [
         *[
             expect("column_values_to_not_be_null", column=c)
@@ -234,8 +311,12 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any], docs
     docs_files = _files(staging_dir / docs_view)
     docs = _rows(
         docs_files,
-        f"id, split, n_tokens, len(input_ids) AS list_len, {ids}, (split = 'val')::INTEGER AS is_val",
-        {"id": "VARCHAR", "list_len": "BIGINT", **types},
+        column("id", "VARCHAR"),
+        split,
+        column("n_tokens", "BIGINT"),
+        list_len("list_len", "input_ids"),
+        *ids,
+        is_val,
     )
     doc = [
         *[expect("column_values_to_not_be_null", column=c) for c in ("id", "split", "n_tokens", "list_len")],
@@ -277,11 +358,13 @@ def _files(view: Path) -> list[str]:
     return [str(p) for p in sorted(view.glob("*.parquet"))]
 
 
-def _rows(files: list[str], select: str, types: dict[str, str]) -> Rows:
+def _rows(files: list[str], *props: Prop) -> Rows:
     """A view's per-row properties, sampled when it holds more than ``MAX_FRAME_ROWS`` rows."""
-    # Row counts come from the Parquet footers: no data is read to decide.
+    # Row counts come from the Parquet footers (or the writer's note): no data is read to decide.
     total = sum(shard_rows(f) for f in files)
-    return Rows(files, select, types, sampled=total > MAX_FRAME_ROWS)
+    select = ", ".join(f"{p.sql} AS {_ident(p.name)}" for p in props)
+    types = {p.name: p.type for p in props}
+    return Rows(files, select, types, sampled=total > MAX_FRAME_ROWS, props=props, rows=total)
 
 
 def _exact_unique_ids(stage: str, view: str, files: list[str]) -> Suite:
@@ -297,7 +380,12 @@ def _exact_unique_ids(stage: str, view: str, files: list[str]) -> Suite:
 def run_suites(suites: list[Suite], engine_name: str | None = None) -> dict[str, Any]:
     """Run every suite with one engine (default: :func:`engine`); plain-dict results."""
     name = engine_name or engine()
-    results, rows, label = (_run_gx if name == "gx" else _run_duckdb)(suites)
+    if name == "auto":
+        name = "arrow" if all(_arrow_fits(s) for s in suites) else "duckdb"
+    if name == "arrow" and not all(_arrow_runs(s) for s in suites):
+        raise ConfigError("these suites have no Arrow form (a SQL select or a sample): run them in duckdb")
+    runner = {"gx": _run_gx, "arrow": _run_arrow, "duckdb": _run_duckdb}[name]
+    results, rows, label = runner(suites)
     return {
         "success": all(r["success"] or r.get("informational") for r in results),
         "engine": label,
@@ -484,6 +572,103 @@ def _gx_version() -> str:
         return importlib.metadata.version("great_expectations")
     except importlib.metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+# -- the arrow engine ---------------------------------------------------------------------------
+
+
+def _arrow_runs(s: Suite) -> bool:
+    return s.rows.columns is not None or (s.rows.props is not None and not s.sampled)
+
+
+def _arrow_fits(s: Suite) -> bool:
+    return _arrow_runs(s) and (s.rows.rows or 0) <= ARROW_MAX_ROWS
+
+
+def _run_arrow(suites: list[Suite]) -> tuple[list[dict[str, Any]], list[int], str]:
+    """Each suite's properties computed with pyarrow, batch by batch, then every expectation
+    counted on them: the same measures as the duckdb engine's query."""
+    results: list[dict[str, Any]] = []
+    counts: list[int] = []
+    for s in suites:
+        unknown = [e.type for e in s.expectations if e.type not in _SUPPORTED]
+        if unknown:
+            raise ConfigError(f"{s.name}: {unknown[0]} has no Arrow form; run it with {ENGINE_ENV}=gx")
+        if s.rows.columns is not None:
+            results += [_columns_result(s, e, s.rows.columns, 0) for e in s.expectations]
+            counts.append(0)
+            continue
+        t = _arrow_props(s.rows)
+        n = t.num_rows
+        for e in s.expectations:
+            if e.type == "expect_table_columns_to_match_set":
+                results.append(_columns_result(s, e, t.column_names, n))
+            else:
+                results.append(_duckdb_result(s, e, _arrow_measure(e, t), n))
+        counts.append(n)
+    return (
+        results,
+        counts,
+        f"great_expectations {_gx_version()} expectations, run in pyarrow {pa.__version__}",
+    )
+
+
+def _arrow_props(rows: Rows) -> pa.Table:
+    """The properties of every row, read a batch at a time (only the columns they need)."""
+    assert rows.props is not None
+    props = rows.props
+    reads = sorted({c for p in props for c in p.reads})
+    parts = []
+    for f in rows.files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=ARROW_BATCH_ROWS, columns=reads):
+            t = pa.Table.from_batches([batch])
+            parts.append(pa.table({p.name: p.arrow(t) for p in props}))
+    if not parts:
+        return pa.table({p.name: pa.array([], _ARROW_TYPES.get(p.type, pa.int64())) for p in props})
+    return pa.concat_tables(parts)
+
+
+_ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32()}
+
+
+def _count(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0)
+
+
+def _arrow_measure(e: Expectation, t: pa.Table) -> Any:
+    """What the duckdb engine's query measures for ``e``: an unexpected count or a value."""
+    kw = e.kwargs
+    if e.type == "expect_table_row_count_to_equal":
+        return t.num_rows
+    if e.type == "expect_column_pair_values_to_be_equal":
+        a, b = t.column(kw["column_A"]), t.column(kw["column_B"])
+        both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+        differ = pc.or_(pc.or_(pc.is_null(a), pc.is_null(b)), pc.fill_null(pc.not_equal(a, b), False))
+        return _count(pc.and_(pc.invert(both_null), differ))
+    c = t.column(kw["column"])
+    if e.type == "expect_column_values_to_not_be_null":
+        return c.null_count
+    if e.type == "expect_column_values_to_be_between":
+        inside = None
+        for bound, strict, loose, key in (
+            ("min_value", pc.greater, pc.greater_equal, "strict_min"),
+            ("max_value", pc.less, pc.less_equal, "strict_max"),
+        ):
+            if kw.get(bound) is not None:
+                cond = (strict if kw.get(key) else loose)(c, kw[bound])
+                inside = cond if inside is None else pc.and_(inside, cond)
+        return 0 if inside is None else _count(pc.and_(pc.is_valid(c), pc.invert(inside)))
+    if e.type == "expect_column_values_to_be_in_set":
+        member = pc.is_in(c, value_set=pa.array(kw["value_set"], c.type))
+        return _count(pc.and_(pc.is_valid(c), pc.invert(member)))
+    if e.type == "expect_column_values_to_be_unique":
+        counts = pc.value_counts(c.drop_null()).field("counts") if len(c) else pa.array([], pa.int64())
+        return int(pc.sum(pc.filter(counts, pc.greater(counts, 1))).as_py() or 0)
+    if e.type == "expect_column_sum_to_be_between":
+        return pc.sum(c).as_py() or 0  # as pandas: an empty or all-null column sums to 0
+    if e.type == "expect_column_mean_to_be_between":
+        return pc.mean(c).as_py()
+    raise ConfigError(f"{e.type} has no Arrow form")
 
 
 # -- the gx engine ----------------------------------------------------------------------------

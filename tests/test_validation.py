@@ -232,7 +232,9 @@ def edge_case_suites(tmp_path):
         view / "part-0.parquet",
     )
     files = [str(view / "part-0.parquet")]
-    rows = validation.Rows(files, "id, n, m, split, (split = 'val')::INTEGER AS is_val")
+    v = validation
+    props = (v.column("id", "VARCHAR"), v.column("n", "BIGINT"), v.column("m", "BIGINT"))
+    rows = v._rows(files, *props, v.column("split", "VARCHAR"), v.equals("is_val", "split", "val"))
     e = validation.expect
     checks = [
         e("column_values_to_not_be_null", column="id"),
@@ -250,7 +252,6 @@ def edge_case_suites(tmp_path):
         e("table_row_count_to_equal", value=8),
         e("table_row_count_to_equal", value=7),
     ]
-    types = {"id": "VARCHAR", "n": "BIGINT"}
     return [
         validation.Suite("edge.data", rows, checks, informational={"expect_column_values_to_be_unique"}),
         validation.Suite(
@@ -264,7 +265,7 @@ def edge_case_suites(tmp_path):
         ),
         validation.Suite(
             "edge.empty",
-            validation.Rows([], "id, n", types),
+            validation._rows([], *props[:2]),
             [
                 e("column_values_to_not_be_null", column="id"),
                 e("column_values_to_be_between", column="n", min_value=1),
@@ -275,14 +276,21 @@ def edge_case_suites(tmp_path):
     ]
 
 
+def run_everywhere(suites):
+    """The suites in every engine: the duckdb engine's report, once the others are shown equal."""
+    fast, arrow, gx = (validation.run_suites(suites, e) for e in ("duckdb", "arrow", "gx"))
+    assert comparable(fast) == comparable(gx) == comparable(arrow)
+    return fast
+
+
 @pytest.mark.slow
-def test_duckdb_engine_agrees_with_great_expectations(token_dataset, tmp_path):
-    """The fast engine is only a faster way to run GX's expectations: same results on edge cases
-    and on stage outputs that pass and that fail."""
+def test_fast_engines_agree_with_great_expectations(token_dataset, tmp_path):
+    """The duckdb and arrow engines are only faster ways to run GX's expectations: same results
+    on edge cases and on stage outputs that pass and that fail."""
     suites = edge_case_suites(tmp_path)
-    fast, gx = validation.run_suites(suites, "duckdb"), validation.run_suites(suites, "gx")
-    assert comparable(fast) == comparable(gx)
+    fast = run_everywhere(suites)
     assert fast["engine"].startswith("great_expectations") and "duckdb" in fast["engine"]
+    assert "pyarrow" in validation.run_suites(suites, "arrow")["engine"]
     assert not fast["success"]
     failed = {(r["expectation"], r["unexpected"]) for r in fast["results"] if not r["success"]}
     assert ("expect_column_values_to_be_unique", 5) in failed  # a, a, c, c, c; the null skipped
@@ -297,8 +305,7 @@ def test_duckdb_engine_agrees_with_great_expectations(token_dataset, tmp_path):
     append_row(staging / "docs", docs.slice(0, 2))
     stage = TokenizeStage()
     suites = stage.validation_suites(staging, manifest)
-    fast, gx = validation.run_suites(suites, "duckdb"), validation.run_suites(suites, "gx")
-    assert not fast["success"] and comparable(fast) == comparable(gx)
+    assert not run_everywhere(suites)["success"]
 
     view = tmp_path / "documents" / "data"
     view.mkdir(parents=True)
@@ -309,8 +316,13 @@ def test_duckdb_engine_agrees_with_great_expectations(token_dataset, tmp_path):
     ]
     pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), view / "part.parquet")
     suites = RowsStage().validation_suites(view.parent, {"counts": {"rows_out": 2}})
-    fast, gx = validation.run_suites(suites, "duckdb"), validation.run_suites(suites, "gx")
-    assert not fast["success"] and comparable(fast) == comparable(gx)
+    assert not run_everywhere(suites)["success"]
+    # Passing outputs too, and an empty view.
+    assert run_everywhere(TokenizeStage().validation_suites(token_dataset.path, token_dataset.manifest))[
+        "success"
+    ]
+    pq.write_table(DOCUMENT_SCHEMA.empty_table(), view / "part.parquet")
+    assert run_everywhere(RowsStage().validation_suites(view.parent, {"counts": {"rows_out": 0}}))["success"]
 
 
 def test_an_unknown_engine_is_a_config_error(monkeypatch):
