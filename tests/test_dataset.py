@@ -220,3 +220,15 @@ def test_damaged_shards_are_named_by_verify_and_refused_by_every_reader(tmp_path
     with pytest.raises(DamagedShard, match="damaged shard"):
         run_stage(DedupStage(), DedupConfig(), root, {"ingest": fresh})
     assert not list((root / "datasets").glob("dedup/*/_manifest.json"))
+
+
+def test_shard_schemas_are_read_once_but_follow_the_file(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pipeline.dataset.reader import shard_schema
+
+    path = tmp_path / "part.parquet"
+    pq.write_table(_docs(3), path)
+    assert shard_schema(path) == DOCUMENT_SCHEMA and shard_schema(path) is shard_schema(path)
+    pq.write_table(pa.table({"id": ["a", "b"]}), path)
+    assert shard_schema(path).names == ["id"]
