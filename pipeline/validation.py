@@ -23,9 +23,10 @@ except the not-null one; ``unexpected`` counts rows; aggregates observe the valu
   small outputs never opens DuckDB (40 ms the first time).
 * ``gx``: GX itself, in an ephemeral context on pandas frames of the same properties.
 
-The default, ``auto``, is arrow for views of up to ``ARROW_MAX_ROWS`` rows and duckdb above
-(its scans use every core). A test runs every engine on passing and failing outputs and requires
-equal results; set ``TOKENMILL_VALIDATION_ENGINE`` to ``duckdb``, ``arrow`` or ``gx`` to force one.
+The default, ``auto``, is arrow for views of up to ``ARROW_MAX_ROWS`` rows and
+``ARROW_MAX_BYTES`` of Parquet, and duckdb above (its scans use every core). A test runs every
+engine on passing and failing outputs and requires equal results; set
+``TOKENMILL_VALIDATION_ENGINE`` to ``duckdb``, ``arrow`` or ``gx`` to force one.
 
 Views above ``MAX_FRAME_ROWS`` rows are checked on a seeded sample, with the global properties
 (row counts, unique ids) still exact. A failed expectation raises :class:`ValidationFailed`
@@ -71,7 +72,10 @@ SAMPLE_SEED = 0
 VAL_FRACTION_SIGMAS = 4.0
 ENGINE_ENV = "TOKENMILL_VALIDATION_ENGINE"
 ENGINES = ("auto", "duckdb", "arrow", "gx")
-ARROW_MAX_ROWS = 50_000  # per suite; above it duckdb's parallel scans win
+# Per suite: above these, DuckDB's parallel Parquet scans win (decoding lists of token ids in
+# Arrow costs ~30 ms a MB, text ~7 ms a MB, where a DuckDB query over a small view costs 5-10 ms).
+ARROW_MAX_ROWS = 50_000
+ARROW_MAX_BYTES = 1 << 20
 ARROW_BATCH_ROWS = 8_192
 
 
@@ -156,10 +160,12 @@ def _list_reduce(lists: pa.ChunkedArray, how: str) -> pa.Array:
     lists = lists.combine_chunks()
     out = np.zeros(len(lists), dtype=np.int64)
     has = np.zeros(len(lists), dtype=bool)
-    values = pc.list_flatten(lists)
+    values, rows = pc.list_flatten(lists), pc.list_parent_indices(lists).to_numpy()
+    if values.null_count:  # DuckDB's list_min and list_max skip null elements
+        valid = pc.is_valid(values)
+        values, rows = values.filter(valid), rows[valid.to_numpy(zero_copy_only=False)]
     if len(values):
-        rows = pc.list_parent_indices(lists).to_numpy()
-        vals = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        vals = values.to_numpy(zero_copy_only=False)
         # Lists are contiguous runs of rows, so a reduceat over their starts reduces each one.
         starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
         reduce = np.minimum if how == "min" else np.maximum
@@ -181,6 +187,7 @@ class Rows:
     columns: list[str] | None = None
     props: tuple[Prop, ...] | None = None
     rows: int | None = None  # from the footers, when known
+    bytes: int | None = None  # of the Parquet files, when known
 
     def sql(self) -> str:
         if not self.files:
@@ -364,7 +371,8 @@ def _rows(files: list[str], *props: Prop) -> Rows:
     total = sum(shard_rows(f) for f in files)
     select = ", ".join(f"{p.sql} AS {_ident(p.name)}" for p in props)
     types = {p.name: p.type for p in props}
-    return Rows(files, select, types, sampled=total > MAX_FRAME_ROWS, props=props, rows=total)
+    size = sum(os.stat(f).st_size for f in files)
+    return Rows(files, select, types, sampled=total > MAX_FRAME_ROWS, props=props, rows=total, bytes=size)
 
 
 def _exact_unique_ids(stage: str, view: str, files: list[str]) -> Suite:
@@ -582,7 +590,7 @@ def _arrow_runs(s: Suite) -> bool:
 
 
 def _arrow_fits(s: Suite) -> bool:
-    return _arrow_runs(s) and (s.rows.rows or 0) <= ARROW_MAX_ROWS
+    return _arrow_runs(s) and (s.rows.rows or 0) <= ARROW_MAX_ROWS and (s.rows.bytes or 0) <= ARROW_MAX_BYTES
 
 
 def _run_arrow(suites: list[Suite]) -> tuple[list[dict[str, Any]], list[int], str]:

@@ -227,6 +227,9 @@ def edge_case_suites(tmp_path):
                 # Both null: skipped; one side null: GX's pandas engine raises on it, so not here.
                 "m": [1, 5, None, 3, 9, 3, 2, 0],
                 "split": ["train", "val", None, "train", "test", "val", "train", "train"],
+                "ids": pa.array(
+                    [[3, 1], [], None, [2, None], [None], [7], [0, 9, 4], [5]], pa.list_(pa.uint16())
+                ),
             }
         ),
         view / "part-0.parquet",
@@ -234,7 +237,8 @@ def edge_case_suites(tmp_path):
     files = [str(view / "part-0.parquet")]
     v = validation
     props = (v.column("id", "VARCHAR"), v.column("n", "BIGINT"), v.column("m", "BIGINT"))
-    rows = v._rows(files, *props, v.column("split", "VARCHAR"), v.equals("is_val", "split", "val"))
+    lists = (v.list_len("n_ids", "ids"), v.list_min("min_id", "ids"), v.list_max("max_id", "ids"))
+    rows = v._rows(files, *props, v.column("split", "VARCHAR"), v.equals("is_val", "split", "val"), *lists)
     e = validation.expect
     checks = [
         e("column_values_to_not_be_null", column="id"),
@@ -249,6 +253,10 @@ def edge_case_suites(tmp_path):
         e("column_sum_to_be_between", column="is_val", min_value=0, max_value=1),
         e("column_mean_to_be_between", column="is_val", min_value=0.2, max_value=0.5),
         e("column_mean_to_be_between", column="n", min_value=0, max_value=3),
+        e("column_values_to_be_between", column="min_id", min_value=1),  # 0 once; [], null, [null]: null
+        e("column_values_to_be_between", column="max_id", max_value=7),  # 9 once
+        e("column_values_to_not_be_null", column="max_id"),
+        e("column_values_to_be_between", column="n_ids", min_value=1),  # [] once
         e("table_row_count_to_equal", value=8),
         e("table_row_count_to_equal", value=7),
     ]
