@@ -120,7 +120,9 @@ class TextBatch:
         return pc.utf8_length(self.texts).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def count(self, substring: str) -> np.ndarray:
-        return pc.count_substring(self.texts, substring).to_numpy(zero_copy_only=False).astype(np.int64)
+        """Non-overlapping occurrences of ``substring`` in each text. Python's ``str.count`` (a
+        fast substring search) is several times quicker than Arrow's kernel here."""
+        return np.fromiter((t.count(substring) for t in self.pylist), np.int64, self.n)
 
     @cached_property
     def line_split(self) -> Split:

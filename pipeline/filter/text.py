@@ -176,18 +176,19 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     trail = _join(t1, t2)
     good = ~_bool(pc.match_substring_regex(core, UNSHAPED_CORE))
     good &= ~_bool(pc.match_substring_regex(trail, UNSHAPED_TRAIL))
-    # No string the peeling passes through may be a special case: the chunk less up to two
-    # characters at either end (a superset of those strings).
-    cuts = [
-        pc.utf8_slice_codeunits(c, front, -back if back else 1 << 30)
-        for front in (0, 1, 2)
-        for back in (0, 1, 2)
-        if front or back
-    ]
-    special = _is_special(pa.concat_arrays(cuts)).reshape(len(cuts), len(c))
-    good &= ~special.any(axis=0)
-    # The suffix 's: what precedes it must not be special or end in another 's.
+    # No string the peeling passes through may be a special case: the chunk less at most its
+    # opening marks in front and its closing marks (and a final 's) at the end, up to two
+    # characters each side (a superset of those strings; longer cuts are the stem below).
     possessive = _bool(pc.match_substring_regex(core, POSSESSIVE))
+    peel_back = n_trail + 2 * possessive
+    for front in (0, 1, 2):
+        for back in (0, 1, 2):
+            reach = good & (n_lead >= front) & (peel_back >= back)
+            if (front or back) and reach.any():
+                at_cut = np.flatnonzero(reach)
+                cut = pc.utf8_slice_codeunits(c.take(pa.array(at_cut)), front, -back if back else 1 << 30)
+                good[at_cut[_is_special(cut)]] = False
+    # The suffix 's: what precedes it must not be special or end in another 's.
     if possessive.any():
         stem = pc.utf8_slice_codeunits(core.filter(pa.array(possessive)), 0, -2)
         good[possessive] &= ~(_is_special(stem) | _bool(pc.match_substring_regex(stem, POSSESSIVE)))
