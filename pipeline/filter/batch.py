@@ -45,7 +45,7 @@ class Pieces:
 
     @cached_property
     def ids(self) -> np.ndarray:
-        """A dense id per distinct piece string (equal strings share an id)."""
+        """An id per distinct piece string (equal strings share an id)."""
         return self._encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
     @property
@@ -53,7 +53,15 @@ class Pieces:
         return per_doc(self.doc, None, self.n_docs)
 
     def where(self, mask: np.ndarray) -> Pieces:
-        return Pieces(self.values.filter(pa.array(mask)), self.doc[mask], self.n_docs)
+        """The pieces in ``mask``; they keep the ids and lengths already computed for them."""
+        keep = pa.array(mask)
+        encoded = None
+        if self.encoded is not None or "_encoded" in self.__dict__:
+            encoded = pa.DictionaryArray.from_arrays(self._encoded.indices.filter(keep), self._encoded.dictionary)
+        out = Pieces(self.values.filter(keep), self.doc[mask], self.n_docs, encoded=encoded)
+        if "lengths" in self.__dict__:
+            out.__dict__["lengths"] = self.lengths[mask]
+        return out
 
     def matches(self, re2_pattern: str, ignore_case: bool = False) -> np.ndarray:
         return self._apply(lambda v: pc.match_substring_regex(v, re2_pattern, ignore_case=ignore_case))
@@ -168,12 +176,18 @@ class TextBatch:
     def nonempty_lines(self) -> Pieces:
         """Lines holding more than whitespace."""
         lines = self.lines
+        lines.ids  # encoded once for every subset of the lines
         return lines.where(lines.matches(NOT_SPACE))
 
     @cached_property
     def line_runs(self) -> Pieces:
-        """Pieces between runs of newlines (Gopher's line unit)."""
-        return _split(self.texts, r"\n+", regex=True)
+        """Pieces between runs of newlines (Gopher's line unit): the lines less the empty ones
+        between two newlines (``re.split("\\n+", text)``)."""
+        lines = self.lines
+        lines.ids  # encoded once for every subset of the lines
+        edge = np.ones(len(lines.doc), dtype=bool)
+        edge[1:-1] = (lines.doc[1:-1] != lines.doc[:-2]) | (lines.doc[1:-1] != lines.doc[2:])
+        return lines.where((lines.lengths > 0) | edge)
 
     @cached_property
     def paragraphs(self) -> Pieces:
