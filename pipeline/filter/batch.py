@@ -142,7 +142,8 @@ class TextBatch:
     def words(self) -> Pieces:
         """Tokens of every document, the unit of every word count."""
         s = self.line_split
-        return Pieces(s.tokens, np.repeat(self.lines.doc, s.counts), self.n, by_value=True, encoded=s.encoded)
+        encoded = s.encoded  # the signals read words by id: no string per word is built
+        return Pieces(encoded, np.repeat(self.lines.doc, s.counts), self.n, by_value=True, encoded=encoded)
 
     @cached_property
     def lower_words(self) -> pa.Array:

@@ -20,6 +20,7 @@ the stress variants, and ``split_chunk`` to spaCy itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -290,7 +291,6 @@ class Split:
     distinct tokens); tokens and chunks (maximal runs of non-whitespace characters) per text, and
     tokens per chunk (flat, in order)."""
 
-    tokens: pa.Array
     counts: np.ndarray
     chunks: np.ndarray
     ids: np.ndarray
@@ -300,6 +300,11 @@ class Split:
     @property
     def encoded(self) -> pa.DictionaryArray:
         return pa.DictionaryArray.from_arrays(pa.array(self.ids, pa.int64()), self.vocab)
+
+    @cached_property
+    def tokens(self) -> pa.Array:
+        """Every token as a string (built only when asked for: the signals read the ids)."""
+        return self.vocab.take(pa.array(self.ids))
 
 
 def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> Split:
@@ -328,8 +333,7 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     # The distinct chunks' tokens are few: their ids give every token's id.
     source = pc.dictionary_encode(tokens)
     source_ids = source.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    take = pa.array(index)
-    return Split(tokens.take(take), counts, per_text, source_ids[index], source.dictionary, per_occurrence)
+    return Split(counts, per_text, source_ids[index], source.dictionary, per_occurrence)
 
 
 def word_lists(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> tuple[pa.Array, np.ndarray]:
@@ -362,7 +366,7 @@ def sentence_counts(
     """
     marked = pc.replace_substring_regex(lines.cast(pa.large_string()), SPACE_TOKEN_RE2, f" {SPACE_MARK} ")
     s = split_texts(marked, cache)
-    marks = pc.equal(s.tokens, SPACE_MARK).to_numpy(zero_copy_only=False)
+    marks = _bool(pc.equal(s.vocab, SPACE_MARK))[s.ids] if len(s.ids) else np.zeros(0, dtype=bool)
     line = np.repeat(np.arange(len(lines), dtype=np.int64), s.counts)
     words = s.counts - np.bincount(line[marks], minlength=len(lines))
     return count_sentences(s.counts, s.ids, s.vocab), words
