@@ -144,7 +144,7 @@ def kept_line_counts(
     """Sentences and words in each kept line of ``b.text_lines`` as C4 writes it (``written``:
     stripped, citation marks removed). A line's words are its own tokens, already split, and so
     are its sentences but where whitespace could start one (`text.own_sentence_counts`); a line
-    that lost citation marks is split again."""
+    that lost citation marks is split again (the chunks it shares with the lines, from their split)."""
     sentences = np.zeros(len(kept), dtype=np.int64)
     words = np.zeros(len(kept), dtype=np.int64)
     at = np.flatnonzero(kept)  # in text_lines
@@ -162,7 +162,7 @@ def kept_line_counts(
     words[own] = split.counts[line]
     again = at[redo]
     if len(again):
-        sentences[again], words[again] = sentence_counts(written.take(pa.array(again)), b.chunk_cache)
+        sentences[again], words[again] = sentence_counts(written.take(pa.array(again)), b.chunk_cache, split)
     return sentences, words
 
 

@@ -237,11 +237,28 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
 PYTHON_ONLY_CHUNKS = 2_000
 
 
-def _chunk_tokens(chunks: pa.Array, cache: dict[str, list[str]] | None) -> tuple[pa.Array, np.ndarray]:
-    """Tokens of each distinct chunk, flat, and the number of tokens of each chunk."""
+def _chunk_tokens(
+    chunks: pa.Array, cache: dict[str, list[str]] | None, known: Split | None = None
+) -> tuple[pa.Array, np.ndarray]:
+    """Tokens of each distinct chunk, flat, and the number of tokens of each chunk. Chunks that
+    ``known`` (a split of related texts) holds take their tokens from it."""
     n = len(chunks)
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
+    if known is not None and len(known.chunk_values):
+        at = pc.fill_null(pc.index_in(chunks, value_set=known.chunk_values), -1).to_numpy(zero_copy_only=False)
+        hit = at >= 0
+        if hit.any():
+            new = np.flatnonzero(~hit)
+            new_tokens, new_per = _chunk_tokens(chunks.take(pa.array(new)), cache)
+            per = np.empty(n, dtype=np.int64)
+            per[hit] = known.chunk_count[at[hit]]
+            per[new] = new_per
+            start = np.empty(n, dtype=np.int64)
+            start[hit] = known.chunk_first[at[hit]] + len(new_tokens)
+            start[new] = np.cumsum(new_per) - new_per
+            source = pa.concat_arrays([new_tokens.cast(pa.large_string()), known.chunk_source.cast(pa.large_string())])
+            return source.take(pa.array(_ranges(start, per))), per
     if n <= PYTHON_ONLY_CHUNKS:  # the kernels' fixed cost would outweigh their gain
         simple = np.zeros(n, dtype=bool)
         shaped_at = np.zeros(0, dtype=np.int64)
@@ -296,6 +313,15 @@ class Split:
     ids: np.ndarray
     vocab: pa.Array
     chunk_tokens: np.ndarray
+    # the distinct chunks, their tokens (flat) and how many each has: a later split of related
+    # texts takes the chunks it shares with this one from here
+    chunk_values: pa.Array
+    chunk_source: pa.Array
+    chunk_count: np.ndarray
+
+    @cached_property
+    def chunk_first(self) -> np.ndarray:
+        return np.cumsum(self.chunk_count) - self.chunk_count
 
     @property
     def encoded(self) -> pa.DictionaryArray:
@@ -307,9 +333,12 @@ class Split:
         return self.vocab.take(pa.array(self.ids))
 
 
-def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> Split:
+def split_texts(
+    texts: pa.Array, cache: dict[str, list[str]] | None = None, known: Split | None = None
+) -> Split:
     """The tokens of every text. ``cache`` (chunk -> tokens) may be shared between calls on
-    related texts, e.g. a batch's lines and some of them rewritten."""
+    related texts, e.g. a batch's lines and some of them rewritten; so may ``known``, the split
+    of the first, whose chunks are not split again."""
     texts = texts.cast(pa.large_string())
     chunks = pc.utf8_split_whitespace(texts)
     flat = pc.list_flatten(chunks)
@@ -322,7 +351,8 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     per_text = np.bincount(chunk_doc, minlength=len(texts)).astype(np.int64)
     encoded = pc.dictionary_encode(flat)
     ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    tokens, per_unique = _chunk_tokens(encoded.dictionary.cast(pa.large_string()), cache)
+    distinct = encoded.dictionary.cast(pa.large_string())
+    tokens, per_unique = _chunk_tokens(distinct, cache, known)
     # Expand: occurrence j of chunk ids[j] takes that chunk's tokens.
     first = np.concatenate([[0], np.cumsum(per_unique)[:-1]]).astype(np.int64)
     per_occurrence = per_unique[ids]
@@ -333,7 +363,7 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     # The distinct chunks' tokens are few: their ids give every token's id.
     source = pc.dictionary_encode(tokens)
     source_ids = source.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return Split(counts, per_text, source_ids[index], source.dictionary, per_occurrence)
+    return Split(counts, per_text, source_ids[index], source.dictionary, per_occurrence, distinct, tokens, per_unique)
 
 
 def word_lists(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> tuple[pa.Array, np.ndarray]:
@@ -356,7 +386,7 @@ SPACE_TOKEN_BEFORE_PUNCT_RE2 = f"(?:{SPACE_TOKEN_RE2})" + r"\p{P}"
 
 
 def sentence_counts(
-    lines: pa.Array, cache: dict[str, list[str]] | None = None
+    lines: pa.Array, cache: dict[str, list[str]] | None = None, known: Split | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sentences, words) in each line, as spaCy's sentencizer and tokenizer count them.
 
@@ -365,7 +395,7 @@ def sentence_counts(
     other than a single space are tokens too (not punctuation, not words), so they can start one.
     """
     marked = pc.replace_substring_regex(lines.cast(pa.large_string()), SPACE_TOKEN_RE2, f" {SPACE_MARK} ")
-    s = split_texts(marked, cache)
+    s = split_texts(marked, cache, known)
     marks = _bool(pc.equal(s.vocab, SPACE_MARK))[s.ids] if len(s.ids) else np.zeros(0, dtype=bool)
     line = np.repeat(np.arange(len(lines), dtype=np.int64), s.counts)
     words = s.counts - np.bincount(line[marks], minlength=len(lines))
