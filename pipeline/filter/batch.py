@@ -52,12 +52,15 @@ class Pieces:
     def count(self) -> np.ndarray:
         return per_doc(self.doc, None, self.n_docs)
 
-    def where(self, mask: np.ndarray) -> Pieces:
-        """The pieces in ``mask``; they keep the ids and lengths already computed for them."""
+    def where(self, mask: np.ndarray, with_ids: bool = False) -> Pieces:
+        """The pieces in ``mask``; they keep the ids (``with_ids``: computed for all pieces once,
+        then shared by every subset) and lengths already computed for them."""
         keep = pa.array(mask)
         encoded = None
-        if self.encoded is not None or "_encoded" in self.__dict__:
-            encoded = pa.DictionaryArray.from_arrays(self._encoded.indices.filter(keep), self._encoded.dictionary)
+        if with_ids or self.encoded is not None or "_encoded" in self.__dict__:
+            encoded = pa.DictionaryArray.from_arrays(
+                self._encoded.indices.filter(keep), self._encoded.dictionary
+            )
         out = Pieces(self.values.filter(keep), self.doc[mask], self.n_docs, encoded=encoded)
         if "lengths" in self.__dict__:
             out.__dict__["lengths"] = self.lengths[mask]
@@ -177,18 +180,16 @@ class TextBatch:
     def nonempty_lines(self) -> Pieces:
         """Lines holding more than whitespace."""
         lines = self.lines
-        lines.ids  # encoded once for every subset of the lines
-        return lines.where(lines.matches(NOT_SPACE))
+        return lines.where(lines.matches(NOT_SPACE), with_ids=True)
 
     @cached_property
     def line_runs(self) -> Pieces:
         """Pieces between runs of newlines (Gopher's line unit): the lines less the empty ones
         between two newlines (``re.split("\\n+", text)``)."""
         lines = self.lines
-        lines.ids  # encoded once for every subset of the lines
         edge = np.ones(len(lines.doc), dtype=bool)
         edge[1:-1] = (lines.doc[1:-1] != lines.doc[:-2]) | (lines.doc[1:-1] != lines.doc[2:])
-        return lines.where((lines.lengths > 0) | edge)
+        return lines.where((lines.lengths > 0) | edge, with_ids=True)
 
     @cached_property
     def paragraphs(self) -> Pieces:

@@ -117,7 +117,7 @@ def _repeated_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     if len(key) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    bits = max(int(len(key)).bit_length() + 2, 8)
+    bits = max(len(key).bit_length() + 2, 8)
     with np.errstate(over="ignore"):
         bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
     shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)

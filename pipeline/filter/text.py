@@ -246,7 +246,9 @@ def _chunk_tokens(
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
     if known is not None and len(known.chunk_values):
-        at = pc.fill_null(pc.index_in(chunks, value_set=known.chunk_values), -1).to_numpy(zero_copy_only=False)
+        at = pc.fill_null(pc.index_in(chunks, value_set=known.chunk_values), -1).to_numpy(
+            zero_copy_only=False
+        )
         hit = at >= 0
         if hit.any():
             new = np.flatnonzero(~hit)
@@ -257,7 +259,9 @@ def _chunk_tokens(
             start = np.empty(n, dtype=np.int64)
             start[hit] = known.chunk_first[at[hit]] + len(new_tokens)
             start[new] = np.cumsum(new_per) - new_per
-            source = pa.concat_arrays([new_tokens.cast(pa.large_string()), known.chunk_source.cast(pa.large_string())])
+            source = pa.concat_arrays(
+                [new_tokens.cast(pa.large_string()), known.chunk_source.cast(pa.large_string())]
+            )
             return source.take(pa.array(_ranges(start, per))), per
     if n <= PYTHON_ONLY_CHUNKS:  # the kernels' fixed cost would outweigh their gain
         simple = np.zeros(n, dtype=bool)
@@ -363,7 +367,9 @@ def split_texts(
     # The distinct chunks' tokens are few: their ids give every token's id.
     source = pc.dictionary_encode(tokens)
     source_ids = source.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return Split(counts, per_text, source_ids[index], source.dictionary, per_occurrence, distinct, tokens, per_unique)
+    return Split(
+        counts, per_text, source_ids[index], source.dictionary, per_occurrence, distinct, tokens, per_unique
+    )
 
 
 def word_lists(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> tuple[pa.Array, np.ndarray]:
