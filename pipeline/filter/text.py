@@ -90,10 +90,15 @@ _LEADS = "§%=—–" + english.PUNCT + english.QUOTES + "".join(c for c in engl
 _TRAILS = english.PUNCT + english.QUOTES + "—–."
 SHAPED = f"^{re2_class(_LEADS)}{{0,2}}{_SEG}(?:{re2_class(_SEPS)}{_SEG})*{re2_class(_TRAILS)}{{0,2}}$"
 _HAS_SEP = re2_class(_SEPS)
-# Cores the rules below do not cover: a period not between digits (abbreviations, URLs, "a.B"
-# splits), a period with a slash (an IP address with a path is a URL), two closing marks that
-# are one suffix ("..", "……") or a period after a dash.
-UNSHAPED_CORE = r"[^0-9]\.|\.[^0-9]|\..*/|/.*\."
+# Cores the rules below do not cover: a period with a slash (an IP address with a path is a
+# URL), a period not between digits as LETTER_PERIOD says (abbreviations, URLs, "a.B" splits),
+# two closing marks that are one suffix ("..", "……") or a period after a dash.
+UNSHAPED_CORE = r"\..*/|/.*\."
+# A period not between digits: the core is one token either way (a URL stays whole; else no
+# infix cuts it) unless another separator could be an infix or a period stands before an
+# uppercase letter or a quote (english.INFIX_RE), when whether it is a URL decides.
+LETTER_PERIOD = r"[^0-9]\.|\.[^0-9]"
+PERIOD_UNSHAPED = r"[-,:/=<>+*^]|\." + _re2_codes(english.UPPER_CODES | {ord("'"), ord("’")})
 UNSHAPED_TRAIL = r"^(?:\.\.|……|[—–]\.)$"
 _DIGIT, _ALPHA = "[0-9]", _re2_codes(english.ALPHA_CODES)
 _ALPHA_OR_DIGIT = _re2_codes(english.ALPHA_CODES | set(range(0x30, 0x3A)))
@@ -176,6 +181,9 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     t2 = pick(n_trail == 2, -1, None)
     trail = _join(t1, t2)
     good = ~_bool(pc.match_substring_regex(core, UNSHAPED_CORE))
+    dotted = _bool(pc.match_substring_regex(core, LETTER_PERIOD))
+    if dotted.any():
+        good[dotted] &= ~_bool(pc.match_substring_regex(core.filter(pa.array(dotted)), PERIOD_UNSHAPED))
     good &= ~_bool(pc.match_substring_regex(trail, UNSHAPED_TRAIL))
     # No string the peeling passes through may be a special case: the chunk less at most its
     # opening marks in front and its closing marks (and a final 's) at the end, up to two
