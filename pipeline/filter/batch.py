@@ -115,6 +115,7 @@ class TextBatch:
         # chunk -> tokens for chunks the word splitter handles in Python, shared by every split
         # of this batch (its lines, then C4's lines rewritten)
         self.chunk_cache: dict[str, list[str]] = {}
+        self._counts: dict[str, np.ndarray] = {}  # substring -> occurrences in each text
         if not isinstance(texts, pa.Array | pa.ChunkedArray):
             texts = pa.array(texts, pa.large_string())
         if isinstance(texts, pa.ChunkedArray):
@@ -133,7 +134,9 @@ class TextBatch:
     def count(self, substring: str) -> np.ndarray:
         """Non-overlapping occurrences of ``substring`` in each text. Python's ``str.count`` (a
         fast substring search) is several times quicker than Arrow's kernel here."""
-        return np.fromiter((t.count(substring) for t in self.pylist), np.int64, self.n)
+        if substring not in self._counts:
+            self._counts[substring] = np.fromiter((t.count(substring) for t in self.pylist), np.int64, self.n)
+        return self._counts[substring]
 
     @cached_property
     def line_split(self) -> Split:

@@ -84,12 +84,23 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
         "gopher_bullet_lines_frac": ratio(
             per_doc(lines.doc, lines.matches(f"^{SPACE_RE2}*[•-]"), b.n), n_lines
         ),
-        "gopher_ellipsis_lines_frac": ratio(
-            per_doc(lines.doc, lines.matches(rf"(\.\.\.|…){SPACE_RE2}*$"), b.n), n_lines
-        ),
+        "gopher_ellipsis_lines_frac": ratio(per_doc(lines.doc, ellipsis_lines(b), b.n), n_lines),
         "gopher_alpha_words_frac": ratio(per_doc(w.doc, w.matches(r"\p{L}"), b.n), tokens),
         "gopher_stop_words_distinct": distinct_stop,
     }
+
+
+def ellipsis_lines(b: TextBatch) -> np.ndarray:
+    """Which of ``b.text_lines`` end in an ellipsis (then whitespace): searched only in documents
+    holding one."""
+    lines = b.text_lines
+    out = np.zeros(len(lines.doc), dtype=bool)
+    docs = (b.count("...") + b.count("…")) > 0
+    rows = np.flatnonzero(docs[lines.doc])
+    if len(rows):
+        found = pc.match_substring_regex(lines.values.take(pa.array(rows)), rf"(\.\.\.|…){SPACE_RE2}*$")
+        out[rows] = found.to_numpy(zero_copy_only=False)
+    return out
 
 
 def repetition(b: TextBatch) -> dict[str, np.ndarray]:

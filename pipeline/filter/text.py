@@ -89,7 +89,7 @@ _SEPS = "-,:/=<>+*^'’._"
 _LEADS = "§%=—–" + english.PUNCT + english.QUOTES + "".join(c for c in english.CURRENCY if len(c) == 1)
 _TRAILS = english.PUNCT + english.QUOTES + "—–."
 SHAPED = f"^{re2_class(_LEADS)}{{0,2}}{_SEG}(?:{re2_class(_SEPS)}{_SEG})*{re2_class(_TRAILS)}{{0,2}}$"
-_HAS_SEP = re2_class(_SEPS)
+_HAS_INFIX_SEP = re2_class("-+*^:/=<>,")  # the separators INFIX_SPACES can cut at
 # Cores the rules below do not cover: a period with a slash (an IP address with a path is a
 # URL), a period not between digits as LETTER_PERIOD says (abbreviations, URLs, "a.B" splits),
 # two closing marks that are one suffix ("..", "……") or a period after a dash.
@@ -217,7 +217,7 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
         lambda v: _join(pc.utf8_slice_codeunits(v, 0, -2), space, pc.utf8_slice_codeunits(v, -2)),
     )
     for _ in range(2):
-        inner = _bool(pc.match_substring_regex(spaced, _HAS_SEP))
+        inner = _bool(pc.match_substring_regex(spaced, _HAS_INFIX_SEP))
         spaced = _where(spaced, inner, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
     parts = [
         _where(l1, n_lead >= 1, lambda v: _join(v, space)),
