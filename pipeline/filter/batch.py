@@ -79,10 +79,16 @@ class Pieces:
         if len(self.doc) == 0:
             return np.zeros(0, dtype=bool)
         key = self.doc * (int(self.ids.max()) + 1) + self.ids
-        _, first = np.unique(key, return_index=True)
-        out = np.ones(len(key), dtype=bool)
-        out[first] = False
-        return out
+        # Arrow numbers distinct keys in order of first appearance (a hash, no sort): a piece is
+        # a first occurrence where its number exceeds every number before it. Checked, with
+        # sorting as the fallback.
+        number = pc.dictionary_encode(pa.array(key)).indices.to_numpy(zero_copy_only=False)
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = number[1:] > np.maximum.accumulate(number)[:-1]
+        if not np.array_equal(number[first], np.arange(np.count_nonzero(first))):
+            first[:] = False
+            first[np.unique(key, return_index=True)[1]] = True
+        return ~first
 
 
 def per_doc(doc: np.ndarray, weights: np.ndarray | None, n_docs: int) -> np.ndarray:
