@@ -225,15 +225,15 @@ class NGrams:
         seen = bytearray(int(gram.max()) + 1)
         dup = []
         next_free = -1
-        for i, (p, g) in enumerate(zip(rel.tolist(), gram.tolist())):
+        for p, g in zip(rel.tolist(), gram.tolist()):
             if p < next_free:
                 continue
             if seen[g]:
-                dup.append(i)
+                dup.append(p)
                 next_free = p + n
             else:
                 seen[g] = 1
-        at = rel[dup]
+        at = np.array(dup, dtype=np.int64)
         return per_doc(self.doc[at], self.cum[at + n] - self.cum[at], self.b.n).astype(np.float64)
 
 
