@@ -216,9 +216,16 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
         possessive,
         lambda v: _join(pc.utf8_slice_codeunits(v, 0, -2), space, pc.utf8_slice_codeunits(v, -2)),
     )
+    # Rewritten only where an infix is found (a match alone is quicker than a rewrite, which
+    # has to capture); the second pass only where the first rewrote.
+    rows = np.flatnonzero(_bool(pc.match_substring_regex(spaced, _HAS_INFIX_SEP)))
     for _ in range(2):
-        inner = _bool(pc.match_substring_regex(spaced, _HAS_INFIX_SEP))
-        spaced = _where(spaced, inner, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
+        if len(rows):
+            rows = rows[_bool(pc.match_substring_regex(spaced.take(pa.array(rows)), INFIX_SPACES[0]))]
+        if len(rows):
+            cut = np.zeros(len(spaced), dtype=bool)
+            cut[rows] = True
+            spaced = _where(spaced, cut, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
     parts = [
         _where(l1, n_lead >= 1, lambda v: _join(v, space)),
         _where(l2, n_lead >= 2, lambda v: _join(v, space)),
