@@ -85,6 +85,9 @@ TRICKY = [
     "ПРИВЕТ.", "Привет,", "x²", "H₂O", "½", "IV.", "Ⅳ.", "#1", "#hashtag,", "@user:", "a_b", "__init__",
     "f(x)", "f(x),", "print(x).", "[1]", "[edit]", "x[0]", "{a}", "<b>", "</b>", "&amp;", "a&b",
     "\u200eword", "word\u200c", "ab\u00adcd", "§5", "%5", "=5", "+5", "+a", "''word''", "``word``",
+    "os.path", "os.path.", "`os.path`", "``os.path``,", "os.Path", "os.PATH.", "a.b-c", "a.b:c", "a.b=c",
+    "np.random_sample", "a.1", "1.a", "1.ab", "x.y()", "x.y():", "v1.2.3", "e.g", "a.b's", "a.b'c",
+    "a.’b", "a.'b", "é.ß", "a.中", "中.a", "a.b.c.d", "www.x.org", "x.org", "Mr.x", "U.S", "a._b",
 ]  # fmt: skip
 
 

@@ -117,6 +117,21 @@ def test_c4_signals():
     assert s["c4_lines_ending_punct_frac"][0] == pytest.approx(2 / 3)
 
 
+def test_c4_phrases_joined_by_removing_citation_marks_count():
+    # Lines are searched only in documents holding a phrase, or lines that lose citation marks,
+    # which can join one up: both must still be found.
+    texts = [
+        "Please enable java[1]script in your browser now.\nRead our terms of[edit] use here please.",
+        "Lorem[2] ipsum dolor sit amet.\nA {curly} line [3] of text.\nNothing to see in this line.",
+        "No phrase at all in this line.\nNor any in this one here.",
+    ]
+    s = c4.signals(TextBatch(texts))
+    assert list(s["c4_javascript_lines"]) == [1, 0, 0]
+    assert list(s["c4_policy_lines"]) == [1, 0, 0]
+    assert list(s["c4_lorem_ipsum_lines"]) == [0, 1, 0]
+    assert list(s["c4_curly_bracket_lines"]) == [0, 1, 0]
+
+
 def ref_c4_clean(text: str, terminal_punct: bool) -> tuple[list[str], list[tuple[int, str]]]:
     """C4's line loop (as datatrove's C4QualityFilter), keeping lines as they are."""
     kept, removed = [], []

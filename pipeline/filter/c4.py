@@ -18,6 +18,7 @@ is recoverable. Unlike C4 it leaves kept lines as they are (no stripping, citati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -106,45 +107,88 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
             pc.utf8_length(pc.list_flatten(words)).to_numpy(zero_copy_only=False),
         )
         long_word[long_lines] = longest > MAX_WORD_LENGTH
-    has_citation = pc.match_substring_regex(text, CITATION_RE2).to_numpy(zero_copy_only=False)
-    text = pc.replace_substring_regex(text, CITATION_RE2, "")
-    lower = pc.utf8_lower(text)
+    # The text C4 judges: citation marks removed. Only lines of documents holding "[" can have
+    # one; only those that do are rewritten.
+    maybe_cited = np.flatnonzero(_docs_holding(b.pylist, ("[",))[lines.doc])
+    has_citation = np.zeros(len(n_ws_words), dtype=bool)
+    if len(maybe_cited):
+        has_citation[maybe_cited] = pc.match_substring_regex(
+            text.take(pa.array(maybe_cited)), CITATION_RE2
+        ).to_numpy(zero_copy_only=False)
+    cited = np.flatnonzero(has_citation)
+    cited_text = pc.replace_substring_regex(text.take(pa.array(cited)), CITATION_RE2, "")
+    source, where = text, None
+    if len(cited):
+        source = pa.concat_arrays([text, cited_text.cast(text.type)])
+        where = np.arange(len(text))
+        where[cited] = len(text) + np.arange(len(cited))
 
-    def has(pattern: str, source=lower, regex: bool = False) -> np.ndarray:
-        match = pc.match_substring_regex if regex else pc.match_substring
-        return match(source, pattern).to_numpy(zero_copy_only=False)
+    def written(rows: np.ndarray) -> pa.Array:
+        """The text C4 judges of the lines ``rows``: stripped, citation marks removed."""
+        return source.take(pa.array(rows if where is None else where[rows]))
 
-    ends_punct = pc.match_substring_regex(text, END_PUNCT).to_numpy(zero_copy_only=False) & ~pc.ends_with(
-        text, "..."
-    ).to_numpy(zero_copy_only=False)
+    ends_punct = _ends_punct(text)
+    if len(cited):
+        ends_punct[cited] = _ends_punct(cited_text)
     few_words = n_ws_words < MIN_WORDS_PER_LINE
     eligible = ~few_words & ~long_word
-    javascript = eligible & has("javascript")
-    curly = eligible & ~javascript & has("{", text)
-    policy = eligible & ~javascript & has("|".join(POLICY_PHRASES), regex=True)
+    lower_docs = pc.utf8_lower(b.texts).to_pylist()
+
+    def has(needles: tuple[str, ...], lowercase: bool = True) -> np.ndarray:
+        """Eligible lines whose text (lowercased) holds one of ``needles``. Lowercasing maps each
+        character alone, so only lines of documents holding one (lowercased), or lines that lost
+        citation marks (which may join one up), can: only those are searched."""
+        docs = _docs_holding(lower_docs if lowercase else b.pylist, needles)
+        rows = np.flatnonzero(eligible & (docs[lines.doc] | has_citation))
+        out = np.zeros(len(eligible), dtype=bool)
+        if len(rows):
+            values = pc.utf8_lower(written(rows)) if lowercase else written(rows)
+            if len(needles) == 1:
+                found = pc.match_substring(values, needles[0])
+            else:
+                found = pc.match_substring_regex(values, "|".join(needles))  # plain words
+            out[rows] = found.to_numpy(zero_copy_only=False)
+        return out
+
+    javascript = has(("javascript",))
+    curly = ~javascript & has(("{",), lowercase=False)
+    policy = ~javascript & has(POLICY_PHRASES)
     kept = eligible & ~javascript & ~policy
     out = {
         "too_long_word": long_word,
         "no_terminal_punct": ~ends_punct,
         "too_few_words": few_words,
-        "lorem_ipsum": eligible & has("lorem ipsum"),
+        "lorem_ipsum": has(("lorem ipsum",)),
         "javascript": javascript,
         "curly_bracket": curly,
         "policy": policy,
         "nonempty": n_ws_words > 0,
     }
     if sentences:
-        out["sentences"], out["words"] = kept_line_counts(b, kept, has_citation, text)
+        out["sentences"], out["words"] = kept_line_counts(b, kept, has_citation, written)
     return out
 
 
+def _docs_holding(texts: list[str], needles: tuple[str, ...]) -> np.ndarray:
+    """Which texts hold one of ``needles`` (Python's substring search: a fraction of a kernel's
+    time over whole documents)."""
+    return np.fromiter((any(n in t for n in needles) for t in texts), bool, len(texts))
+
+
+def _ends_punct(text: pa.Array) -> np.ndarray:
+    """Lines C4 keeps for their end: terminal punctuation, not an ellipsis."""
+    ends = pc.match_substring_regex(text, END_PUNCT).to_numpy(zero_copy_only=False)
+    return ends & ~pc.ends_with(text, "...").to_numpy(zero_copy_only=False)
+
+
 def kept_line_counts(
-    b: TextBatch, kept: np.ndarray, has_citation: np.ndarray, written: pa.Array
+    b: TextBatch, kept: np.ndarray, has_citation: np.ndarray, written: Callable[[np.ndarray], pa.Array]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sentences and words in each kept line of ``b.text_lines`` as C4 writes it (``written``:
-    stripped, citation marks removed). A line's words are its own tokens, already split, and so
-    are its sentences but where whitespace could start one (`text.own_sentence_counts`); a line
-    that lost citation marks is split again."""
+    rows -> their text stripped, citation marks removed). A line's words are its own tokens,
+    already split, and so are its sentences but where whitespace could start one
+    (`text.own_sentence_counts`); a line that lost citation marks is split again (the chunks it
+    shares with the lines, from their split)."""
     sentences = np.zeros(len(kept), dtype=np.int64)
     words = np.zeros(len(kept), dtype=np.int64)
     at = np.flatnonzero(kept)  # in text_lines
@@ -152,7 +196,7 @@ def kept_line_counts(
         return sentences, words
     redo = has_citation[at]
     own = at[~redo]
-    own_written = written.take(pa.array(own))
+    own_written = written(own)
     spaced = pc.match_substring_regex(own_written, SPACE_TOKEN_BEFORE_PUNCT_RE2).to_numpy(
         zero_copy_only=False
     )
@@ -162,7 +206,7 @@ def kept_line_counts(
     words[own] = split.counts[line]
     again = at[redo]
     if len(again):
-        sentences[again], words[again] = sentence_counts(written.take(pa.array(again)), b.chunk_cache)
+        sentences[again], words[again] = sentence_counts(written(again), b.chunk_cache, split)
     return sentences, words
 
 

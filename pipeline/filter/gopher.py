@@ -84,12 +84,23 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
         "gopher_bullet_lines_frac": ratio(
             per_doc(lines.doc, lines.matches(f"^{SPACE_RE2}*[•-]"), b.n), n_lines
         ),
-        "gopher_ellipsis_lines_frac": ratio(
-            per_doc(lines.doc, lines.matches(rf"(\.\.\.|…){SPACE_RE2}*$"), b.n), n_lines
-        ),
+        "gopher_ellipsis_lines_frac": ratio(per_doc(lines.doc, ellipsis_lines(b), b.n), n_lines),
         "gopher_alpha_words_frac": ratio(per_doc(w.doc, w.matches(r"\p{L}"), b.n), tokens),
         "gopher_stop_words_distinct": distinct_stop,
     }
+
+
+def ellipsis_lines(b: TextBatch) -> np.ndarray:
+    """Which of ``b.text_lines`` end in an ellipsis (then whitespace): searched only in documents
+    holding one."""
+    lines = b.text_lines
+    out = np.zeros(len(lines.doc), dtype=bool)
+    docs = (b.count("...") + b.count("…")) > 0
+    rows = np.flatnonzero(docs[lines.doc])
+    if len(rows):
+        found = pc.match_substring_regex(lines.values.take(pa.array(rows)), rf"(\.\.\.|…){SPACE_RE2}*$")
+        out[rows] = found.to_numpy(zero_copy_only=False)
+    return out
 
 
 def repetition(b: TextBatch) -> dict[str, np.ndarray]:
@@ -104,6 +115,27 @@ def repetition(b: TextBatch) -> dict[str, np.ndarray]:
     for n in DUP_NGRAMS:
         out[f"gopher_dup_{n}gram_char_frac"] = ratio(grams.duplicated_chars(n), b.chars)
     return out
+
+
+def _repeated_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where ``key`` holds a value that occurs more than once: (those positions, an id per value
+    there, how often it occurs).
+
+    Keys alone in their bucket of a 64-bit multiplicative hash (four buckets per key) occur once
+    and are set aside with a cheap count; only the others are hashed exactly (Arrow), which
+    costs far more per key on large arrays.
+    """
+    if len(key) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    bits = max(len(key).bit_length() + 2, 8)
+    with np.errstate(over="ignore"):
+        bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
+    shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
+    inverse = pc.dictionary_encode(pa.array(key[shared])).indices.to_numpy(zero_copy_only=False)
+    count = np.bincount(inverse)[inverse]
+    repeated = count > 1
+    return shared[repeated], inverse[repeated], count[repeated]
 
 
 class NGrams:
@@ -122,15 +154,16 @@ class NGrams:
         self.room = self.doc_words[w.doc] - self.local  # words from each position to its document's end
         self._repeated: dict[int, np.ndarray] = {}
         self._rolling: dict[int, np.ndarray] = {}  # hash of the words alone, at the repeated starts
-        # of the repeated starts: which n-gram (a dense id, equal for equal n-grams) and its count
+        # of the repeated starts: which n-gram (an id, equal for equal n-grams) and its count
         self._found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def repeated_starts(self, n: int) -> np.ndarray:
         """Start positions of n-grams that occur more than once in their document.
 
-        An n-gram can only repeat where its first n-1 words do, so only bigrams are hashed at
-        every position; each longer n is searched among the repeated starts of the level
-        below, a small set in ordinary text, its hash extended by one word.
+        An n-gram can only repeat where its first n-1 words do and its last n-1 words do, so
+        only bigrams are hashed at every position; each longer n is searched among the starts
+        where the level below repeats at that position and the next, a small set in ordinary
+        text, its hash extended by one word.
         """
         if n in self._repeated:
             return self._repeated[n]
@@ -141,16 +174,16 @@ class NGrams:
             else:
                 below = self.repeated_starts(n - 1)
                 fits = self.room[below] >= n
+                repeats = np.zeros(len(self.room) + 1, dtype=bool)
+                repeats[below] = True
+                fits &= repeats[below + 1]
                 starts = below[fits]
                 rolling = self._rolling[n - 1][fits] * self._MIX + self.ids[starts + n - 1]
             key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-        # Equal keys by hashing (Arrow), not by sorting: a fraction of np.unique's time.
-        inverse = pc.dictionary_encode(pa.array(key)).indices.to_numpy(zero_copy_only=False)
-        count = np.bincount(inverse)[inverse]
-        repeated = count > 1
-        self._repeated[n] = starts[repeated]
-        self._rolling[n] = rolling[repeated]
-        self._found[n] = (inverse[repeated], count[repeated])
+        at, inverse, count = _repeated_keys(key)
+        self._repeated[n] = starts[at]
+        self._rolling[n] = rolling[at]
+        self._found[n] = (inverse, count)
         return self._repeated[n]
 
     def top_chars(self, n: int) -> np.ndarray:
@@ -192,15 +225,15 @@ class NGrams:
         seen = bytearray(int(gram.max()) + 1)
         dup = []
         next_free = -1
-        for i, (p, g) in enumerate(zip(rel.tolist(), gram.tolist())):
+        for p, g in zip(rel.tolist(), gram.tolist()):
             if p < next_free:
                 continue
             if seen[g]:
-                dup.append(i)
+                dup.append(p)
                 next_free = p + n
             else:
                 seen[g] = 1
-        at = rel[dup]
+        at = np.array(dup, dtype=np.int64)
         return per_doc(self.doc[at], self.cum[at + n] - self.cum[at], self.b.n).astype(np.float64)
 
 

@@ -52,11 +52,12 @@ class Rule:
         if self.op == "in":
             assert isinstance(self.threshold, tuple)
             bad = pc.invert(pc.is_in(values, value_set=pa.array(list(self.threshold), values.type)))
-        elif self.op == "min":
-            bad = pc.less(values, self.threshold)
-        else:
-            bad = pc.greater(values, self.threshold)
-        return pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
+            return pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
+        # Compared as float64, as Arrow compares a float32 column with a number; a null (NaN)
+        # fails no rule. numpy spares three kernel calls per rule on a small batch.
+        x = values.to_numpy(zero_copy_only=False).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            return x < self.threshold if self.op == "min" else x > self.threshold
 
     def threshold_text(self) -> str:
         return ",".join(self.threshold) if isinstance(self.threshold, tuple) else repr(self.threshold)

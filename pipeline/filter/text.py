@@ -20,6 +20,7 @@ the stress variants, and ``split_chunk`` to spaCy itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -88,11 +89,16 @@ _SEPS = "-,:/=<>+*^'’._"
 _LEADS = "§%=—–" + english.PUNCT + english.QUOTES + "".join(c for c in english.CURRENCY if len(c) == 1)
 _TRAILS = english.PUNCT + english.QUOTES + "—–."
 SHAPED = f"^{re2_class(_LEADS)}{{0,2}}{_SEG}(?:{re2_class(_SEPS)}{_SEG})*{re2_class(_TRAILS)}{{0,2}}$"
-_HAS_SEP = re2_class(_SEPS)
-# Cores the rules below do not cover: a period not between digits (abbreviations, URLs, "a.B"
-# splits), a period with a slash (an IP address with a path is a URL), two closing marks that
-# are one suffix ("..", "……") or a period after a dash.
-UNSHAPED_CORE = r"[^0-9]\.|\.[^0-9]|\..*/|/.*\."
+_HAS_INFIX_SEP = re2_class("-+*^:/=<>,")  # the separators INFIX_SPACES can cut at
+# Cores the rules below do not cover: a period with a slash (an IP address with a path is a
+# URL), a period not between digits as LETTER_PERIOD says (abbreviations, URLs, "a.B" splits),
+# two closing marks that are one suffix ("..", "……") or a period after a dash.
+UNSHAPED_CORE = r"\..*/|/.*\."
+# A period not between digits: the core is one token either way (a URL stays whole; else no
+# infix cuts it) unless another separator could be an infix or a period stands before an
+# uppercase letter or a quote (english.INFIX_RE), when whether it is a URL decides.
+LETTER_PERIOD = r"[^0-9]\.|\.[^0-9]"
+PERIOD_UNSHAPED = r"[-,:/=<>+*^]|\." + _re2_codes(english.UPPER_CODES | {ord("'"), ord("’")})
 UNSHAPED_TRAIL = r"^(?:\.\.|……|[—–]\.)$"
 _DIGIT, _ALPHA = "[0-9]", _re2_codes(english.ALPHA_CODES)
 _ALPHA_OR_DIGIT = _re2_codes(english.ALPHA_CODES | set(range(0x30, 0x3A)))
@@ -175,19 +181,23 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     t2 = pick(n_trail == 2, -1, None)
     trail = _join(t1, t2)
     good = ~_bool(pc.match_substring_regex(core, UNSHAPED_CORE))
+    dotted = _bool(pc.match_substring_regex(core, LETTER_PERIOD))
+    if dotted.any():
+        good[dotted] &= ~_bool(pc.match_substring_regex(core.filter(pa.array(dotted)), PERIOD_UNSHAPED))
     good &= ~_bool(pc.match_substring_regex(trail, UNSHAPED_TRAIL))
-    # No string the peeling passes through may be a special case: the chunk less up to two
-    # characters at either end (a superset of those strings).
-    cuts = [
-        pc.utf8_slice_codeunits(c, front, -back if back else 1 << 30)
-        for front in (0, 1, 2)
-        for back in (0, 1, 2)
-        if front or back
-    ]
-    special = _is_special(pa.concat_arrays(cuts)).reshape(len(cuts), len(c))
-    good &= ~special.any(axis=0)
-    # The suffix 's: what precedes it must not be special or end in another 's.
+    # No string the peeling passes through may be a special case: the chunk less at most its
+    # opening marks in front and its closing marks (and a final 's) at the end, up to two
+    # characters each side (a superset of those strings; longer cuts are the stem below).
     possessive = _bool(pc.match_substring_regex(core, POSSESSIVE))
+    peel_back = n_trail + 2 * possessive
+    for front in (0, 1, 2):
+        for back in (0, 1, 2):
+            reach = good & (n_lead >= front) & (peel_back >= back)
+            if (front or back) and reach.any():
+                at_cut = np.flatnonzero(reach)
+                cut = pc.utf8_slice_codeunits(c.take(pa.array(at_cut)), front, -back if back else 1 << 30)
+                good[at_cut[_is_special(cut)]] = False
+    # The suffix 's: what precedes it must not be special or end in another 's.
     if possessive.any():
         stem = pc.utf8_slice_codeunits(core.filter(pa.array(possessive)), 0, -2)
         good[possessive] &= ~(_is_special(stem) | _bool(pc.match_substring_regex(stem, POSSESSIVE)))
@@ -206,9 +216,16 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
         possessive,
         lambda v: _join(pc.utf8_slice_codeunits(v, 0, -2), space, pc.utf8_slice_codeunits(v, -2)),
     )
+    # Rewritten only where an infix is found (a match alone is quicker than a rewrite, which
+    # has to capture); the second pass only where the first rewrote.
+    rows = np.flatnonzero(_bool(pc.match_substring_regex(spaced, _HAS_INFIX_SEP)))
     for _ in range(2):
-        inner = _bool(pc.match_substring_regex(spaced, _HAS_SEP))
-        spaced = _where(spaced, inner, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
+        if len(rows):
+            rows = rows[_bool(pc.match_substring_regex(spaced.take(pa.array(rows)), INFIX_SPACES[0]))]
+        if len(rows):
+            cut = np.zeros(len(spaced), dtype=bool)
+            cut[rows] = True
+            spaced = _where(spaced, cut, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
     parts = [
         _where(l1, n_lead >= 1, lambda v: _join(v, space)),
         _where(l2, n_lead >= 2, lambda v: _join(v, space)),
@@ -235,11 +252,32 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
 PYTHON_ONLY_CHUNKS = 2_000
 
 
-def _chunk_tokens(chunks: pa.Array, cache: dict[str, list[str]] | None) -> tuple[pa.Array, np.ndarray]:
-    """Tokens of each distinct chunk, flat, and the number of tokens of each chunk."""
+def _chunk_tokens(
+    chunks: pa.Array, cache: dict[str, list[str]] | None, known: Split | None = None
+) -> tuple[pa.Array, np.ndarray]:
+    """Tokens of each distinct chunk, flat, and the number of tokens of each chunk. Chunks that
+    ``known`` (a split of related texts) holds take their tokens from it."""
     n = len(chunks)
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
+    if known is not None and len(known.chunk_values):
+        at = pc.fill_null(pc.index_in(chunks, value_set=known.chunk_values), -1).to_numpy(
+            zero_copy_only=False
+        )
+        hit = at >= 0
+        if hit.any():
+            new = np.flatnonzero(~hit)
+            new_tokens, new_per = _chunk_tokens(chunks.take(pa.array(new)), cache)
+            per = np.empty(n, dtype=np.int64)
+            per[hit] = known.chunk_count[at[hit]]
+            per[new] = new_per
+            start = np.empty(n, dtype=np.int64)
+            start[hit] = known.chunk_first[at[hit]] + len(new_tokens)
+            start[new] = np.cumsum(new_per) - new_per
+            source = pa.concat_arrays(
+                [new_tokens.cast(pa.large_string()), known.chunk_source.cast(pa.large_string())]
+            )
+            return source.take(pa.array(_ranges(start, per))), per
     if n <= PYTHON_ONLY_CHUNKS:  # the kernels' fixed cost would outweigh their gain
         simple = np.zeros(n, dtype=bool)
         shaped_at = np.zeros(0, dtype=np.int64)
@@ -289,21 +327,37 @@ class Split:
     distinct tokens); tokens and chunks (maximal runs of non-whitespace characters) per text, and
     tokens per chunk (flat, in order)."""
 
-    tokens: pa.Array
     counts: np.ndarray
     chunks: np.ndarray
     ids: np.ndarray
     vocab: pa.Array
     chunk_tokens: np.ndarray
+    # the distinct chunks, their tokens (flat) and how many each has: a later split of related
+    # texts takes the chunks it shares with this one from here
+    chunk_values: pa.Array
+    chunk_source: pa.Array
+    chunk_count: np.ndarray
+
+    @cached_property
+    def chunk_first(self) -> np.ndarray:
+        return np.cumsum(self.chunk_count) - self.chunk_count
 
     @property
     def encoded(self) -> pa.DictionaryArray:
         return pa.DictionaryArray.from_arrays(pa.array(self.ids, pa.int64()), self.vocab)
 
+    @cached_property
+    def tokens(self) -> pa.Array:
+        """Every token as a string (built only when asked for: the signals read the ids)."""
+        return self.vocab.take(pa.array(self.ids))
 
-def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> Split:
+
+def split_texts(
+    texts: pa.Array, cache: dict[str, list[str]] | None = None, known: Split | None = None
+) -> Split:
     """The tokens of every text. ``cache`` (chunk -> tokens) may be shared between calls on
-    related texts, e.g. a batch's lines and some of them rewritten."""
+    related texts, e.g. a batch's lines and some of them rewritten; so may ``known``, the split
+    of the first, whose chunks are not split again."""
     texts = texts.cast(pa.large_string())
     chunks = pc.utf8_split_whitespace(texts)
     flat = pc.list_flatten(chunks)
@@ -316,7 +370,8 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     per_text = np.bincount(chunk_doc, minlength=len(texts)).astype(np.int64)
     encoded = pc.dictionary_encode(flat)
     ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    tokens, per_unique = _chunk_tokens(encoded.dictionary.cast(pa.large_string()), cache)
+    distinct = encoded.dictionary.cast(pa.large_string())
+    tokens, per_unique = _chunk_tokens(distinct, cache, known)
     # Expand: occurrence j of chunk ids[j] takes that chunk's tokens.
     first = np.concatenate([[0], np.cumsum(per_unique)[:-1]]).astype(np.int64)
     per_occurrence = per_unique[ids]
@@ -327,8 +382,9 @@ def split_texts(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> S
     # The distinct chunks' tokens are few: their ids give every token's id.
     source = pc.dictionary_encode(tokens)
     source_ids = source.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    take = pa.array(index)
-    return Split(tokens.take(take), counts, per_text, source_ids[index], source.dictionary, per_occurrence)
+    return Split(
+        counts, per_text, source_ids[index], source.dictionary, per_occurrence, distinct, tokens, per_unique
+    )
 
 
 def word_lists(texts: pa.Array, cache: dict[str, list[str]] | None = None) -> tuple[pa.Array, np.ndarray]:
@@ -351,7 +407,7 @@ SPACE_TOKEN_BEFORE_PUNCT_RE2 = f"(?:{SPACE_TOKEN_RE2})" + r"\p{P}"
 
 
 def sentence_counts(
-    lines: pa.Array, cache: dict[str, list[str]] | None = None
+    lines: pa.Array, cache: dict[str, list[str]] | None = None, known: Split | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sentences, words) in each line, as spaCy's sentencizer and tokenizer count them.
 
@@ -360,8 +416,8 @@ def sentence_counts(
     other than a single space are tokens too (not punctuation, not words), so they can start one.
     """
     marked = pc.replace_substring_regex(lines.cast(pa.large_string()), SPACE_TOKEN_RE2, f" {SPACE_MARK} ")
-    s = split_texts(marked, cache)
-    marks = pc.equal(s.tokens, SPACE_MARK).to_numpy(zero_copy_only=False)
+    s = split_texts(marked, cache, known)
+    marks = _bool(pc.equal(s.vocab, SPACE_MARK))[s.ids] if len(s.ids) else np.zeros(0, dtype=bool)
     line = np.repeat(np.arange(len(lines), dtype=np.int64), s.counts)
     words = s.counts - np.bincount(line[marks], minlength=len(lines))
     return count_sentences(s.counts, s.ids, s.vocab), words
