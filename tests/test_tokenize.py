@@ -355,6 +355,35 @@ def test_encode_batches_are_bounded_by_text_bytes():
     assert [b.num_rows for b in byte_bounded(iter([batch]), 1_000)] == [7]
 
 
+def test_encoding_ahead_keeps_order_and_encodes_the_next_batch_before_a_shard_closes():
+    from pipeline.tokenize.encode import encode_ahead
+
+    texts = [d["text"] for d in make_docs(12)]
+    tok = train_bpe([texts], vocab_size=300)
+    items = [
+        ("s0", texts[0:4]),
+        ("s0", texts[4:6]),
+        ("s0", None),  # the end of shard s0
+        ("s1", texts[6:12]),
+        ("s1", None),
+    ]
+    pulled = []
+
+    def source():
+        for n, (key, t) in enumerate(items):
+            pulled.append(n)
+            yield key, None if t is None else pa.RecordBatch.from_pydict({"text": t})
+
+    out = []
+    for key, batch, encodings in encode_ahead(tok, source()):
+        out.append((key, None if batch is None else batch.column("text").to_pylist(), encodings))
+        if len(out) == 2:  # s0's last batch: s1's first is already encoding, not waiting on s0's close
+            assert pulled[-1] == 3
+    assert [(k, t) for k, t, _ in out] == items
+    for _, t, encodings in out:
+        assert [e.ids for e in encodings] == ([] if t is None else [tok.encode(x) for x in t])
+
+
 def test_large_vocabulary_uses_uint32_ids(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 

@@ -9,6 +9,7 @@ phases cut into sequences.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -333,17 +334,19 @@ def encode_ahead(
 
     The native encoder releases the GIL, so the numpy work and Parquet writes of one batch
     overlap the encoding of the next (at most two batches in memory). A ``None`` batch (a marker
-    passed through in order) has no encodings.
+    passed through in order) has no encodings; it is handed back with the batch before it only
+    once the next batch is encoding, so the encoder does not wait while a shard is closed.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="encode") as pool:
-        pending = None
+        queue: deque[tuple[K, pa.RecordBatch | None, Future[list[Encoding]] | None]] = deque()
         for key, batch in batches:
             job = None if batch is None else pool.submit(tok.encode_native, batch.column("text").to_pylist())
-            if pending is not None:
-                yield _done(pending)
-            pending = (key, batch, job)
-        if pending is not None:
-            yield _done(pending)
+            queue.append((key, batch, job))
+            if job is not None:
+                while len(queue) > 1:
+                    yield _done(queue.popleft())
+        while queue:
+            yield _done(queue.popleft())
 
 
 def _done(

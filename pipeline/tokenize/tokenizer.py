@@ -101,8 +101,9 @@ class TextTokenizer:
     def set_word_cache(self, words: int) -> None:
         """Let a BPE model memoize up to ``words`` encoded words (others have no such cache).
 
-        `tokenizers` caches 10,000 words and then stops adding: on a large corpus most words
-        are encoded from scratch. A larger cache changes no id, only the time taken.
+        `tokenizers` caches 10,000 words and then stops adding. The size changes no id, only
+        the time taken, and larger is not faster with several encoder threads (see the
+        ``word_cache`` setting).
         """
         resize = getattr(self.tokenizer.model, "_resize_cache", None)
         if resize is not None:
