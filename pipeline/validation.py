@@ -72,10 +72,11 @@ SAMPLE_SEED = 0
 VAL_FRACTION_SIGMAS = 4.0
 ENGINE_ENV = "TOKENMILL_VALIDATION_ENGINE"
 ENGINES = ("auto", "duckdb", "arrow", "gx")
-# Per suite: above these, DuckDB's parallel Parquet scans win (decoding lists of token ids in
-# Arrow costs ~30 ms a MB, text ~7 ms a MB, where a DuckDB query over a small view costs 5-10 ms).
+# Per suite. Up to 4 MB Arrow (~13 ms a MB of token-id lists, ~7 ms a MB of text) costs about
+# what a first DuckDB query costs in a fresh process (opening it: 40 ms); above, DuckDB's parallel
+# scans win.
 ARROW_MAX_ROWS = 50_000
-ARROW_MAX_BYTES = 1 << 20
+ARROW_MAX_BYTES = 4 << 20
 ARROW_BATCH_ROWS = 8_192
 
 
