@@ -232,3 +232,15 @@ def test_shard_schemas_are_read_once_but_follow_the_file(tmp_path):
     assert shard_schema(path) == DOCUMENT_SCHEMA and shard_schema(path) is shard_schema(path)
     pq.write_table(pa.table({"id": ["a", "b"]}), path)
     assert shard_schema(path).names == ["id"]
+
+
+def test_plain_columns_are_written_without_a_dictionary(tmp_path):
+    import pyarrow.parquet as pq
+
+    w = ShardWriter(tmp_path, DOCUMENT_SCHEMA, prefix="p", plain_columns=("text",))
+    w.write(_docs(50))
+    (shard,) = w.close()
+    meta = pq.ParquetFile(tmp_path / shard.file).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" not in encodings["text"] and "RLE_DICTIONARY" in encodings["id"]
+    assert pq.read_table(tmp_path / shard.file).column("text").to_pylist() == [f"text {i}" for i in range(50)]

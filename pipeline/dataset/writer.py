@@ -83,8 +83,11 @@ class ShardWriter:
         prefix: str = "part",
         max_rows: int = DEFAULT_SHARD_ROWS,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        plain_columns: tuple[str, ...] = (),
     ):
+        """``plain_columns`` are written without dictionary encoding (the others with it)."""
         self.directory = Path(directory)
+        self.plain_columns = plain_columns
         self.schema = schema
         self.prefix = prefix
         self.max_rows = max_rows
@@ -130,8 +133,13 @@ class ShardWriter:
             if self._writer is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 self._path = path
+                dictionary = [n for n in self.schema.names if n not in self.plain_columns]
                 self._writer = pq.ParquetWriter(
-                    self._path, self.schema, compression=COMPRESSION, write_statistics=True
+                    self._path,
+                    self.schema,
+                    compression=COMPRESSION,
+                    write_statistics=True,
+                    use_dictionary=dictionary if self.plain_columns else True,
                 )
             table = pa.concat_tables(self._pending)
             self._writer.write_table(table, row_group_size=self.row_group_rows)

@@ -27,7 +27,17 @@ from ..observe import report
 from ..rejects import REJECT_TEXT_LIMIT
 from ..stage import StageContext
 from .config import TokenizeConfig
-from .formats import DOCS_VIEW, SPLITS, TOKENIZER_DIR, docs_schema, docs_table, is_val, stream_file, unit_hash
+from .formats import (
+    DOCS_VIEW,
+    PLAIN_COLUMNS,
+    SPLITS,
+    TOKENIZER_DIR,
+    docs_schema,
+    docs_table,
+    is_val,
+    stream_file,
+    unit_hash,
+)
 from .mixing import IndexWriter, index_file
 from .tokenizer import TextTokenizer, load_tokenizer
 
@@ -216,7 +226,11 @@ class ShardEncoder:
         self.file = pq.ParquetFile(ctx.input().shard_path(shard))
         self.lineage = [c for c in LINEAGE if c in self.file.schema_arrow.names]
         self.docs = ctx.writer(
-            DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows
+            DOCS_VIEW,
+            docs_schema(tok.dtype),
+            f"docs-{shard:05d}",
+            max_rows=cfg.docs_shard_rows,
+            plain_columns=PLAIN_COLUMNS,
         )
         self.rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), self.lineage)
         self.duplicates = ctx.extra.get("duplicates", {})

@@ -27,7 +27,15 @@ import pyarrow as pa
 from ..dataset import DATA_VIEW
 from ..stage import StageContext
 from .config import TokenizeConfig
-from .formats import SPLIT_CODES, SPLITS, chunk_file, chunk_offsets_file, packed_schema, stream_file
+from .formats import (
+    PLAIN_COLUMNS,
+    SPLIT_CODES,
+    SPLITS,
+    chunk_file,
+    chunk_offsets_file,
+    packed_schema,
+    stream_file,
+)
 from .mixing import mixed_stream_file
 
 SCATTER, GATHER = 0, 1  # the two random streams per split
@@ -132,6 +140,7 @@ def gather_bucket(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
         f"{split}-{b:05d}",
         max_rows=len(rows) + 1,
         row_group_rows=cfg.row_group_rows,
+        plain_columns=PLAIN_COLUMNS,
     )
     writer.write(sequences_table(rows, split))
     writer.close()
