@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,6 +26,10 @@ RUNTIME_FILES = (
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools builds in the source tree and would leave build/ in the checkout.
+    src = tmp_path_factory.mktemp("source") / "tokenmill"
+    skip = (".venv", ".git", "data", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*skip))
     r = subprocess.run(
         [
             sys.executable,
@@ -36,7 +41,7 @@ def wheel(tmp_path_factory) -> Path:
             "-q",
             "-w",
             str(out),
-            str(REPO),
+            str(src),
         ],
         capture_output=True,
         text=True,
