@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import duckdb_session, observe
-from .dataset import DATA_VIEW, shard_rows
+from .dataset import DATA_VIEW, shard_rows, shard_schema
 from .errors import ConfigError, ValidationFailed
 from .schema import DOCUMENT_SCHEMA
 
@@ -260,7 +260,7 @@ def describe(r: dict[str, Any]) -> str:
 def documents_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any]) -> list[Suite]:
     view = staging_dir / DATA_VIEW
     files = _files(view)
-    names = pq.read_schema(files[0]).names if files else list(stage.data_schema.names)
+    names = shard_schema(files[0]).names if files else list(stage.data_schema.names)
     rows = _rows(
         files, column("id", "VARCHAR"), column("source", "VARCHAR"), nonblank("text_nonblank", "text")
     )

@@ -34,7 +34,7 @@ from .layout import (
     staging_base,
     version_dir,
 )
-from .reader import DamagedShard, Dataset, text_slices
+from .reader import DamagedShard, Dataset, shard_schema, text_slices
 from .staging import Staging, VersionBusy, clean_staging, run_unit_resumable
 from .store import cached_shards, evict_cached, fetch_version, is_published, upload_version
 from .writer import ShardInfo, ShardWriter, describe_shards, ensure_nonempty, shard_rows, write_manifest
@@ -63,6 +63,7 @@ __all__ = [
     "manifest_header",
     "run_unit_resumable",
     "shard_rows",
+    "shard_schema",
     "staging_base",
     "text_slices",
     "upload_version",

@@ -57,17 +57,18 @@ _VERIFIED_LOCK = threading.Lock()
 # several times (rules, views, reports), 1-2 ms of footer parsing each.
 _SCHEMAS: dict[tuple[str, int, int, int], pa.Schema] = {}
 _SCHEMAS_KEPT = 1_024
+_SCHEMAS_LOCK = threading.Lock()
 
 
 def shard_schema(path: str | Path) -> pa.Schema:
     """A shard's Arrow schema (from its footer, once per process for an unchanged file)."""
     st = os.stat(path)
     key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _VERIFIED_LOCK:
+    with _SCHEMAS_LOCK:
         known = _SCHEMAS.get(key)
     if known is None:
         known = pq.read_schema(path)
-        with _VERIFIED_LOCK:
+        with _SCHEMAS_LOCK:
             _SCHEMAS[key] = known
             while len(_SCHEMAS) > _SCHEMAS_KEPT:
                 _SCHEMAS.pop(next(iter(_SCHEMAS)))

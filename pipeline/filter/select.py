@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..dataset import Dataset, text_slices
+from ..dataset import Dataset, shard_schema, text_slices
 from ..observe import report as progress
 from ..rejects import REJECT_TEXT_LIMIT
 from ..schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
@@ -147,7 +147,7 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
         (i for i, r in enumerate(rules) if r.name.split(".")[0] not in original), len(rules)
     )
     src = ctx.input().shard_path(index)
-    schema = output_schema(pq.read_schema(src), cfg)
+    schema = output_schema(shard_schema(src), cfg)
     clean = removes_lines(cfg)
     c4_removed: dict[str, dict[str, int]] = {"lines": {}, "chars": {}}
     docs_cleaned = 0
