@@ -234,13 +234,28 @@ def test_shard_schemas_are_read_once_but_follow_the_file(tmp_path):
     assert shard_schema(path).names == ["id"]
 
 
-def test_plain_columns_are_written_without_a_dictionary(tmp_path):
+def test_shards_are_written_without_dictionary_pages(tmp_path):
     import pyarrow.parquet as pq
 
-    w = ShardWriter(tmp_path, DOCUMENT_SCHEMA, prefix="p", plain_columns=("text",))
+    w = ShardWriter(tmp_path, DOCUMENT_SCHEMA, prefix="p")
     w.write(_docs(50))
     (shard,) = w.close()
     meta = pq.ParquetFile(tmp_path / shard.file).metadata.row_group(0)
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
-    assert "RLE_DICTIONARY" not in encodings["text"] and "RLE_DICTIONARY" in encodings["id"]
+    assert not [c for c, e in encodings.items() if "RLE_DICTIONARY" in e or "PLAIN_DICTIONARY" in e]
     assert pq.read_table(tmp_path / shard.file).column("text").to_pylist() == [f"text {i}" for i in range(50)]
+
+
+def test_manifests_are_indented_sorted_json_whatever_the_values(tmp_path):
+    import json
+
+    import numpy as np
+
+    from pipeline.dataset.writer import write_manifest
+
+    manifest = {"b": {"z": 1, "a": [0.25, None, "é"]}, "a": np.float64(0.5), "n": np.int64(7), "c": {3: "x"}}
+    write_manifest(tmp_path, manifest)
+    text = (tmp_path / "_manifest.json").read_text(encoding="utf-8")
+    plain = {"b": {"z": 1, "a": [0.25, None, "é"]}, "a": 0.5, "n": 7, "c": {"3": "x"}}
+    assert json.loads(text) == plain
+    assert text == json.dumps(plain, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -21,6 +21,11 @@ REJECTS_VIEW = "rejects"
 STAGING = ".staging"
 LOCKS = ".locks"
 COMPRESSION = "zstd"
+# No dictionary pages: under zstd they save nothing here. Shards of 20k documents (7 and 52
+# columns) came out 0.2-0.6 % smaller without them, and written as fast; a 100-row shard of
+# 42 signal columns is written in 3.3 ms instead of 4.1 and read in 2.1 instead of 2.8. Token
+# id lists were 12-40 % larger with them (bit-packed indices compress worse than the ids).
+USE_DICTIONARY = False
 DEFAULT_SHARD_ROWS = 50_000
 DEFAULT_ROW_GROUP_ROWS = 8_192
 

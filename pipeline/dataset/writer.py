@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Iterator
@@ -11,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import storage_full
 from ..hashing import sha256_file
-from .layout import COMPRESSION, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS, MANIFEST
+from .layout import COMPRESSION, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS, MANIFEST, USE_DICTIONARY
 
 
 @contextlib.contextmanager
@@ -83,11 +83,8 @@ class ShardWriter:
         prefix: str = "part",
         max_rows: int = DEFAULT_SHARD_ROWS,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
-        plain_columns: tuple[str, ...] = (),
     ):
-        """``plain_columns`` are written without dictionary encoding (the others with it)."""
         self.directory = Path(directory)
-        self.plain_columns = plain_columns
         self.schema = schema
         self.prefix = prefix
         self.max_rows = max_rows
@@ -133,13 +130,12 @@ class ShardWriter:
             if self._writer is None:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 self._path = path
-                dictionary = [n for n in self.schema.names if n not in self.plain_columns]
                 self._writer = pq.ParquetWriter(
                     self._path,
                     self.schema,
                     compression=COMPRESSION,
                     write_statistics=True,
-                    use_dictionary=dictionary if self.plain_columns else True,
+                    use_dictionary=USE_DICTIONARY,
                 )
             table = pa.concat_tables(self._pending)
             self._writer.write_table(table, row_group_size=self.row_group_rows)
@@ -164,11 +160,21 @@ class ShardWriter:
         return self.shards
 
 
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """A manifest as people read it: JSON indented by two spaces, keys sorted, UTF-8.
+
+    orjson writes it in 1/30 of the time of the standard library, whose indenting encoder is
+    pure Python (0.65 ms for a filter manifest, a cost every stage run pays).
+    """
+    options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    return orjson.dumps(manifest, option=options) + b"\n"
+
+
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> None:
     path = Path(directory) / MANIFEST
     tmp = path.with_suffix(".tmp")
     with writing(path):
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        tmp.write_bytes(manifest_bytes(manifest))
     os.replace(tmp, path)
 
 
@@ -197,4 +203,9 @@ def ensure_nonempty(directory: str | Path, schema: pa.Schema) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("*.parquet")):
         with writing(directory / "part-empty.parquet"):
-            pq.write_table(schema.empty_table(), directory / "part-empty.parquet", compression=COMPRESSION)
+            pq.write_table(
+                schema.empty_table(),
+                directory / "part-empty.parquet",
+                compression=COMPRESSION,
+                use_dictionary=USE_DICTIONARY,
+            )

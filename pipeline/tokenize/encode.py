@@ -29,7 +29,6 @@ from ..stage import StageContext
 from .config import TokenizeConfig
 from .formats import (
     DOCS_VIEW,
-    PLAIN_COLUMNS,
     SPLITS,
     TOKENIZER_DIR,
     docs_schema,
@@ -230,7 +229,6 @@ class ShardEncoder:
             docs_schema(tok.dtype),
             f"docs-{shard:05d}",
             max_rows=cfg.docs_shard_rows,
-            plain_columns=PLAIN_COLUMNS,
         )
         self.rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), self.lineage)
         self.duplicates = ctx.extra.get("duplicates", {})

@@ -28,7 +28,6 @@ from ..dataset import DATA_VIEW
 from ..stage import StageContext
 from .config import TokenizeConfig
 from .formats import (
-    PLAIN_COLUMNS,
     SPLIT_CODES,
     SPLITS,
     chunk_file,
@@ -140,7 +139,6 @@ def gather_bucket(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
         f"{split}-{b:05d}",
         max_rows=len(rows) + 1,
         row_group_rows=cfg.row_group_rows,
-        plain_columns=PLAIN_COLUMNS,
     )
     writer.write(sequences_table(rows, split))
     writer.close()
