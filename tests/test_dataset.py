@@ -259,3 +259,33 @@ def test_manifests_are_indented_sorted_json_whatever_the_values(tmp_path):
     plain = {"b": {"z": 1, "a": [0.25, None, "é"]}, "a": 0.5, "n": 7, "c": {"3": "x"}}
     assert json.loads(text) == plain
     assert text == json.dumps(plain, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_written_shards_are_described_without_reading_them_back(tmp_path, monkeypatch):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from pipeline.dataset import reader
+    from pipeline.dataset.writer import describe_shards, ensure_nonempty
+
+    w = ShardWriter(tmp_path / "full", DOCUMENT_SCHEMA, prefix="p")
+    w.write(_docs(5))
+    (shard,) = w.close()
+    ensure_nonempty(tmp_path / "empty", DOCUMENT_SCHEMA)
+    ensure_nonempty(tmp_path / "empty2", DOCUMENT_SCHEMA)
+
+    def footer_read(*_a, **_k):
+        raise AssertionError("a footer was read")
+
+    monkeypatch.setattr(reader.pq, "read_schema", footer_read)
+    monkeypatch.setattr(pq, "ParquetFile", footer_read)
+    assert reader.shard_schema(tmp_path / "full" / shard.file) == DOCUMENT_SCHEMA
+    for d in ("empty", "empty2"):
+        (empty,) = describe_shards(tmp_path / d)
+        data = (tmp_path / d / empty.file).read_bytes()
+        assert (empty.rows, empty.bytes, empty.sha256) == (0, len(data), hashlib.sha256(data).hexdigest())
+        assert reader.shard_schema(tmp_path / d / empty.file) == DOCUMENT_SCHEMA
+    monkeypatch.undo()
+    assert pq.read_table(tmp_path / "empty" / "part-empty.parquet").schema == DOCUMENT_SCHEMA
+    assert pq.read_table(tmp_path / "empty" / "part-empty.parquet").num_rows == 0

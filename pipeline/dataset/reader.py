@@ -62,17 +62,29 @@ _SCHEMAS_LOCK = threading.Lock()
 
 def shard_schema(path: str | Path) -> pa.Schema:
     """A shard's Arrow schema (from its footer, once per process for an unchanged file)."""
-    st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = _schema_key(path, os.stat(path))
     with _SCHEMAS_LOCK:
         known = _SCHEMAS.get(key)
     if known is None:
         known = pq.read_schema(path)
-        with _SCHEMAS_LOCK:
-            _SCHEMAS[key] = known
-            while len(_SCHEMAS) > _SCHEMAS_KEPT:
-                _SCHEMAS.pop(next(iter(_SCHEMAS)))
+        _keep_schema(key, known)
     return known
+
+
+def remember_schema(path: str | Path, st: os.stat_result, schema: pa.Schema) -> None:
+    """Note the schema of a shard this process has just written, as it stands (``st``)."""
+    _keep_schema(_schema_key(path, st), schema)
+
+
+def _schema_key(path: str | Path, st: os.stat_result) -> tuple[str, int, int, int]:
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _keep_schema(key: tuple[str, int, int, int], schema: pa.Schema) -> None:
+    with _SCHEMAS_LOCK:
+        _SCHEMAS[key] = schema
+        while len(_SCHEMAS) > _SCHEMAS_KEPT:
+            _SCHEMAS.pop(next(iter(_SCHEMAS)))
 
 
 def shard_problem(path: Path, entry: dict[str, Any], full: bool = True) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pyarrow.parquet as pq
 from ..errors import storage_full
 from ..hashing import sha256_file
 from .layout import COMPRESSION, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS, MANIFEST, USE_DICTIONARY
+from .reader import remember_schema
 
 
 @contextlib.contextmanager
@@ -152,6 +155,7 @@ class ShardWriter:
         st = self._path.stat()
         info = ShardInfo(self._path.name, self._rows, st.st_size, sha256_file(self._path))
         _remember(self._path, info, st)
+        remember_schema(self._path, st, self.schema)
         self.shards.append(info)
         self._writer, self._path, self._rows = None, None, 0
 
@@ -166,7 +170,9 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     orjson writes it in 1/30 of the time of the standard library, whose indenting encoder is
     pure Python (0.65 ms for a filter manifest, a cost every stage run pays).
     """
-    options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    options = (
+        orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    )
     return orjson.dumps(manifest, option=options) + b"\n"
 
 
@@ -202,10 +208,23 @@ def ensure_nonempty(directory: str | Path, schema: pa.Schema) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("*.parquet")):
-        with writing(directory / "part-empty.parquet"):
-            pq.write_table(
-                schema.empty_table(),
-                directory / "part-empty.parquet",
-                compression=COMPRESSION,
-                use_dictionary=USE_DICTIONARY,
-            )
+        path = directory / "part-empty.parquet"
+        data = _empty_shard(schema)
+        with writing(path):
+            path.write_bytes(data)
+        st = path.stat()
+        _remember(path, ShardInfo(path.name, 0, st.st_size, hashlib.sha256(data).hexdigest()), st)
+        remember_schema(path, st, schema)
+
+
+def _empty_shard(schema: pa.Schema) -> bytes:
+    """The bytes of a shard with no rows: the same for a schema every time, so made once."""
+    return _empty_shard_of(schema.serialize().to_pybytes())  # metadata included, unlike ==
+
+
+@functools.lru_cache(maxsize=64)
+def _empty_shard_of(serialized: bytes) -> bytes:
+    schema = pa.ipc.read_schema(pa.py_buffer(serialized))
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink, compression=COMPRESSION, use_dictionary=USE_DICTIONARY)
+    return sink.getvalue().to_pybytes()
