@@ -289,3 +289,33 @@ def test_written_shards_are_described_without_reading_them_back(tmp_path, monkey
     monkeypatch.undo()
     assert pq.read_table(tmp_path / "empty" / "part-empty.parquet").schema == DOCUMENT_SCHEMA
     assert pq.read_table(tmp_path / "empty" / "part-empty.parquet").num_rows == 0
+
+
+def test_a_version_this_process_published_is_read_without_hashing_it_again(tmp_path, monkeypatch):
+    import os
+
+    from pipeline.dataset import reader
+
+    st = Staging(tmp_path, "demo", "e" * 32)
+    w = ShardWriter(st.view("data"), DOCUMENT_SCHEMA)
+    w.write(_docs(10))
+    w.close()
+    header = {"schema_version": 1, "stage": "demo", "fingerprint": "e" * 32}
+    ds = st.publish({**header, "counts": {}}, {"data": DOCUMENT_SCHEMA, "rejects": REJECT_SCHEMA})
+
+    def hashed(path):
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(reader, "sha256_file", hashed)
+    monkeypatch.setattr(reader.pq, "read_schema", hashed)
+    (path,) = ds.shard_paths()
+    assert ds.schema == DOCUMENT_SCHEMA and Dataset(ds.path).damaged() == []
+    # Changed after publishing (same size, new bytes): hashed again, and found damaged.
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(0, 10**9))
+    with pytest.raises(AssertionError, match="hashed again"):
+        Dataset(ds.path).shard_paths()
+    monkeypatch.undo()
+    assert [p for p, _ in Dataset(ds.path).damaged()] == [str(path)]

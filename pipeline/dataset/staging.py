@@ -35,7 +35,7 @@ import pyarrow as pa
 from .. import storage
 from ..errors import TokenmillError
 from .layout import DATA_VIEW, locks_base, staging_base, version_dir
-from .reader import Dataset
+from .reader import Dataset, note_renamed
 from .store import is_published, upload_version
 from .writer import describe_shards, ensure_nonempty, write_manifest
 
@@ -96,6 +96,11 @@ class Staging:
                 }
             manifest["views"] = entries
             manifest["shards"] = entries[DATA_VIEW]["shards"]
+            described = {
+                (name, s["file"]): os.stat(self.dir / name / s["file"])
+                for name, entry in entries.items()
+                for s in entry["shards"]
+            }
             write_manifest(self.dir, manifest)
             if storage.url_of(self.final):
                 upload_version(self.dir, self.final)
@@ -107,6 +112,9 @@ class Staging:
                 if not is_published(self.final):
                     raise
                 shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                for (name, file), st in described.items():
+                    note_renamed(self.dir / name / file, self.final / name / file, st)
             # Closed before it is unlinked: freeing an unlinked file at its last close costs
             # milliseconds on some file systems. A writer taking the lock in between finds the
             # version published, like one that arrives after it.
