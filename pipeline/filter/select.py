@@ -169,7 +169,7 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
         kept, charged = judge(table, rules[:n_before_cleaning])
         for rows, rule in charged:
             rejected[rule.reason] = rejected.get(rule.reason, 0) + len(rows)
-            rejects.write(reject_table(table.take(pa.array(rows)), rule))
+            rejects.write(reject_table(table.select([*REJECT_FROM, rule.column]).take(pa.array(rows)), rule))
         out = original = table.filter(pa.array(kept))
         if clean:
             out, emptied, counts = clean_lines(out, cfg.section("c4").terminal_punct_lines_only)
@@ -189,7 +189,7 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
         for rows, rule in charged:
             rejected[rule.reason] = rejected.get(rule.reason, 0) + len(rows)
             values = out.column(rule.column).take(pa.array(rows)).to_pylist()
-            rejects.write(reject_table(original.take(pa.array(rows)), rule, values))
+            rejects.write(reject_table(original.select(REJECT_FROM).take(pa.array(rows)), rule, values))
         out = out.filter(pa.array(kept))
         if cfg.section("pii").enabled:
             out, counts, n_docs = redact_table(out, cfg)
@@ -215,6 +215,10 @@ def select_shard(ctx: StageContext, index: int) -> dict[str, Any]:
         "before": report.merge(before),
         "after": report.merge(after),
     }
+
+
+# The columns of a document its reject row is made of (taking only these, not every signal).
+REJECT_FROM = ("id", "source", "source_file", "source_record", "text")
 
 
 def reject_table(rows: pa.Table, rule: Rule, values: list | None = None) -> pa.Table:
