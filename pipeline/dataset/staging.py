@@ -85,10 +85,12 @@ class Staging:
                 marker.unlink(missing_ok=True)
             manifest = dict(manifest)
             entries = {}
+            described: dict[Path, os.stat_result] = {}
             for name, schema in views.items():
                 d = self.view(name)
                 ensure_nonempty(d, schema)
                 shards = describe_shards(d)
+                described.update((Path(name) / s.file, os.stat(d / s.file)) for s in shards)
                 entries[name] = {
                     "shards": [s.as_dict() for s in shards],
                     "rows": sum(s.rows for s in shards),
@@ -96,11 +98,6 @@ class Staging:
                 }
             manifest["views"] = entries
             manifest["shards"] = entries[DATA_VIEW]["shards"]
-            described = {
-                (name, s["file"]): os.stat(self.dir / name / s["file"])
-                for name, entry in entries.items()
-                for s in entry["shards"]
-            }
             write_manifest(self.dir, manifest)
             if storage.url_of(self.final):
                 upload_version(self.dir, self.final)
@@ -113,8 +110,8 @@ class Staging:
                     raise
                 shutil.rmtree(self.dir, ignore_errors=True)
             else:
-                for (name, file), st in described.items():
-                    note_renamed(self.dir / name / file, self.final / name / file, st)
+                for rel, st in described.items():
+                    note_renamed(self.dir / rel, self.final / rel, st)
             # Closed before it is unlinked: freeing an unlinked file at its last close costs
             # milliseconds on some file systems. A writer taking the lock in between finds the
             # version published, like one that arrives after it.
