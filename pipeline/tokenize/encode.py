@@ -157,7 +157,7 @@ def find_duplicate_ids(
     DuckDB pass over the id column, which spills instead of holding every id.
     """
     files = [str(p) for p in dataset.shard_paths()]
-    if dataset.num_rows() <= in_memory_rows:  # from the manifest: no file opened to count
+    if ids_checked_in_memory(dataset, in_memory_rows):
         return _duplicates_in_memory(files)
     index = {f: i for i, f in enumerate(files)}
     with duckdb_session.cursor() as con:
@@ -170,9 +170,16 @@ def find_duplicate_ids(
     return {i: (index[first["f"]], int(first["r"])) for i, first in rows}
 
 
+def ids_checked_in_memory(dataset: Dataset, in_memory_rows: int = IN_MEMORY_ID_ROWS) -> bool:
+    """Whether :func:`find_duplicate_ids` checks in Arrow (the row count is from the manifest)."""
+    return dataset.num_rows() <= in_memory_rows
+
+
 def _duplicates_in_memory(files: list[str]) -> dict[str, tuple[int, int]]:
     columns = [pq.ParquetFile(f).read(columns=["id"]).column("id") for f in files]
-    ids = pa.chunked_array(columns, pa.string())
+    # Built from the Arrow chunks: given the ChunkedArrays themselves, pyarrow goes through a
+    # slow conversion path (a few ms for a few hundred ids).
+    ids = pa.chunked_array([c for column in columns for c in column.chunks], pa.string())
     if pc.count_distinct(ids, mode="all").as_py() == len(ids):
         return {}  # the usual case: no id twice
     first: dict[str, tuple[int, int]] = {}

@@ -28,6 +28,7 @@ from .encode import (
     encode_shards,
     encode_units,
     find_duplicate_ids,
+    ids_checked_in_memory,
     remember_tokenizer,
     training_batches,
 )
@@ -59,17 +60,26 @@ class TokenizeStage(Stage):
 
     def prepare(self, ctx: StageContext) -> None:
         validation.preload()  # with the gx engine: GX takes seconds to import, overlap it
-        # The id check (on a large input a DuckDB query, which releases the GIL) runs while the
-        # tokenizer loads or trains, so the two are not paid one after the other.
-        with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
-            duplicates = pool.submit(find_duplicate_ids, ctx.input())
-            tok = make_tokenizer(ctx)
-            tok.set_word_cache(ctx.config.word_cache)
-            remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
-            ctx.extra["duplicates"] = duplicates.result()
-        ctx.extra["tokenizer"] = tok.meta()
+        data = ctx.input()
+        if ids_checked_in_memory(data):
+            # A millisecond or two of Arrow, done first: in a thread it would wait on the GIL for
+            # as long as the tokenizer's JSON parses (tokenizers holds it), 10-20 ms.
+            ctx.extra["duplicates"] = find_duplicate_ids(data)
+            self._tokenizer(ctx)
+        else:
+            # The DuckDB query releases the GIL: it runs while the tokenizer loads or trains.
+            with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
+                duplicates = pool.submit(find_duplicate_ids, data)
+                self._tokenizer(ctx)
+                ctx.extra["duplicates"] = duplicates.result()
         if ctx.config.mix is not None:
             check_sources(ctx.config.mix, known_sources(ctx.input()))
+
+    def _tokenizer(self, ctx: StageContext) -> None:
+        tok = make_tokenizer(ctx)
+        tok.set_word_cache(ctx.config.word_cache)
+        remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
+        ctx.extra["tokenizer"] = tok.meta()
 
     def summary_markdown(self, dataset: Dataset) -> str | None:
         mix = dataset.manifest.get("stats", {}).get("mix")
