@@ -434,6 +434,30 @@ def test_both_duplicate_id_checks_find_the_same_first_copies(tmp_path):
     assert find_duplicate_ids(ingest(tmp_path / "root2", write_jsonl(tmp_path / "u.jsonl", docs))) == {}
 
 
+def test_a_small_input_packed_by_its_encode_unit_equals_scatter_and_gather(corpus, tmp_path, monkeypatch):
+    from pipeline.tokenize import encode, packing
+
+    packed = []
+    pack_alone = packing.pack_alone
+    monkeypatch.setattr(encode, "pack_alone", lambda *a: packed.append(pack_alone(*a)) or packed[-1])
+    direct = tokenize(tmp_path / "a", corpus, shard_sequences=10_000)
+    assert packed and packed[0] == {
+        s: direct.dataset.manifest["totals"][f"sequences_{s}"] for s in ("train", "val")
+    }
+    assert packed[0]["val"] > 0
+    monkeypatch.setattr(encode, "pack_alone", lambda *a: None)  # the scatter and gather phases
+    phased = tokenize(tmp_path / "b", corpus, shard_sequences=10_000)
+    assert direct.fingerprint == phased.fingerprint
+    a, b = direct.dataset.manifest, phased.dataset.manifest
+    assert a["views"] == b["views"]  # every file's sha256
+    assert (a["counts"], a["stats"], a["totals"]) == (b["counts"], b["stats"], b["totals"])
+    # More sequences than one bucket holds: the unit leaves them to the phases.
+    packed.clear()
+    monkeypatch.setattr(encode, "pack_alone", lambda *a: packed.append(pack_alone(*a)) or packed[-1])
+    several = tokenize(tmp_path / "c", corpus)
+    assert packed == [None] and several.dataset.manifest["stats"]["shards"]["train"] > 1
+
+
 def test_small_shards_encoded_together_write_what_each_alone_writes(tmp_path, monkeypatch):
     from pipeline.tokenize import encode
 

@@ -39,6 +39,7 @@ from .formats import (
     unit_hash,
 )
 from .mixing import IndexWriter, index_file
+from .packing import pack_alone
 from .tokenizer import TextTokenizer, load_tokenizer
 
 REJECT_PREFIX = "tokenize."
@@ -197,10 +198,14 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
     """Encode a unit of consecutive input shards; each shard's outputs are as if it were alone.
 
     The encoder runs on across shard boundaries: the next shard's first batch encodes while this
-    shard's last rows and files are written.
+    shard's last rows and files are written. A unit that holds the whole input packs it too when
+    it is small enough (:func:`~.packing.pack_alone`), while its last docs shard is written.
     """
-    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, ctx.config.word_cache)
+    cfg: TokenizeConfig = ctx.config
+    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, cfg.word_cache)
     stream_file(ctx.staging_dir, "train", shards[0]).parent.mkdir(parents=True, exist_ok=True)
+    alone = cfg.mix is None and len(shards) == ctx.input().num_shards()
+    packed = None
     opened: list[ShardEncoder] = []
 
     def batches() -> Iterator[tuple[ShardEncoder, pa.RecordBatch | None]]:
@@ -214,14 +219,32 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
     results = []
     try:
         for enc, batch, encodings in encode_ahead(tok, batches()):
-            if batch is None:
-                results.append(enc.close())
-            else:
+            if batch is not None:
                 enc.add(batch, encodings)
+            elif alone and enc.shard == shards[-1]:
+                enc.close_streams()
+                with ThreadPoolExecutor(2, thread_name_prefix="tokenize-pack") as pool:
+                    closing = pool.submit(enc.close)
+                    packed = pack_alone(ctx, stream_files(ctx.staging_dir, opened), pool)
+                    results.append(closing.result())
+            else:
+                results.append(enc.close())
     finally:
         for enc in opened:
             enc.close_streams()
-    return {"shards": results}
+    return {"shards": results} if packed is None else {"shards": results, "packed": packed}
+
+
+def stream_files(staging_dir: Path, encoders: list[ShardEncoder]) -> dict[str, list[tuple[str, int]]]:
+    """Each split's stream: its non-empty per-shard files in shard order, with their token counts."""
+    return {
+        s: [
+            (str(stream_file(staging_dir, s, e.shard)), e.n_tokens[s] + e.n_docs[s])
+            for e in encoders
+            if e.n_docs[s]
+        ]
+        for s in SPLITS
+    }
 
 
 class ShardEncoder:

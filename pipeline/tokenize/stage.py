@@ -105,7 +105,11 @@ class TokenizeStage(Stage):
         docs = {s: sum(r["docs"][s] for r in encoded) for s in SPLITS}
         tokens = {s: sum(r["tokens"][s] for r in encoded) for s in SPLITS}
         stream = {s: sum(n for _, n in ctx.extra["streams"][s]) for s in SPLITS}
-        sequences = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
+        packed = ctx.extra.get("packed")
+        if packed is not None:  # by the encode unit (see packing.pack_alone)
+            sequences = {s: packed[s] for s in SPLITS}
+        else:
+            sequences = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
         text_bytes = sum(r["text_bytes"] for r in encoded)
         all_tokens = sum(tokens.values())
         totals = {
@@ -147,6 +151,7 @@ def plan_encode(ctx: StageContext, _: list[Any]) -> list[list[int]]:
 def plan_mix(ctx: StageContext, encoded: list[dict[str, Any]]) -> list[int]:
     """Record the encoded shards; with ``mix``, plan the mixture and mix each shard's train stream."""
     cfg: TokenizeConfig = ctx.config
+    ctx.extra["packed"] = next((u["packed"] for u in encoded if u.get("packed") is not None), None)
     encoded = sorted((r for unit in encoded for r in unit["shards"]), key=lambda r: r["shard"])
     ctx.extra["encoded"] = encoded
     ctx.extra["mix"] = None

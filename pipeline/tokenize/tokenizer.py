@@ -42,11 +42,11 @@ class TextTokenizer:
         kind: str,
         eot_token: str = EOT_TOKEN,
         info: dict[str, Any] | None = None,
-        saved: tuple[str, int, str] | None = None,
+        saved: tuple[bytes, int, str] | None = None,
     ):
-        """``saved``: the tokenizer's serialized form, vocab size and fingerprint when they are
-        already known (a file whose hash matches the fingerprint it was saved with), so they are
-        not recomputed.
+        """``saved``: the tokenizer's serialized form (UTF-8), vocab size and fingerprint when they
+        are already known (a file whose hash matches the fingerprint it was saved with), so they
+        are not recomputed.
         """
         self.tokenizer = tokenizer
         self.tokenizer.encode_special_tokens = True
@@ -66,9 +66,11 @@ class TextTokenizer:
         else:
             # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
             self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
-            # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share it.
-            self._json = self.tokenizer.to_str(pretty=True)
-            self.fingerprint = sha256_bytes(self._json.encode())[:32]
+            # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share
+            # it. Kept as bytes: a byte-level vocabulary is mostly non-ASCII, and decoding or
+            # encoding half a megabyte of it costs a millisecond each time.
+            self._json = self.tokenizer.to_str(pretty=True).encode()
+            self.fingerprint = sha256_bytes(self._json)[:32]
 
     @property
     def dtype(self) -> type[np.unsignedinteger]:
@@ -127,7 +129,7 @@ class TextTokenizer:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / TOKENIZER_FILE).write_text(self._json)
+        (d / TOKENIZER_FILE).write_bytes(self._json)
         (d / META_FILE).write_text(json.dumps(self.meta(), indent=2, sort_keys=True) + "\n")
         return d
 
@@ -229,14 +231,13 @@ def load_tokenizer(path: str | Path, eot_token: str | None = None) -> TextTokeni
 
 
 def _parse(f: Path, raw: bytes, digest: str, meta: dict[str, Any], eot: str) -> TextTokenizer:
-    text = raw.decode("utf-8")
-    tok = Tokenizer.from_str(text)
+    tok = Tokenizer.from_buffer(raw)
     kind = meta.get("kind") or type(tok.model).__name__.lower()
     info = {k: v for k, v in meta.items() if k in ("source", "trained_on")}
     # A file saved by TextTokenizer.save, unchanged since: its bytes are the serialized form the
     # fingerprint hashes, and its meta holds the vocab size (no re-serializing, no vocab walk).
     unchanged = isinstance(meta.get("vocab_size"), int) and meta.get("fingerprint") == digest[:32]
-    saved = (text, meta["vocab_size"], digest[:32]) if unchanged else None
+    saved = (raw, meta["vocab_size"], digest[:32]) if unchanged else None
     loaded = TextTokenizer(tok, kind, eot, info, saved=saved)
     if meta.get("fingerprint") and meta["fingerprint"] != loaded.fingerprint:
         raise ConfigError(f"{f}: does not match the fingerprint in its {META_FILE}")
