@@ -38,6 +38,7 @@ from .formats import (
     unit_hash,
 )
 from .mixing import IndexWriter, index_file
+from .packing import pack_alone
 from .tokenizer import TextTokenizer, load_tokenizer
 
 REJECT_PREFIX = "tokenize."
@@ -48,6 +49,11 @@ K = TypeVar("K")
 IN_MEMORY_ID_ROWS = 250_000  # inputs up to this many rows have their ids checked in memory (~15 MB)
 # Consecutive input shards are encoded as one unit up to this many Parquet bytes (~10 MB of text).
 UNIT_FILE_BYTES = 4_000_000
+# A unit's last batch is encoded in pieces of 1/2, 1/4, 1/8 and 1/8 of it (none under TAPER_MIN_DOCS
+# documents), so that writing each piece's rows overlaps encoding the next, and only the smallest
+# is written after the encoder stops. The rows are written as one batch, as if encoded whole.
+TAPER = (2, 4, 8)
+TAPER_MIN_DOCS = 16
 
 
 def text_bytes_estimate(dataset: Dataset) -> int:
@@ -156,7 +162,7 @@ def find_duplicate_ids(
     DuckDB pass over the id column, which spills instead of holding every id.
     """
     files = [str(p) for p in dataset.shard_paths()]
-    if dataset.num_rows() <= in_memory_rows:  # from the manifest: no file opened to count
+    if ids_checked_in_memory(dataset, in_memory_rows):
         return _duplicates_in_memory(files)
     index = {f: i for i, f in enumerate(files)}
     with duckdb_session.cursor() as con:
@@ -169,9 +175,16 @@ def find_duplicate_ids(
     return {i: (index[first["f"]], int(first["r"])) for i, first in rows}
 
 
+def ids_checked_in_memory(dataset: Dataset, in_memory_rows: int = IN_MEMORY_ID_ROWS) -> bool:
+    """Whether :func:`find_duplicate_ids` checks in Arrow (the row count is from the manifest)."""
+    return dataset.num_rows() <= in_memory_rows
+
+
 def _duplicates_in_memory(files: list[str]) -> dict[str, tuple[int, int]]:
     columns = [pq.ParquetFile(f).read(columns=["id"]).column("id") for f in files]
-    ids = pa.chunked_array(columns, pa.string())
+    # Built from the Arrow chunks: given the ChunkedArrays themselves, pyarrow goes through a
+    # slow conversion path (a few ms for a few hundred ids).
+    ids = pa.chunked_array([c for column in columns for c in column.chunks], pa.string())
     if pc.count_distinct(ids, mode="all").as_py() == len(ids):
         return {}  # the usual case: no id twice
     first: dict[str, tuple[int, int]] = {}
@@ -189,31 +202,53 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
     """Encode a unit of consecutive input shards; each shard's outputs are as if it were alone.
 
     The encoder runs on across shard boundaries: the next shard's first batch encodes while this
-    shard's last rows and files are written.
+    shard's last rows and files are written. A unit that holds the whole input packs it too when
+    it is small enough (:func:`~.packing.pack_alone`), while its last docs shard is written.
     """
-    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, ctx.config.word_cache)
+    cfg: TokenizeConfig = ctx.config
+    tok = stage_tokenizer(ctx.staging_dir / TOKENIZER_DIR, cfg.word_cache)
     stream_file(ctx.staging_dir, "train", shards[0]).parent.mkdir(parents=True, exist_ok=True)
+    alone = cfg.mix is None and len(shards) == ctx.input().num_shards()
+    packed = None
     opened: list[ShardEncoder] = []
 
-    def batches() -> Iterator[tuple[ShardEncoder, pa.RecordBatch | None]]:
+    def batches() -> Iterator[tuple[tuple[ShardEncoder, bool], pa.RecordBatch | None]]:
         for shard in shards:
             enc = ShardEncoder(ctx, tok, shard)
             opened.append(enc)
-            for batch in enc.batches():
-                yield enc, batch
-            yield enc, None  # the end of the shard
+            for batch, whole in enc.batches(taper=shard == shards[-1]):
+                yield (enc, whole), batch
+            yield (enc, True), None  # the end of the shard
 
     results = []
     try:
-        for enc, batch, encodings in encode_ahead(tok, batches()):
-            if batch is None:
-                results.append(enc.close())
+        for (enc, whole), batch, encodings in encode_ahead(tok, batches()):
+            if batch is not None:
+                enc.add(batch, encodings, whole)
+            elif alone and enc.shard == shards[-1]:
+                enc.close_streams()
+                with ThreadPoolExecutor(2, thread_name_prefix="tokenize-pack") as pool:
+                    closing = pool.submit(enc.close)
+                    packed = pack_alone(ctx, stream_files(ctx.staging_dir, opened), pool)
+                    results.append(closing.result())
             else:
-                enc.add(batch, encodings)
+                results.append(enc.close())
     finally:
         for enc in opened:
             enc.close_streams()
-    return {"shards": results}
+    return {"shards": results} if packed is None else {"shards": results, "packed": packed}
+
+
+def stream_files(staging_dir: Path, encoders: list[ShardEncoder]) -> dict[str, list[tuple[str, int]]]:
+    """Each split's stream: its non-empty per-shard files in shard order, with their token counts."""
+    return {
+        s: [
+            (str(stream_file(staging_dir, s, e.shard)), e.n_tokens[s] + e.n_docs[s])
+            for e in encoders
+            if e.n_docs[s]
+        ]
+        for s in SPLITS
+    }
 
 
 class ShardEncoder:
@@ -238,24 +273,46 @@ class ShardEncoder:
         self.by_source: dict[str, dict[str, int]] = {}
         self.index = IndexWriter(index_file(ctx.staging_dir, shard), cfg.mix.seed) if cfg.mix else None
         self.text_bytes = 0
+        self.held: list[pa.Table] = []  # docs rows of the pieces of a batch, until its last piece
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """The shard's documents in batches of at most ``batch_docs`` and ``batch_bytes``."""
+    def batches(self, taper: bool = False) -> Iterator[tuple[pa.RecordBatch, bool]]:
+        """The shard's documents in batches of at most ``batch_docs`` and ``batch_bytes``, each
+        with whether it ends a batch: with ``taper``, the last batch comes in pieces (``TAPER``)."""
         columns = ["id", "text", *self.lineage]
+        read = [0]  # input rows read so far
+
+        def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                read[0] += batch.num_rows
+                yield batch
+
         batches = byte_bounded(
             self.file.iter_batches(self.cfg.batch_docs, columns=columns), self.cfg.batch_bytes
         )
-        return drop_repeated_ids(batches, self.shard, self.duplicates, self.rejects)
+        total = self.file.metadata.num_rows
+        for batch in drop_repeated_ids(counted(batches), self.shard, self.duplicates, self.rejects):
+            if not taper or read[0] < total:  # known without reading ahead
+                yield batch, True
+                continue
+            pieces = taper_pieces(batch.num_rows)
+            for k, (start, stop) in enumerate(pieces):
+                yield batch.slice(start, stop - start), k == len(pieces) - 1
 
-    def add(self, batch: pa.RecordBatch, encodings: list[Encoding]) -> None:
+    def add(self, batch: pa.RecordBatch, encodings: list[Encoding], whole: bool = True) -> None:
+        """Write one batch's rows; a piece of a batch (``whole`` False) waits for the others."""
         tok, cfg = self.tok, self.cfg
         flat, lengths = tok.to_arrays(encodings)
-        batch = self.rejects.take(batch, lengths == 0, "no_tokens", value="0", threshold="1")
+        batch = self.rejects.take(
+            batch, lengths == 0, "no_tokens", value="0", threshold="1", hold=not whole
+        )
         lengths = lengths[lengths > 0]
         ids = batch.column("id").to_pylist()
         self.text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
         val = is_val(ids, cfg.val_fraction)
-        self.docs.write(docs_table(ids, flat, lengths, val))
+        self.held.append(docs_table(ids, flat, lengths, val))
+        if whole:
+            self.docs.write(joined_table(self.held))
+            self.held = []
         joined = join_documents(flat, lengths, tok.eot_id)
         in_val = np.repeat(val, lengths + 1)
         for s, mask in (("train", ~in_val), ("val", in_val)):
@@ -389,6 +446,7 @@ class Rejects:
         self.writer = writer
         self.lineage = lineage
         self.counts: dict[str, int] = {}
+        self.held: list[pa.Table] = []
 
     def take(
         self,
@@ -398,15 +456,22 @@ class Rejects:
         value: str | None = None,
         threshold: str | None = None,
         copy_of: bool = False,
+        hold: bool = False,
     ) -> pa.RecordBatch:
-        """Reject the rows where ``mask`` is set; return the others."""
+        """Reject the rows where ``mask`` is set; return the others.
+
+        With ``hold`` the reject rows wait, to be written with those of the next call without it
+        as one table (the pieces of one batch write what the whole batch would).
+        """
         if not mask.any():
+            if not hold:
+                self.release()
             return batch
         reason = REJECT_PREFIX + rule
         rows = batch.filter(pa.array(mask))
         n = rows.num_rows
         self.counts[reason] = self.counts.get(reason, 0) + n
-        self.writer.write(
+        self.held.append(
             pa.table(
                 {
                     "id": rows.column("id"),
@@ -421,7 +486,31 @@ class Rejects:
                 }
             )
         )
+        if not hold:
+            self.release()
         return batch.filter(pa.array(~mask))
+
+    def release(self) -> None:
+        if self.held:
+            self.writer.write(joined_table(self.held))
+            self.held = []
+
+
+def joined_table(tables: list[pa.Table]) -> pa.Table:
+    """One table of contiguous columns, as one batch's rows would have been built."""
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+
+
+def taper_pieces(rows: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` row ranges cutting a batch into pieces of 1/2, 1/4, ... (see ``TAPER``)."""
+    bounds, start = [], 0
+    for d in TAPER:
+        size = rows // d
+        if size < TAPER_MIN_DOCS or rows - start - size < TAPER_MIN_DOCS:
+            break
+        bounds.append((start, start + size))
+        start += size
+    return [*bounds, (start, rows)]
 
 
 def _constant(value: str | None, n: int) -> pa.Array:

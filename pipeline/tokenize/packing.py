@@ -14,11 +14,17 @@ bucket, never the corpus:
   output shard. Random buckets plus a random order inside each bucket is a uniform permutation of
   all sequences. Every random choice is seeded by (seed, split, chunk or bucket), so the output
   is the same on every run and under any scheduling.
+
+An input encoded as one unit whose splits each fit one chunk (one bucket) is packed by that unit
+itself (:func:`pack_alone`): scattering to a single bucket keeps the order, so the gather's
+permutation of the whole stream is the output, written without the chunk files and the two
+phases' units.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -63,7 +69,10 @@ def stream_layout(ctx: StageContext, split: str, mixed: list[dict[str, Any]]) ->
 
 
 def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chunks of consecutive sequences per split; records the stream layout in ``ctx.extra``."""
+    """Chunks of consecutive sequences per split; records the stream layout in ``ctx.extra``.
+
+    None when the encode unit packed the splits itself (``ctx.extra["packed"]``).
+    """
     cfg: TokenizeConfig = ctx.config
     ctx.extra["streams"], ctx.extra["buckets"], ctx.extra["chunks"] = {}, {}, {}
     units = []
@@ -75,6 +84,8 @@ def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[st
         ctx.extra["streams"][split] = streams
         ctx.extra["buckets"][split] = n_chunks  # as many output shards as chunks: ~shard_sequences rows each
         ctx.extra["chunks"][split] = n_chunks
+        if ctx.extra.get("packed") is not None:
+            continue
         for c in range(n_chunks):
             start = c * cfg.shard_sequences
             units.append(
@@ -83,10 +94,12 @@ def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[st
     return units
 
 
-def read_stream(ctx: StageContext, split: str, start: int, stop: int, dtype: np.dtype) -> np.ndarray:
+def read_stream(
+    streams: list[tuple[str, int]], start: int, stop: int, dtype: np.dtype
+) -> np.ndarray:
     """Tokens ``[start, stop)`` of a split's stream, read from the per-shard files that hold them."""
     parts, pos = [], 0
-    for path, n in ctx.extra["streams"][split]:
+    for path, n in streams:
         lo, hi = max(start, pos), min(stop, pos + n)
         if lo < hi:
             parts.append(np.fromfile(path, dtype=dtype, count=hi - lo, offset=(lo - pos) * dtype.itemsize))
@@ -102,8 +115,8 @@ def scatter_chunk(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
     split, chunk, start, stop = unit["split"], unit["chunk"], unit["start"], unit["stop"]
     dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
     L = cfg.seq_len
-    tokens = read_stream(ctx, split, start * L, stop * L + 1, dtype)
-    rows = np.lib.stride_tricks.sliding_window_view(tokens, L + 1)[::L]
+    tokens = read_stream(ctx.extra["streams"][split], start * L, stop * L + 1, dtype)
+    rows = cut_sequences(tokens, L)
     n_buckets = ctx.extra["buckets"][split]
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], SCATTER, chunk])
     bucket = rng.integers(0, n_buckets, size=len(rows))
@@ -115,6 +128,8 @@ def scatter_chunk(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_gather(ctx: StageContext, scattered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if ctx.extra.get("packed") is not None:
+        return []
     return [{"split": s, "bucket": b} for s in SPLITS for b in range(ctx.extra["buckets"][s])]
 
 
@@ -131,6 +146,18 @@ def gather_bucket(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
             rows = np.load(chunk_file(ctx.staging_dir, split, c), mmap_mode="r")
             pieces.append(np.asarray(rows[offsets[b] : offsets[b + 1]]))
     rows = np.concatenate(pieces) if pieces else np.zeros((0, L + 1), dtype)
+    return write_bucket(ctx, split, b, rows)
+
+
+def cut_sequences(tokens: np.ndarray, seq_len: int) -> np.ndarray:
+    """Every ``seq_len + 1`` window starting at a multiple of ``seq_len`` (a view, no copy)."""
+    return np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)[::seq_len]
+
+
+def write_bucket(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> dict[str, Any]:
+    """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard."""
+    cfg: TokenizeConfig = ctx.config
+    dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], GATHER, b])
     rows = rows[rng.permutation(len(rows))]
     writer = ctx.writer(
@@ -155,3 +182,28 @@ def sequences_table(rows: np.ndarray, split: str) -> pa.Table:
             "input_ids": pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1))),
         }
     )
+
+
+def pack_alone(
+    ctx: StageContext, streams: dict[str, list[tuple[str, int]]], executor: Executor
+) -> dict[str, int] | None:
+    """Pack every split now, when each fits one bucket; the packed rows per split, else None.
+
+    What scatter and gather write for a single bucket: scatter sends every row of the one chunk
+    to bucket 0 in order, gather permutes the bucket. The splits are written in ``executor``
+    (Parquet releases the GIL while it encodes and compresses).
+    """
+    cfg: TokenizeConfig = ctx.config
+    sequences = {s: count_sequences(sum(n for _, n in streams[s]), cfg.seq_len) for s in SPLITS}
+    if any(n > cfg.shard_sequences for n in sequences.values()):
+        return None
+    dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
+
+    def pack(split: str) -> None:
+        n, L = sequences[split], cfg.seq_len
+        write_bucket(ctx, split, 0, cut_sequences(read_stream(streams[split], 0, n * L + 1, dtype), L))
+
+    jobs = [executor.submit(pack, s) for s in SPLITS if sequences[s]]
+    for job in jobs:
+        job.result()
+    return sequences

@@ -28,6 +28,7 @@ from .encode import (
     encode_shards,
     encode_units,
     find_duplicate_ids,
+    ids_checked_in_memory,
     remember_tokenizer,
     training_batches,
 )
@@ -59,17 +60,26 @@ class TokenizeStage(Stage):
 
     def prepare(self, ctx: StageContext) -> None:
         validation.preload()  # with the gx engine: GX takes seconds to import, overlap it
-        # The id check (on a large input a DuckDB query, which releases the GIL) runs while the
-        # tokenizer loads or trains, so the two are not paid one after the other.
-        with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
-            duplicates = pool.submit(find_duplicate_ids, ctx.input())
-            tok = make_tokenizer(ctx)
-            tok.set_word_cache(ctx.config.word_cache)
-            remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
-            ctx.extra["duplicates"] = duplicates.result()
-        ctx.extra["tokenizer"] = tok.meta()
+        data = ctx.input()
+        if ids_checked_in_memory(data):
+            # A millisecond or two of Arrow, done first: in a thread it would wait on the GIL for
+            # as long as the tokenizer's JSON parses (tokenizers holds it), 10-20 ms.
+            ctx.extra["duplicates"] = find_duplicate_ids(data)
+            self._tokenizer(ctx)
+        else:
+            # The DuckDB query releases the GIL: it runs while the tokenizer loads or trains.
+            with ThreadPoolExecutor(1, thread_name_prefix="tokenize-ids") as pool:
+                duplicates = pool.submit(find_duplicate_ids, data)
+                self._tokenizer(ctx)
+                ctx.extra["duplicates"] = duplicates.result()
         if ctx.config.mix is not None:
             check_sources(ctx.config.mix, known_sources(ctx.input()))
+
+    def _tokenizer(self, ctx: StageContext) -> None:
+        tok = make_tokenizer(ctx)
+        tok.set_word_cache(ctx.config.word_cache)
+        remember_tokenizer(tok.save(ctx.staging_dir / TOKENIZER_DIR), tok)
+        ctx.extra["tokenizer"] = tok.meta()
 
     def summary_markdown(self, dataset: Dataset) -> str | None:
         mix = dataset.manifest.get("stats", {}).get("mix")
@@ -95,7 +105,11 @@ class TokenizeStage(Stage):
         docs = {s: sum(r["docs"][s] for r in encoded) for s in SPLITS}
         tokens = {s: sum(r["tokens"][s] for r in encoded) for s in SPLITS}
         stream = {s: sum(n for _, n in ctx.extra["streams"][s]) for s in SPLITS}
-        sequences = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
+        packed = ctx.extra.get("packed")
+        if packed is not None:  # by the encode unit (see packing.pack_alone)
+            sequences = {s: packed[s] for s in SPLITS}
+        else:
+            sequences = {s: sum(r["rows"] for r in results if r["split"] == s) for s in SPLITS}
         text_bytes = sum(r["text_bytes"] for r in encoded)
         all_tokens = sum(tokens.values())
         totals = {
@@ -137,6 +151,7 @@ def plan_encode(ctx: StageContext, _: list[Any]) -> list[list[int]]:
 def plan_mix(ctx: StageContext, encoded: list[dict[str, Any]]) -> list[int]:
     """Record the encoded shards; with ``mix``, plan the mixture and mix each shard's train stream."""
     cfg: TokenizeConfig = ctx.config
+    ctx.extra["packed"] = next((u["packed"] for u in encoded if u.get("packed") is not None), None)
     encoded = sorted((r for unit in encoded for r in unit["shards"]), key=lambda r: r["shard"])
     ctx.extra["encoded"] = encoded
     ctx.extra["mix"] = None

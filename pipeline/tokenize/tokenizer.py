@@ -42,10 +42,11 @@ class TextTokenizer:
         kind: str,
         eot_token: str = EOT_TOKEN,
         info: dict[str, Any] | None = None,
-        saved: tuple[str, int] | None = None,
+        saved: tuple[bytes, int, str] | None = None,
     ):
-        """``saved``: the tokenizer's serialized form and vocab size when they are already known
-        (a file whose hash matches the fingerprint it was saved with), so they are not recomputed.
+        """``saved``: the tokenizer's serialized form (UTF-8), vocab size and fingerprint when they
+        are already known (a file whose hash matches the fingerprint it was saved with), so they
+        are not recomputed.
         """
         self.tokenizer = tokenizer
         self.tokenizer.encode_special_tokens = True
@@ -61,13 +62,15 @@ class TextTokenizer:
         self.info = dict(info or {})
         self.vocab_size: int
         if saved is not None:
-            self._json, self.vocab_size = saved
+            self._json, self.vocab_size, self.fingerprint = saved
         else:
             # Ids may have holes in loaded vocabularies: the bound every id is below is max id + 1.
             self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
-            # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share it.
-            self._json = self.tokenizer.to_str(pretty=True)
-        self.fingerprint = sha256_bytes(self._json.encode())[:32]
+            # Serialized once (tens of ms for a large vocabulary): the fingerprint and save() share
+            # it. Kept as bytes: a byte-level vocabulary is mostly non-ASCII, and decoding or
+            # encoding half a megabyte of it costs a millisecond each time.
+            self._json = self.tokenizer.to_str(pretty=True).encode()
+            self.fingerprint = sha256_bytes(self._json)[:32]
 
     @property
     def dtype(self) -> type[np.unsignedinteger]:
@@ -126,7 +129,7 @@ class TextTokenizer:
     def save(self, directory: str | Path) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / TOKENIZER_FILE).write_text(self._json)
+        (d / TOKENIZER_FILE).write_bytes(self._json)
         (d / META_FILE).write_text(json.dumps(self.meta(), indent=2, sort_keys=True) + "\n")
         return d
 
@@ -211,11 +214,12 @@ def load_tokenizer(path: str | Path, eot_token: str | None = None) -> TextTokeni
     if isinstance(eos, dict):  # older HF configs store an AddedToken as a dict
         eos = eos.get("content")
     eot = eot_token or meta.get("eot_token") or eos or EOT_TOKEN
-    key = (str(f.resolve()), sha256_bytes(raw), json.dumps(meta, sort_keys=True), eot)
+    digest = sha256_bytes(raw)
+    key = (str(f.resolve()), digest, json.dumps(meta, sort_keys=True), eot)
     with _loaded_lock:
         known = _loaded.get(key)
     if known is None:
-        known = _parse(f, raw, meta, eot)
+        known = _parse(f, raw, digest, meta, eot)
         with _loaded_lock:
             _loaded[key] = known
             while len(_loaded) > LOADED_TOKENIZERS:
@@ -226,15 +230,14 @@ def load_tokenizer(path: str | Path, eot_token: str | None = None) -> TextTokeni
     return loaded
 
 
-def _parse(f: Path, raw: bytes, meta: dict[str, Any], eot: str) -> TextTokenizer:
-    text = raw.decode("utf-8")
-    tok = Tokenizer.from_str(text)
+def _parse(f: Path, raw: bytes, digest: str, meta: dict[str, Any], eot: str) -> TextTokenizer:
+    tok = Tokenizer.from_buffer(raw)
     kind = meta.get("kind") or type(tok.model).__name__.lower()
     info = {k: v for k, v in meta.items() if k in ("source", "trained_on")}
     # A file saved by TextTokenizer.save, unchanged since: its bytes are the serialized form the
     # fingerprint hashes, and its meta holds the vocab size (no re-serializing, no vocab walk).
-    unchanged = isinstance(meta.get("vocab_size"), int) and meta.get("fingerprint") == sha256_bytes(raw)[:32]
-    saved = (text, meta["vocab_size"]) if unchanged else None
+    unchanged = isinstance(meta.get("vocab_size"), int) and meta.get("fingerprint") == digest[:32]
+    saved = (raw, meta["vocab_size"], digest[:32]) if unchanged else None
     loaded = TextTokenizer(tok, kind, eot, info, saved=saved)
     if meta.get("fingerprint") and meta["fingerprint"] != loaded.fingerprint:
         raise ConfigError(f"{f}: does not match the fingerprint in its {META_FILE}")
