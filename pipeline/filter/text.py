@@ -261,9 +261,12 @@ def _chunk_tokens(
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
     if known is not None and len(known.chunk_values):
-        at = pc.fill_null(pc.index_in(chunks, value_set=known.chunk_values), -1).to_numpy(
-            zero_copy_only=False
-        )
+        # Where each chunk is among the known ones (-1: not there). Both are distinct: the few
+        # chunks make the hash table, the many known ones are looked up in it.
+        found = pc.index_in(known.chunk_values, value_set=chunks)
+        hit_known = found.is_valid().to_numpy(zero_copy_only=False)
+        at = np.full(n, -1, dtype=np.int64)
+        at[found.drop_null().to_numpy(zero_copy_only=False)] = np.flatnonzero(hit_known)
         hit = at >= 0
         if hit.any():
             new = np.flatnonzero(~hit)
