@@ -64,11 +64,21 @@ def test_ngram_repetition_matches_reference(n):
         assert dups[i] == ref_dup(words, n), (i, n)
 
 
-def test_ngram_repetition_matches_reference_on_a_batch_of_repetitive_documents():
-    # Few distinct words: n-grams repeat within and across documents, overlapping and in runs.
-    rng = np.random.default_rng(16)
-    vocab = ["a", "bb", "ccc", "a", "dd", "e"]
+@pytest.mark.parametrize("vocab_size", [2, 3, 6, 12])
+def test_ngram_repetition_matches_reference_on_a_batch_of_repetitive_documents(vocab_size):
+    # Few distinct words: n-grams repeat within and across documents, overlapping and in runs;
+    # passages copied with a word changed make runs of repeats broken by first occurrences.
+    rng = np.random.default_rng(16 + vocab_size)
+    vocab = ["a", "bb", "ccc", "a", "dd", "e", "f", "gg", "h", "ii", "j", "kk"][:vocab_size]
     docs = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 120)))) for _ in range(60)]
+    for _ in range(20):
+        passage = list(rng.choice(vocab, size=int(rng.integers(5, 30))))
+        words = []
+        for _ in range(int(rng.integers(2, 6))):
+            copy = list(passage)
+            copy[int(rng.integers(len(copy)))] = str(rng.integers(3))
+            words += copy + list(rng.choice(vocab, size=int(rng.integers(0, 4))))
+        docs.append(" ".join(words))
     docs += [" ".join(["x y z w v"] * 7), "x y z w v " * 3 + "x y z w", ""]
     grams = gopher.NGrams(TextBatch(docs))
     for n in range(2, 11):

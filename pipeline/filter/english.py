@@ -140,20 +140,78 @@ _esc = re.escape
 _PREFIX_CHARS = "§%=—–" + PUNCT + QUOTES
 _SUFFIX_CHARS = PUNCT + QUOTES + "—–"
 _PERIOD_AFTER = "0-9" + LOWER + _esc("%²-+" + PUNCT + "|(?:)" + QUOTES)
-PREFIX_RE = re.compile(
-    rf"[{_esc(_PREFIX_CHARS)}{ICONS}]|\+(?![0-9])|\.\.+|"
-    + "|".join(_esc(c) for c in CURRENCY if len(c) > 1)
-    + "|"
-    + f"[{_esc(''.join(c for c in CURRENCY if len(c) == 1))}]"
-)
-# Every alternative ends the string, so the leftmost match is the longest suffix.
-SUFFIX_RE = re.compile(
-    rf"(?:[{_esc(_SUFFIX_CHARS)}{ICONS}]|……|\.\.+|['’][sS]"
-    rf"|(?<=[0-9])\+|(?<=°[FfCcKk])\."
-    rf"|(?<=[0-9])(?:{'|'.join(_esc(c) for c in CURRENCY)})"
-    rf"|(?<=[0-9])(?:{'|'.join(_esc(u) for u in UNITS)})"
-    rf"|(?<=[{_PERIOD_AFTER}])\.|(?<=[{UPPER}][{UPPER}])\.)$"
-)
+
+
+def _in(ascii_only: bool, *sets: Iterable[int | str]) -> str:
+    """A character class of the characters (or code points) of ``sets``; with ``ascii_only``, of
+    the ASCII ones alone (``(?!)``, which never matches, if none is)."""
+    codes = {c if isinstance(c, int) else ord(c) for chars in sets for c in chars}
+    if ascii_only:
+        codes = {c for c in codes if c < 128}
+    return f"[{_class(codes)}]" if codes else "(?!)"
+
+
+def _patterns(ascii_only: bool) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(PREFIX_RE, SUFFIX_RE, INFIX_RE, URL_RE). With ``ascii_only`` they are for ASCII strings
+    alone, on which they match exactly as the full ones: their classes hold only ASCII
+    characters, which Python's re tests with a bitmap, where a class reaching past U+FFFF (the
+    symbols, the uncased scripts) is a scan of all its ranges at every character tried."""
+
+    def cls(*sets: Iterable[int | str]) -> str:
+        return _in(ascii_only, *sets)
+
+    digits = "0123456789"
+    currency1 = [c for c in CURRENCY if len(c) == 1]
+    prefix = re.compile(
+        rf"{cls(_PREFIX_CHARS, ICON_CODES)}|\+(?![0-9])|\.\.+|"
+        + "|".join(_esc(c) for c in CURRENCY if len(c) > 1)
+        + "|"
+        + cls(currency1)
+    )
+    # Every alternative ends the string, so the leftmost match is the longest suffix.
+    period_after = cls(digits, LOWER_CODES, "%²-+" + PUNCT + "|(?:)" + QUOTES)
+    apostrophe = cls("'’")
+    suffix = re.compile(
+        rf"(?:{cls(_SUFFIX_CHARS, ICON_CODES)}|……|\.\.+|{apostrophe}[sS]"
+        rf"|(?<=[0-9])\+|(?<=°[FfCcKk])\."
+        rf"|(?<=[0-9])(?:{'|'.join(_esc(c) for c in CURRENCY)})"
+        rf"|(?<=[0-9])(?:{'|'.join(_esc(u) for u in UNITS)})"
+        rf"|(?<={period_after})\.|(?<={cls(UPPER_CODES)}{cls(UPPER_CODES)})\.)$"
+    )
+    # Every infix starts with one of these characters; testing that first (a lookahead) spares
+    # trying each alternative and its lookbehind at every position.
+    infix_first = "." + "…" + "+-*^," + "".join(h[0] for h in HYPHENS) + ":<>=/"
+    alpha = cls(ALPHA_CODES)
+    infix = re.compile(
+        rf"(?={cls(infix_first, ICON_CODES)})(?:"
+        rf"\.\.+|…|{cls(ICON_CODES)}|(?<=[0-9])[+\-*^](?=[0-9-])"
+        rf"|(?<={cls(LOWER_CODES, QUOTES)})\.(?={cls(UPPER_CODES, QUOTES)})"
+        rf"|(?<={alpha}),(?={alpha})"
+        rf"|(?<={cls(ALPHA_CODES, digits)})(?:{'|'.join(_esc(h) for h in HYPHENS)})(?={alpha})"
+        rf"|(?<={cls(ALPHA_CODES, digits)})[:<>=/](?={alpha})"
+        ")"
+    )
+    # A URL or e-mail-like address is one token: optional scheme, optional user@, a public IPv4
+    # address or dotted host names ending in a lowercase top-level domain, optional port and path.
+    host = "[A-Za-z0-9" + ("" if ascii_only else "\u00a1-\uffff") + "]"
+    host_ = host[:-1] + "_-]"
+    url = re.compile(
+        r"(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?(?:"
+        r"(?!(?:10|127)(?:\.\d{1,3}){3})(?!(?:169\.254|192\.168)(?:\.\d{1,3}){2})"
+        r"(?!172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})"
+        r"(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{1,2}|2[0-4]\d|25[0-5])){2}"
+        r"(?:\.(?:[1-9]\d?|1\d\d|2[0-4]\d|25[0-4]))"
+        rf"|(?:(?:{host}{host_}{{0,62}})?{host}\.)+(?:{cls(LOWER_CODES)}{{2,63}})"
+        r")(?::\d{2,5})?(?:[/?#]\S*)?"
+    )
+    return prefix, suffix, infix, url
+
+
+PREFIX_RE, SUFFIX_RE, INFIX_RE, URL_RE = _patterns(ascii_only=False)
+_INFIX_SPLIT = re.compile(f"({INFIX_RE.pattern})")
+# The same for ASCII strings (most chunks the splitter sees): str.isascii() picks them.
+_ASCII_PREFIX_RE, _ASCII_SUFFIX_RE, _ASCII_INFIX_RE, _ASCII_URL_RE = _patterns(ascii_only=True)
+_ASCII_INFIX_SPLIT = re.compile(f"({_ASCII_INFIX_RE.pattern})")
 # Longest suffix but a run of dots: a unit or currency sign after a number ("5اكواب", "5US$").
 _ASCII_DIGIT = re.compile("[0-9]")
 _LONGEST_SUFFIX = max(len(x) for x in (*UNITS, *CURRENCY, "……", "'s")) + 1
@@ -166,31 +224,6 @@ _PREFIX_FIRST = frozenset(_PREFIX_CHARS + "+." + "".join(c[0] for c in CURRENCY)
     map(chr, ICON_CODES)
 )
 _ENDS_LONGER_SUFFIX = frozenset(x[-1] for x in (*UNITS, *CURRENCY, "……", "'s", "’s", "'S", "’S", ".", "+"))
-# Every infix starts with one of these characters; testing that first (a lookahead) spares
-# trying each alternative and its lookbehind at every position.
-_INFIX_FIRST = "." + "…" + "+-*^," + "".join(h[0] for h in HYPHENS) + ":<>=/"
-INFIX_RE = re.compile(
-    rf"(?=[{_esc(_INFIX_FIRST)}{ICONS}])(?:"
-    rf"\.\.+|…|[{ICONS}]|(?<=[0-9])[+\-*^](?=[0-9-])"
-    rf"|(?<=[{LOWER}{_esc(QUOTES)}])\.(?=[{UPPER}{_esc(QUOTES)}])"
-    rf"|(?<=[{ALPHA}]),(?=[{ALPHA}])"
-    rf"|(?<=[{ALPHA}0-9])(?:{'|'.join(_esc(h) for h in HYPHENS)})(?=[{ALPHA}])"
-    rf"|(?<=[{ALPHA}0-9])[:<>=/](?=[{ALPHA}])"
-    ")"
-)
-_INFIX_SPLIT = re.compile(f"({INFIX_RE.pattern})")
-# A URL or e-mail-like address is one token: optional scheme, optional user@, a public IPv4
-# address or dotted host names ending in a lowercase top-level domain, optional port and path.
-_HOST_CHAR = "A-Za-z0-9\u00a1-\uffff"
-URL_RE = re.compile(
-    r"(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?(?:"
-    r"(?!(?:10|127)(?:\.\d{1,3}){3})(?!(?:169\.254|192\.168)(?:\.\d{1,3}){2})"
-    r"(?!172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})"
-    r"(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{1,2}|2[0-4]\d|25[0-5])){2}"
-    r"(?:\.(?:[1-9]\d?|1\d\d|2[0-4]\d|25[0-4]))"
-    rf"|(?:(?:[{_HOST_CHAR}][{_HOST_CHAR}_-]{{0,62}})?[{_HOST_CHAR}]\.)+(?:[{LOWER}]{{2,63}})"
-    r")(?::\d{2,5})?(?:[/?#]\S*)?"
-)
 
 
 # -- special cases ------------------------------------------------------------------------------
@@ -336,7 +369,7 @@ def _suffix_search(s: str) -> int:
     start = len(s) - _LONGEST_SUFFIX
     if start > 0 and s.endswith(".."):
         start = len(s.rstrip("."))
-    m = SUFFIX_RE.search(s, max(start, 0))
+    m = (_ASCII_SUFFIX_RE if s.isascii() else SUFFIX_RE).search(s, max(start, 0))
     return len(s) - m.start() if m else 0
 
 
@@ -349,7 +382,7 @@ def _affixes(chunk: str, specials: bool) -> tuple[list[str], str, list[str]]:
         if specials and s in SPECIAL:
             break
         last = len(s)
-        m = PREFIX_RE.match(s) if s[0] in _PREFIX_FIRST else None
+        m = (_ASCII_PREFIX_RE if s.isascii() else PREFIX_RE).match(s) if s[0] in _PREFIX_FIRST else None
         pre = m.end() if m else 0
         if pre and specials and s[pre:] in SPECIAL:
             prefixes.append(s[:pre])
@@ -382,7 +415,7 @@ def _affixes(chunk: str, specials: bool) -> tuple[list[str], str, list[str]]:
 def _infixes(s: str) -> list[str]:
     """``s`` cut at its infixes (an infix at the very start does not cut)."""
     # Split keeping the infixes: [text, infix, text, ..., text], texts possibly empty.
-    parts = _INFIX_SPLIT.split(s)
+    parts = (_ASCII_INFIX_SPLIT if s.isascii() else _INFIX_SPLIT).split(s)
     if len(parts) == 1:
         return parts
     if not parts[0]:  # an infix at the start stays with what follows it
@@ -398,7 +431,7 @@ def _split(chunk: str, specials: bool) -> list[str]:
         middle: list[str] = []
     elif specials and s in SPECIAL:
         middle = list(SPECIAL[s])
-    elif "." in s and URL_RE.fullmatch(s):
+    elif "." in s and (_ASCII_URL_RE if s.isascii() else URL_RE).fullmatch(s):
         middle = [s]
     else:
         middle = _infixes(s)

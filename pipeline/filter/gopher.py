@@ -212,8 +212,13 @@ class NGrams:
     def duplicated_chars(self, n: int) -> np.ndarray:
         """Characters of repeated n-grams, scanning left to right and jumping past each repeat.
 
-        Only positions of n-grams that occur more than once can change the result, so the
-        sequential scan visits those alone: in ordinary text, a handful per document.
+        Only positions of n-grams that occur more than once can change the result. The first
+        occurrence of an n-gram is visited (and marks it seen) unless a repeat less than n words
+        before it is jumped from; a later occurrence of an n-gram whose first one is sure to be
+        visited is a repeat wherever the scan visits it, so in a run of such at consecutive
+        positions the scan visits every n-th, with no choice to make. The sequential scan goes
+        over those runs whole and the other occurrences one by one: in ordinary text, a handful
+        per document; in a repeated passage, one step for all of it.
         """
         out = np.zeros(self.b.n)
         rel = self.repeated_starts(n)
@@ -221,19 +226,49 @@ class NGrams:
             return out
         gram, _ = self._found[n]
         # N-gram ids are distinct between documents and an n-gram never crosses a document's
-        # end, so one scan over the batch's positions does for all documents.
+        # end, so one scan over the batch's positions does for all documents. Ids are numbered
+        # in order of first appearance: an occurrence is the first where its id is new.
+        first = np.ones(len(gram), dtype=bool)
+        first[1:] = gram[1:] > np.maximum.accumulate(gram)[:-1]
+        later = rel[~first]
+        before = np.searchsorted(later, rel[first]) - 1
+        # A first occurrence less than n words after a later occurrence (of another n-gram, in
+        # the same document) may be jumped over: the scan decides it.
+        open_first = (before >= 0) & (later[np.maximum(before, 0)] > rel[first] - n)
+        sure = np.ones(int(gram.max()) + 1, dtype=bool)  # n-grams whose first occurrence is visited
+        sure[gram[first][open_first]] = False
+        scan = ~first
+        scan[np.flatnonzero(first)[open_first]] = True
+        pos, ids = rel[scan], gram[scan]
+        simple = ~first[scan] & sure[ids]
+        # Segments: runs of simple occurrences at consecutive positions, any other one alone.
+        joined = np.zeros(len(pos), dtype=bool)
+        joined[1:] = simple[1:] & simple[:-1] & (pos[1:] == pos[:-1] + 1)
+        seg = np.flatnonzero(~joined)
+        seg_end = np.append(seg[1:], len(pos)) - 1
+        starts, ends = pos[seg].tolist(), pos[seg_end].tolist()
+        runs, seg_ids = simple[seg].tolist(), ids[seg].tolist()
         seen = bytearray(int(gram.max()) + 1)
-        dup = []
-        next_free = -1
-        for p, g in zip(rel.tolist(), gram.tolist()):
-            if p < next_free:
+        dup_at, dup_count = [], []
+        free = -1  # the scan's next position
+        for start, stop, run, g in zip(starts, ends, runs, seg_ids):
+            if stop < free:
                 continue
-            if seen[g]:
-                dup.append(p)
-                next_free = p + n
+            if run:
+                at = max(start, free)
+                k = (stop - at) // n + 1
+                dup_at.append(at)
+                dup_count.append(k)
+                free = at + k * n
+            elif seen[g]:
+                dup_at.append(start)
+                dup_count.append(1)
+                free = start + n
             else:
                 seen[g] = 1
-        at = np.array(dup, dtype=np.int64)
+        counts = np.array(dup_count, dtype=np.int64)
+        at = np.repeat(np.array(dup_at, dtype=np.int64), counts)
+        at += n * (np.arange(len(at)) - np.repeat(np.cumsum(counts) - counts, counts))
         return per_doc(self.doc[at], self.cum[at + n] - self.cum[at], self.b.n).astype(np.float64)
 
 

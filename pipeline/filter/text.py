@@ -75,9 +75,10 @@ SPACE_TOKEN_RE2 = (
 SPACE_MARK = "\x00"  # stands for such a run while counting sentences
 NOT_SPACE_RUN_RE2 = r"[^\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]+"
 
-# Arrow forms of the fast paths. PLAIN: letters, marks and digits only (no affix or infix can
-# apply). UNIT_END: a digit then a unit at the end ("10km"), which the tokenizer splits off.
-PLAIN = r"^[\pL\pM\pN]+$"
+# Arrow forms of the fast paths. A plain chunk: letters and digits only (Arrow's utf8_is_alnum,
+# which has no pattern to compile), no affix or infix can apply; a chunk of letters with marks
+# (most Indic scripts) is not plain but shaped, which gives it the same one token. UNIT_END: a
+# digit then a unit at the end ("10km"), which the tokenizer splits off.
 UNIT_END = "[0-9](?:" + "|".join(u.replace("/", "\\/") for u in english.UNITS) + ")$"
 
 
@@ -89,6 +90,12 @@ _SEPS = "-,:/=<>+*^'’._"
 _LEADS = "§%=—–" + english.PUNCT + english.QUOTES + "".join(c for c in english.CURRENCY if len(c) == 1)
 _TRAILS = english.PUNCT + english.QUOTES + "—–."
 SHAPED = f"^{re2_class(_LEADS)}{{0,2}}{_SEG}(?:{re2_class(_SEPS)}{_SEG})*{re2_class(_TRAILS)}{{0,2}}$"
+# SHAPED as two patterns with the letter class once (the costly part of compiling it, which
+# Arrow does on every call): the same form with an optional separator after each run, and a
+# character that is no mark or separator (so a letter, mark or digit in such a chunk) before at
+# most two closing marks at the end, which rules out a separator ending the core.
+SHAPED_LOOSE = f"^{re2_class(_LEADS)}{{0,2}}(?:{_SEG}{re2_class(_SEPS)}?)+{re2_class(_TRAILS)}{{0,2}}$"
+SHAPED_END = f"[^{re2_class(_LEADS + _SEPS + _TRAILS)[1:-1]}]{re2_class(_TRAILS)}{{0,2}}$"
 _HAS_INFIX_SEP = re2_class("-+*^:/=<>,")  # the separators INFIX_SPACES can cut at
 # Cores the rules below do not cover: a period with a slash (an IP address with a path is a
 # URL), a period not between digits as LETTER_PERIOD says (abbreviations, URLs, "a.B" splits),
@@ -108,6 +115,22 @@ INFIX_SPACES = (
     f"({_DIGIT})([-+*^])({_DIGIT})|({_ALPHA_OR_DIGIT})([-:/=<>])({_ALPHA})|({_ALPHA})(,)({_ALPHA})",
     r"\1\4\7 \2\5\8 \3\6\9",
 )
+
+
+def _ascii_only(pattern: str) -> str:
+    """``pattern`` (PERIOD_UNSHAPED, INFIX_SPACES) for ASCII strings alone: its classes less
+    their other characters, which makes it quick to compile."""
+    for codes in (english.UPPER_CODES | {ord("'"), ord("’")}, english.ALPHA_CODES | set(range(0x30, 0x3A)),
+                  english.ALPHA_CODES):
+        pattern = pattern.replace(_re2_codes(codes), _re2_codes({c for c in codes if c < 128}))
+    return pattern
+
+
+ASCII_PERIOD_UNSHAPED = _ascii_only(PERIOD_UNSHAPED)
+ASCII_INFIX_SPACES = (_ascii_only(INFIX_SPACES[0]), INFIX_SPACES[1])
+# Up to this many chunks holding other characters, the patterns above are not compiled for them
+# (a few tenths of a millisecond each, on every call): they go to the full algorithm instead.
+FEW_NON_ASCII = 64
 POSSESSIVE = r"['’][sS]$"  # the suffix 's (a core's last separator is followed by a letter)
 # A unit after a digit at the end of a chunk, or before its final 's and closing marks: such a
 # chunk is left to the full algorithm.
@@ -142,6 +165,20 @@ def _where(values: pa.Array, mask: np.ndarray, fn) -> pa.Array:
     return pa.concat_arrays([values, changed]).take(pa.array(index))
 
 
+def _ascii_rows(values: pa.Array, rows: np.ndarray, good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` of ``values`` split into (ASCII ones, the others); the others are left to the
+    full algorithm (``good`` cleared) if there are at most FEW_NON_ASCII of them, so that the
+    full pattern need not be compiled for them."""
+    if len(rows) == 0:
+        return rows, rows
+    ascii = _bool(pc.string_is_ascii(values.take(pa.array(rows))))
+    other = rows[~ascii]
+    if len(other) <= FEW_NON_ASCII:
+        good[other] = False
+        other = other[:0]
+    return rows[ascii], other
+
+
 def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.ListArray]:
     """Tokens of the shaped chunks among ``chunks`` (see SHAPED): (which, their token lists).
 
@@ -152,7 +189,10 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     the chunks that may end in a unit, less the marks and 's after it (UNIT_NEAR_END).
     """
     n = len(chunks)
-    ok = _bool(pc.match_substring_regex(chunks, SHAPED)) & ~_is_special(chunks) & ~unit
+    ok = _bool(pc.match_substring_regex(chunks, SHAPED_LOOSE)) & ~_is_special(chunks) & ~unit
+    if ok.any():
+        loose = np.flatnonzero(ok)
+        ok[loose] = _bool(pc.match_substring_regex(chunks.take(pa.array(loose)), SHAPED_END))
     at = np.flatnonzero(ok)
     if len(at) == 0:
         return np.zeros(n, dtype=bool), pa.array([], pa.list_(pa.large_string()))
@@ -183,7 +223,11 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     good = ~_bool(pc.match_substring_regex(core, UNSHAPED_CORE))
     dotted = _bool(pc.match_substring_regex(core, LETTER_PERIOD))
     if dotted.any():
-        good[dotted] &= ~_bool(pc.match_substring_regex(core.filter(pa.array(dotted)), PERIOD_UNSHAPED))
+        for pattern, rows in zip(
+            (ASCII_PERIOD_UNSHAPED, PERIOD_UNSHAPED), _ascii_rows(core, np.flatnonzero(dotted), good)
+        ):
+            if len(rows):
+                good[rows] &= ~_bool(pc.match_substring_regex(core.take(pa.array(rows)), pattern))
     good &= ~_bool(pc.match_substring_regex(trail, UNSHAPED_TRAIL))
     # No string the peeling passes through may be a special case: the chunk less at most its
     # opening marks in front and its closing marks (and a final 's) at the end, up to two
@@ -218,14 +262,15 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     )
     # Rewritten only where an infix is found (a match alone is quicker than a rewrite, which
     # has to capture); the second pass only where the first rewrote.
-    rows = np.flatnonzero(_bool(pc.match_substring_regex(spaced, _HAS_INFIX_SEP)))
-    for _ in range(2):
-        if len(rows):
-            rows = rows[_bool(pc.match_substring_regex(spaced.take(pa.array(rows)), INFIX_SPACES[0]))]
-        if len(rows):
-            cut = np.zeros(len(spaced), dtype=bool)
-            cut[rows] = True
-            spaced = _where(spaced, cut, lambda v: pc.replace_substring_regex(v, *INFIX_SPACES))
+    with_sep = np.flatnonzero(_bool(pc.match_substring_regex(spaced, _HAS_INFIX_SEP)))
+    for infix, rows in zip((ASCII_INFIX_SPACES, INFIX_SPACES), _ascii_rows(spaced, with_sep, good)):
+        for _ in range(2):
+            if len(rows):
+                rows = rows[_bool(pc.match_substring_regex(spaced.take(pa.array(rows)), infix[0]))]
+            if len(rows):
+                cut = np.zeros(len(spaced), dtype=bool)
+                cut[rows] = True
+                spaced = _where(spaced, cut, lambda v, infix=infix: pc.replace_substring_regex(v, *infix))
     parts = [
         _where(l1, n_lead >= 1, lambda v: _join(v, space)),
         _where(l2, n_lead >= 2, lambda v: _join(v, space)),
@@ -261,9 +306,12 @@ def _chunk_tokens(
     if n == 0:
         return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
     if known is not None and len(known.chunk_values):
-        at = pc.fill_null(pc.index_in(chunks, value_set=known.chunk_values), -1).to_numpy(
-            zero_copy_only=False
-        )
+        # Where each chunk is among the known ones (-1: not there). Both are distinct: the few
+        # chunks make the hash table, the many known ones are looked up in it.
+        found = pc.index_in(known.chunk_values, value_set=chunks)
+        hit_known = found.is_valid().to_numpy(zero_copy_only=False)
+        at = np.full(n, -1, dtype=np.int64)
+        at[found.drop_null().to_numpy(zero_copy_only=False)] = np.flatnonzero(hit_known)
         hit = at >= 0
         if hit.any():
             new = np.flatnonzero(~hit)
@@ -284,7 +332,7 @@ def _chunk_tokens(
         shaped_tokens = pa.array([], pa.list_(pa.large_string()))
         other = np.arange(n)
     else:
-        plain = _bool(pc.match_substring_regex(chunks, PLAIN))
+        plain = _bool(pc.utf8_is_alnum(chunks))
         unit = _bool(pc.match_substring_regex(chunks, UNIT_NEAR_END))
         simple = plain & ~_is_special(chunks) & ~unit
         rest = np.flatnonzero(~simple)
