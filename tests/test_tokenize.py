@@ -315,7 +315,7 @@ def test_a_last_batch_encoded_in_pieces_writes_what_it_writes_whole(tmp_path, mo
     # Row groups of 3 rows in the docs and rejects views: a piece written on its own would start
     # them at other rows.
     defaults = ShardWriter.__init__.__defaults__
-    monkeypatch.setattr(ShardWriter.__init__, "__defaults__", (defaults[0], defaults[1], 3, defaults[3]))
+    monkeypatch.setattr(ShardWriter.__init__, "__defaults__", (defaults[0], defaults[1], 3, *defaults[3:]))
     pieces = tokenize(tmp_path / "a", dataset, **cfg)
     monkeypatch.setattr(encode, "TAPER", ())
     assert encode.taper_pieces(len(docs) - 1) == [(0, len(docs) - 1)]
