@@ -155,7 +155,9 @@ class ShardWriter:
         st = self._path.stat()
         info = ShardInfo(self._path.name, self._rows, st.st_size, sha256_file(self._path))
         _remember(self._path, info, st)
-        remember_schema(self._path, st, self.schema)
+        # As a reader gets it back from the footer, which is not always the schema written
+        # (a map's entries field, for one, comes back named after its column).
+        remember_schema(self._path, st, self._writer.writer.metadata.schema.to_arrow_schema())
         self.shards.append(info)
         self._writer, self._path, self._rows = None, None, 0
 
@@ -209,22 +211,20 @@ def ensure_nonempty(directory: str | Path, schema: pa.Schema) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("*.parquet")):
         path = directory / "part-empty.parquet"
-        data = _empty_shard(schema)
+        data, read_back = _empty_shard(schema.serialize().to_pybytes())  # metadata included, unlike ==
         with writing(path):
             path.write_bytes(data)
         st = path.stat()
         _remember(path, ShardInfo(path.name, 0, st.st_size, hashlib.sha256(data).hexdigest()), st)
-        remember_schema(path, st, schema)
-
-
-def _empty_shard(schema: pa.Schema) -> bytes:
-    """The bytes of a shard with no rows: the same for a schema every time, so made once."""
-    return _empty_shard_of(schema.serialize().to_pybytes())  # metadata included, unlike ==
+        remember_schema(path, st, read_back)
 
 
 @functools.lru_cache(maxsize=64)
-def _empty_shard_of(serialized: bytes) -> bytes:
-    schema = pa.ipc.read_schema(pa.py_buffer(serialized))
+def _empty_shard(serialized_schema: bytes) -> tuple[bytes, pa.Schema]:
+    """The bytes of a shard with no rows (the same for a schema every time, so made once) and
+    the schema a reader gets back from them."""
+    schema = pa.ipc.read_schema(pa.py_buffer(serialized_schema))
     sink = pa.BufferOutputStream()
     pq.write_table(schema.empty_table(), sink, compression=COMPRESSION, use_dictionary=USE_DICTIONARY)
-    return sink.getvalue().to_pybytes()
+    data = sink.getvalue().to_pybytes()
+    return data, pq.read_schema(pa.BufferReader(data))
