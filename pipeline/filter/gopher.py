@@ -64,10 +64,27 @@ REPETITION_COLUMNS = [
 ]
 
 
+def _token_kinds(b: TextBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(symbols only, holds a letter) of each token, decided once per distinct token. A token of
+    letters alone (Arrow's utf8_is_alpha: most of them) holds no symbol, and if it is ASCII, a
+    letter; the patterns run on the others."""
+    vocab = b.words._encoded.dictionary
+    letters = pc.utf8_is_alpha(vocab).to_numpy(zero_copy_only=False)
+    symbols = np.zeros(len(vocab), dtype=bool)
+    has_letter = letters & pc.string_is_ascii(vocab).to_numpy(zero_copy_only=False)
+    for out, rows, pattern in ((symbols, ~letters, SYMBOL_ONLY), (has_letter, ~has_letter, r"\p{L}")):
+        at = np.flatnonzero(rows)
+        if len(at):
+            out[at] = pc.match_substring_regex(vocab.take(pa.array(at)), pattern).to_numpy(zero_copy_only=False)
+    ids = b.words.ids
+    return symbols[ids], has_letter[ids]
+
+
 def quality(b: TextBatch) -> dict[str, np.ndarray]:
     w = b.words
     tokens = w.count
-    is_word = ~w.matches(SYMBOL_ONLY)
+    symbols, has_letter = _token_kinds(b)
+    is_word = ~symbols
     n_words = per_doc(w.doc[is_word], None, b.n)
     lines = b.text_lines
     n_lines = lines.count
@@ -85,7 +102,7 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
             per_doc(lines.doc, lines.matches(f"^{SPACE_RE2}*[•-]"), b.n), n_lines
         ),
         "gopher_ellipsis_lines_frac": ratio(per_doc(lines.doc, ellipsis_lines(b), b.n), n_lines),
-        "gopher_alpha_words_frac": ratio(per_doc(w.doc, w.matches(r"\p{L}"), b.n), tokens),
+        "gopher_alpha_words_frac": ratio(per_doc(w.doc, has_letter, b.n), tokens),
         "gopher_stop_words_distinct": distinct_stop,
     }
 
