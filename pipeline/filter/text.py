@@ -144,7 +144,7 @@ _MERGE_PAIRS = pa.array(sorted(f"{a}\x1f{b}" for a, b in english._MERGE_PAIRS), 
 
 
 def _bool(a: pa.Array) -> np.ndarray:
-    return pc.fill_null(a, False).to_numpy(zero_copy_only=False)
+    return (pc.fill_null(a, False) if a.null_count else a).to_numpy(zero_copy_only=False)
 
 
 def _is_special(values: pa.Array) -> np.ndarray:
