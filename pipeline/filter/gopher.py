@@ -134,21 +134,25 @@ def repetition(b: TextBatch) -> dict[str, np.ndarray]:
     return out
 
 
-def _repeated_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _repeated_keys(key: np.ndarray, sift: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where ``key`` holds a value that occurs more than once: (those positions, an id per value
     there, how often it occurs).
 
-    Keys alone in their bucket of a 64-bit multiplicative hash (four buckets per key) occur once
-    and are set aside with a cheap count; only the others are hashed exactly (Arrow), which
-    costs far more per key on large arrays.
+    With ``sift`` (keys most of which occur once: the bigrams), keys alone in their bucket of a
+    64-bit multiplicative hash (four buckets per key) occur once and are set aside with a cheap
+    count; only the others are hashed exactly (Arrow), which costs far more per key. Without it
+    (the longer n-grams, searched where the shorter ones repeat) all are hashed at once.
     """
     if len(key) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    bits = max(len(key).bit_length() + 2, 8)
-    with np.errstate(over="ignore"):
-        bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
-    shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
+    if sift:
+        bits = max(len(key).bit_length() + 2, 8)
+        with np.errstate(over="ignore"):
+            bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
+        shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
+    else:
+        shared = np.arange(len(key))
     inverse = pc.dictionary_encode(pa.array(key[shared])).indices.to_numpy(zero_copy_only=False)
     count = np.bincount(inverse)[inverse]
     repeated = count > 1
@@ -197,7 +201,7 @@ class NGrams:
                 starts = below[fits]
                 rolling = self._rolling[n - 1][fits] * self._MIX + self.ids[starts + n - 1]
             key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-        at, inverse, count = _repeated_keys(key)
+        at, inverse, count = _repeated_keys(key, sift=n == 2)
         self._repeated[n] = starts[at]
         self._rolling[n] = rolling[at]
         self._found[n] = (inverse, count)
