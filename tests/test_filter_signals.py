@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pipeline.filter import bias, c4, fineweb, gopher, langid, pii, toxicity
@@ -252,3 +253,20 @@ def test_language_id_falls_back_to_py3langid(monkeypatch):
         assert langid.resolve_backend.__wrapped__("fasttext") == "py3langid"
     with pytest.raises(Exception, match="choose one of"):
         langid.resolve_backend.__wrapped__("nope")
+
+
+def test_batch_counts_and_finds_substrings_as_python_does():
+    # Byte-level search: runs of dots, multi-byte characters, matches that would cross from one
+    # text into the next, a batch sliced out of a larger array.
+    rng = np.random.default_rng(16)
+    pieces = ["a", ".", "..", "…", "#", "\n", "é", "JAVASCRIPT", "javascript", "{", "[", "Lorem Ipsum", "İ", " "]
+    texts = ["".join(rng.choice(pieces, size=int(rng.integers(0, 30)))) for _ in range(500)]
+    for array in (pa.array(texts, pa.large_string()), pa.array(["x..."] * 3 + texts, pa.large_string()).slice(3)):
+        b = TextBatch(array)
+        for sub in ["#", "\n", "...", "…", "..", "a.", "é"]:
+            assert b.count(sub).tolist() == [t.count(sub) for t in texts], sub
+        lowered = pc.utf8_lower(array).to_pylist()
+        for needles, lower in [(("javascript",), True), (("{",), False), (("lorem ipsum", "[", ".."), True)]:
+            want = [any(n in t for n in needles) for t in (lowered if lower else texts)]
+            assert b.holding(needles, lower=lower).tolist() == want, needles
+    assert TextBatch([]).count("#").tolist() == [] and TextBatch(["", ""]).holding(("a",)).tolist() == [False, False]

@@ -109,7 +109,7 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
         long_word[long_lines] = longest > MAX_WORD_LENGTH
     # The text C4 judges: citation marks removed. Only lines of documents holding "[" can have
     # one; only those that do are rewritten.
-    maybe_cited = np.flatnonzero(_docs_holding(b.pylist, ("[",))[lines.doc])
+    maybe_cited = np.flatnonzero(b.holding(("[",))[lines.doc])
     has_citation = np.zeros(len(n_ws_words), dtype=bool)
     if len(maybe_cited):
         has_citation[maybe_cited] = pc.match_substring_regex(
@@ -132,13 +132,12 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
         ends_punct[cited] = _ends_punct(cited_text)
     few_words = n_ws_words < MIN_WORDS_PER_LINE
     eligible = ~few_words & ~long_word
-    lower_docs = pc.utf8_lower(b.texts).to_pylist()
 
     def has(needles: tuple[str, ...], lowercase: bool = True) -> np.ndarray:
         """Eligible lines whose text (lowercased) holds one of ``needles``. Lowercasing maps each
         character alone, so only lines of documents holding one (lowercased), or lines that lost
         citation marks (which may join one up), can: only those are searched."""
-        docs = _docs_holding(lower_docs if lowercase else b.pylist, needles)
+        docs = b.holding(needles, lower=lowercase)
         rows = np.flatnonzero(eligible & (docs[lines.doc] | has_citation))
         out = np.zeros(len(eligible), dtype=bool)
         if len(rows):
@@ -167,12 +166,6 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
     if sentences:
         out["sentences"], out["words"] = kept_line_counts(b, kept, has_citation, written)
     return out
-
-
-def _docs_holding(texts: list[str], needles: tuple[str, ...]) -> np.ndarray:
-    """Which texts hold one of ``needles`` (Python's substring search: a fraction of a kernel's
-    time over whole documents)."""
-    return np.fromiter((any(n in t for n in needles) for t in texts), bool, len(texts))
 
 
 def _ends_punct(text: pa.Array) -> np.ndarray:
