@@ -270,3 +270,15 @@ def test_batch_counts_and_finds_substrings_as_python_does():
             want = [any(n in t for n in needles) for t in (lowered if lower else texts)]
             assert b.holding(needles, lower=lower).tolist() == want, needles
     assert TextBatch([]).count("#").tolist() == [] and TextBatch(["", ""]).holding(("a",)).tolist() == [False, False]
+
+
+def test_arrow_whitespace_split_cuts_where_c4_words_end():
+    # C4's word counts come from Arrow's whitespace split (annotate: the line split's chunks;
+    # the line removal: the split of each stripped line); a word is a run of NOT_SPACE.
+    from pipeline.filter.batch import NOT_SPACE
+
+    chars = [chr(c) for c in range(0x3100)] + ["\ufeff", "\u205f", "\u3000"]
+    texts = pa.array([f"a{c}b" for c in chars], pa.large_string())
+    split = pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False)
+    runs = pc.count_substring_regex(texts, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
+    assert (split == runs).all(), [hex(ord(c)) for c, a, b in zip(chars, split, runs) if a != b]

@@ -94,7 +94,10 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
     if sentences:  # the lines are split into tokens anyway: count their chunks there
         n_ws_words = b.line_split.chunks[b.text_line_mask]
     else:
-        n_ws_words = pc.count_substring_regex(text, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
+        # Arrow's whitespace split cuts where NOT_SPACE does not match (every code point checked);
+        # a stripped line's pieces are its words, but for an empty line's one empty piece.
+        pieces = pc.list_value_length(pc.utf8_split_whitespace(text)).to_numpy(zero_copy_only=False)
+        n_ws_words = np.where(pc.binary_length(text).to_numpy(zero_copy_only=False) > 0, pieces, 0)
     # Only a line longer than MAX_WORD_LENGTH can hold such a word: check those alone.
     long_word = np.zeros(len(n_ws_words), dtype=bool)
     long_lines = np.flatnonzero(pc.utf8_length(text).to_numpy(zero_copy_only=False) > MAX_WORD_LENGTH)
