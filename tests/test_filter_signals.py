@@ -259,9 +259,27 @@ def test_batch_counts_and_finds_substrings_as_python_does():
     # Byte-level search: runs of dots, multi-byte characters, matches that would cross from one
     # text into the next, a batch sliced out of a larger array.
     rng = np.random.default_rng(16)
-    pieces = ["a", ".", "..", "…", "#", "\n", "é", "JAVASCRIPT", "javascript", "{", "[", "Lorem Ipsum", "İ", " "]
+    pieces = [
+        "a",
+        ".",
+        "..",
+        "…",
+        "#",
+        "\n",
+        "é",
+        "JAVASCRIPT",
+        "javascript",
+        "{",
+        "[",
+        "Lorem Ipsum",
+        "İ",
+        " ",
+    ]
     texts = ["".join(rng.choice(pieces, size=int(rng.integers(0, 30)))) for _ in range(500)]
-    for array in (pa.array(texts, pa.large_string()), pa.array(["x..."] * 3 + texts, pa.large_string()).slice(3)):
+    for array in (
+        pa.array(texts, pa.large_string()),
+        pa.array(["x..."] * 3 + texts, pa.large_string()).slice(3),
+    ):
         b = TextBatch(array)
         for sub in ["#", "\n", "...", "…", "..", "a.", "é"]:
             assert b.count(sub).tolist() == [t.count(sub) for t in texts], sub
@@ -269,7 +287,10 @@ def test_batch_counts_and_finds_substrings_as_python_does():
         for needles, lower in [(("javascript",), True), (("{",), False), (("lorem ipsum", "[", ".."), True)]:
             want = [any(n in t for n in needles) for t in (lowered if lower else texts)]
             assert b.holding(needles, lower=lower).tolist() == want, needles
-    assert TextBatch([]).count("#").tolist() == [] and TextBatch(["", ""]).holding(("a",)).tolist() == [False, False]
+    assert TextBatch([]).count("#").tolist() == [] and TextBatch(["", ""]).holding(("a",)).tolist() == [
+        False,
+        False,
+    ]
 
 
 def test_arrow_whitespace_split_cuts_where_c4_words_end():

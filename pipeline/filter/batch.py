@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -270,7 +271,7 @@ def _count_bytes(utf8: tuple[np.ndarray, np.ndarray], needle: bytes) -> np.ndarr
         return np.bincount(doc[first], weights=runs // k, minlength=n).astype(np.int64)
     raw, base = _bytes(data, offsets)
     bounds = (offsets - base).tolist()
-    return np.fromiter((raw.count(needle, a, b) for a, b in zip(bounds[:-1], bounds[1:])), np.int64, n)
+    return np.fromiter((raw.count(needle, a, b) for a, b in pairwise(bounds)), np.int64, n)
 
 
 def term_hits(b: TextBatch, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

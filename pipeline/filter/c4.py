@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from .batch import NOT_SPACE, TextBatch, per_doc, ratio
+from .batch import TextBatch, per_doc, ratio
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 from .text import SPACE_TOKEN_BEFORE_PUNCT_RE2, own_sentence_counts, sentence_counts

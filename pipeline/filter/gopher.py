@@ -75,7 +75,9 @@ def _token_kinds(b: TextBatch) -> tuple[np.ndarray, np.ndarray]:
     for out, rows, pattern in ((symbols, ~letters, SYMBOL_ONLY), (has_letter, ~has_letter, r"\p{L}")):
         at = np.flatnonzero(rows)
         if len(at):
-            out[at] = pc.match_substring_regex(vocab.take(pa.array(at)), pattern).to_numpy(zero_copy_only=False)
+            out[at] = pc.match_substring_regex(vocab.take(pa.array(at)), pattern).to_numpy(
+                zero_copy_only=False
+            )
     ids = b.words.ids
     return symbols[ids], has_letter[ids]
 

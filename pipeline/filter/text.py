@@ -120,8 +120,11 @@ INFIX_SPACES = (
 def _ascii_only(pattern: str) -> str:
     """``pattern`` (PERIOD_UNSHAPED, INFIX_SPACES) for ASCII strings alone: its classes less
     their other characters, which makes it quick to compile."""
-    for codes in (english.UPPER_CODES | {ord("'"), ord("’")}, english.ALPHA_CODES | set(range(0x30, 0x3A)),
-                  english.ALPHA_CODES):
+    for codes in (
+        english.UPPER_CODES | {ord("'"), ord("’")},
+        english.ALPHA_CODES | set(range(0x30, 0x3A)),
+        english.ALPHA_CODES,
+    ):
         pattern = pattern.replace(_re2_codes(codes), _re2_codes({c for c in codes if c < 128}))
     return pattern
 
@@ -234,13 +237,19 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     # characters each side (a superset of those strings; longer cuts are the stem below).
     possessive = _bool(pc.match_substring_regex(core, POSSESSIVE))
     peel_back = n_trail + 2 * possessive
+    # (All cuts looked up at once: one hash table of the special cases instead of one per cut.)
+    rows, cuts = [], []
     for front in (0, 1, 2):
         for back in (0, 1, 2):
             reach = good & (n_lead >= front) & (peel_back >= back)
             if (front or back) and reach.any():
-                at_cut = np.flatnonzero(reach)
-                cut = pc.utf8_slice_codeunits(c.take(pa.array(at_cut)), front, -back if back else 1 << 30)
-                good[at_cut[_is_special(cut)]] = False
+                rows.append(np.flatnonzero(reach))
+                cuts.append(
+                    pc.utf8_slice_codeunits(c.take(pa.array(rows[-1])), front, -back if back else 1 << 30)
+                )
+    if rows:
+        cut_rows = np.concatenate(rows)
+        good[cut_rows[_is_special(pa.concat_arrays([x.cast(pa.large_string()) for x in cuts]))]] = False
     # The suffix 's: what precedes it must not be special or end in another 's.
     if possessive.any():
         stem = pc.utf8_slice_codeunits(core.filter(pa.array(possessive)), 0, -2)
