@@ -238,17 +238,18 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     possessive = _bool(pc.match_substring_regex(core, POSSESSIVE))
     peel_back = n_trail + 2 * possessive
     # (All cuts looked up at once: one hash table of the special cases instead of one per cut.)
-    rows, cuts = [], []
+    reached: list[np.ndarray] = []
+    cuts: list[pa.Array] = []
     for front in (0, 1, 2):
         for back in (0, 1, 2):
             reach = good & (n_lead >= front) & (peel_back >= back)
             if (front or back) and reach.any():
-                rows.append(np.flatnonzero(reach))
+                reached.append(np.flatnonzero(reach))
                 cuts.append(
-                    pc.utf8_slice_codeunits(c.take(pa.array(rows[-1])), front, -back if back else 1 << 30)
+                    pc.utf8_slice_codeunits(c.take(pa.array(reached[-1])), front, -back if back else 1 << 30)
                 )
-    if rows:
-        cut_rows = np.concatenate(rows)
+    if reached:
+        cut_rows = np.concatenate(reached)
         good[cut_rows[_is_special(pa.concat_arrays([x.cast(pa.large_string()) for x in cuts]))]] = False
     # The suffix 's: what precedes it must not be special or end in another 's.
     if possessive.any():
