@@ -303,3 +303,20 @@ def test_arrow_whitespace_split_cuts_where_c4_words_end():
     split = pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False)
     runs = pc.count_substring_regex(texts, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
     assert (split == runs).all(), [hex(ord(c)) for c, a, b in zip(chars, split, runs) if a != b]
+
+
+def test_texts_that_may_hold_a_whitespace_token_are_found_by_their_bytes():
+    # Every whitespace character but the newline and the plain space, or two plain spaces: the
+    # texts whose lines may hold a whitespace token (text.SPACE_TOKEN_RE2), found without a regex.
+    from pipeline.filter.text import SPACE_TOKEN_RE2
+
+    chars = [chr(c) for c in range(0x3100) if c != 10] + ["\ufeff", "\U0001f600"]
+    texts = [f"a{c}b" for c in chars] + ["a  b", "a \nb", "a\n\nb", ""]
+    want = pc.match_substring_regex(pa.array(texts[:-4]), SPACE_TOKEN_RE2).to_numpy(zero_copy_only=False)
+    assert TextBatch(texts).spaced_docs.tolist() == [*want.tolist(), True, False, False, False]
+    assert TextBatch(pa.array(["x\t"] + texts, pa.large_string()).slice(1)).spaced_docs.tolist()[-4:] == [
+        True,
+        False,
+        False,
+        False,
+    ]

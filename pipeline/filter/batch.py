@@ -168,6 +168,25 @@ class TextBatch:
         return out
 
     @cached_property
+    def spaced_docs(self) -> np.ndarray:
+        """Texts that may hold, within a line, whitespace other than one plain space (which the
+        word splitter makes a token: two spaces, a tab, a no-break space...), from their bytes:
+        every such character but the newline, and two plain spaces in a row."""
+        data, offsets = self._utf8
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        d = data[lo:hi]
+        hit = np.isin(d, _ASCII_SPACE_BYTES)
+        hit[:-1] |= (d[:-1] == 0x20) & (d[1:] == 0x20)
+        for lead, *rest in _SPACE_CHAR_BYTES:  # the others, by their UTF-8 bytes
+            at = np.flatnonzero(d[: len(d) - len(rest)] == lead)
+            for k, allowed in enumerate(rest, 1):
+                at = at[np.isin(d[at + k], allowed)]
+            hit[at] = True
+        out = np.zeros(self.n, dtype=bool)
+        out[np.searchsorted(offsets, lo + np.flatnonzero(hit), side="right") - 1] = True
+        return out
+
+    @cached_property
     def _utf8(self) -> tuple[np.ndarray, np.ndarray]:
         return _utf8(self.texts)
 
@@ -235,6 +254,19 @@ class TextBatch:
     def paragraphs(self) -> Pieces:
         """Pieces of the stripped text between blank lines (Gopher's paragraph unit)."""
         return _split(pc.utf8_trim_whitespace(self.texts), r"\n{2,}", regex=True)
+
+
+# Whitespace (NOT_SPACE's complement) but the newline and the plain space: ASCII bytes, and the
+# UTF-8 bytes of the others (U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F,
+# U+205F, U+3000) as a lead byte and the bytes allowed after it. A test checks every code point.
+_ASCII_SPACE_BYTES = np.array([0x09, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F], dtype=np.uint8)
+_SPACE_CHAR_BYTES = (
+    (0xC2, [0x85, 0xA0]),
+    (0xE1, [0x9A], [0x80]),
+    (0xE2, [0x80], [*range(0x80, 0x8B), 0xA8, 0xA9, 0xAF]),
+    (0xE2, [0x81], [0x9F]),
+    (0xE3, [0x80], [0x80]),
+)
 
 
 def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -193,9 +193,12 @@ def kept_line_counts(
     redo = has_citation[at]
     own = at[~redo]
     own_written = written(own)
-    spaced = pc.match_substring_regex(own_written, SPACE_TOKEN_BEFORE_PUNCT_RE2).to_numpy(
-        zero_copy_only=False
-    )
+    # Only lines of texts holding whitespace other than single spaces can be spaced.
+    spaced = np.zeros(len(own), dtype=bool)
+    maybe = np.flatnonzero(b.spaced_docs[b.text_lines.doc[own]])
+    if len(maybe):
+        found = pc.match_substring_regex(own_written.take(pa.array(maybe)), SPACE_TOKEN_BEFORE_PUNCT_RE2)
+        spaced[maybe] = found.to_numpy(zero_copy_only=False)
     split = b.line_split
     line = np.flatnonzero(b.text_line_mask)[own]  # in b.lines
     sentences[own] = own_sentence_counts(split, line, own_written, spaced)
