@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pipeline.filter import bias, c4, fineweb, gopher, langid, pii, toxicity
@@ -252,3 +253,70 @@ def test_language_id_falls_back_to_py3langid(monkeypatch):
         assert langid.resolve_backend.__wrapped__("fasttext") == "py3langid"
     with pytest.raises(Exception, match="choose one of"):
         langid.resolve_backend.__wrapped__("nope")
+
+
+def test_batch_counts_and_finds_substrings_as_python_does():
+    # Byte-level search: runs of dots, multi-byte characters, matches that would cross from one
+    # text into the next, a batch sliced out of a larger array.
+    rng = np.random.default_rng(16)
+    pieces = [
+        "a",
+        ".",
+        "..",
+        "…",
+        "#",
+        "\n",
+        "é",
+        "JAVASCRIPT",
+        "javascript",
+        "{",
+        "[",
+        "Lorem Ipsum",
+        "İ",
+        " ",
+    ]
+    texts = ["".join(rng.choice(pieces, size=int(rng.integers(0, 30)))) for _ in range(500)]
+    for array in (
+        pa.array(texts, pa.large_string()),
+        pa.array(["x..."] * 3 + texts, pa.large_string()).slice(3),
+    ):
+        b = TextBatch(array)
+        for sub in ["#", "\n", "...", "…", "..", "a.", "é"]:
+            assert b.count(sub).tolist() == [t.count(sub) for t in texts], sub
+        lowered = pc.utf8_lower(array).to_pylist()
+        for needles, lower in [(("javascript",), True), (("{",), False), (("lorem ipsum", "[", ".."), True)]:
+            want = [any(n in t for n in needles) for t in (lowered if lower else texts)]
+            assert b.holding(needles, lower=lower).tolist() == want, needles
+    assert TextBatch([]).count("#").tolist() == [] and TextBatch(["", ""]).holding(("a",)).tolist() == [
+        False,
+        False,
+    ]
+
+
+def test_arrow_whitespace_split_cuts_where_c4_words_end():
+    # C4's word counts come from Arrow's whitespace split (annotate: the line split's chunks;
+    # the line removal: the split of each stripped line); a word is a run of NOT_SPACE.
+    from pipeline.filter.batch import NOT_SPACE
+
+    chars = [chr(c) for c in range(0x3100)] + ["\ufeff", "\u205f", "\u3000"]
+    texts = pa.array([f"a{c}b" for c in chars], pa.large_string())
+    split = pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False)
+    runs = pc.count_substring_regex(texts, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
+    assert (split == runs).all(), [hex(ord(c)) for c, a, b in zip(chars, split, runs) if a != b]
+
+
+def test_texts_that_may_hold_a_whitespace_token_are_found_by_their_bytes():
+    # Every whitespace character but the newline and the plain space, or two plain spaces: the
+    # texts whose lines may hold a whitespace token (text.SPACE_TOKEN_RE2), found without a regex.
+    from pipeline.filter.text import SPACE_TOKEN_RE2
+
+    chars = [chr(c) for c in range(0x3100) if c != 10] + ["\ufeff", "\U0001f600"]
+    texts = [f"a{c}b" for c in chars] + ["a  b", "a \nb", "a\n\nb", ""]
+    want = pc.match_substring_regex(pa.array(texts[:-4]), SPACE_TOKEN_RE2).to_numpy(zero_copy_only=False)
+    assert TextBatch(texts).spaced_docs.tolist() == [*want.tolist(), True, False, False, False]
+    assert TextBatch(pa.array(["x\t"] + texts, pa.large_string()).slice(1)).spaced_docs.tolist()[-4:] == [
+        True,
+        False,
+        False,
+        False,
+    ]

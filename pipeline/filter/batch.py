@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -138,11 +139,60 @@ class TextBatch:
         return pc.utf8_length(self.texts).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def count(self, substring: str) -> np.ndarray:
-        """Non-overlapping occurrences of ``substring`` in each text. Python's ``str.count`` (a
-        fast substring search) is several times quicker than Arrow's kernel here."""
+        """Non-overlapping occurrences of ``substring`` in each text (``str.count``), found in the
+        texts' UTF-8 bytes, where an encoded string matches exactly where the string does: a
+        numpy comparison for one byte or a run of one character, else Python's substring search
+        (several times quicker than Arrow's kernel), neither building a string per text."""
         if substring not in self._counts:
-            self._counts[substring] = np.fromiter((t.count(substring) for t in self.pylist), np.int64, self.n)
+            self._counts[substring] = _count_bytes(self._utf8, substring.encode())
         return self._counts[substring]
+
+    def holding(self, needles: tuple[str, ...], lower: bool = False) -> np.ndarray:
+        """Which texts hold one of ``needles`` (with ``lower``, once lowercased by Arrow): each
+        match found in the texts' bytes, then the search goes on from the end of its text."""
+        data, offsets = self._lower_utf8 if lower else self._utf8
+        raw, base = _bytes(data, offsets)
+        out = np.zeros(self.n, dtype=bool)
+        end = len(raw)
+        for needle in needles:
+            encoded = needle.encode()
+            at = raw.find(encoded)
+            while at >= 0:
+                doc = int(np.searchsorted(offsets, base + at, side="right")) - 1
+                nxt = int(offsets[doc + 1]) - base
+                if at + len(encoded) <= nxt:  # not across the end of the text
+                    out[doc] = True
+                else:
+                    nxt = at + 1
+                at = raw.find(encoded, nxt, end)
+        return out
+
+    @cached_property
+    def spaced_docs(self) -> np.ndarray:
+        """Texts that may hold, within a line, whitespace other than one plain space (which the
+        word splitter makes a token: two spaces, a tab, a no-break space...), from their bytes:
+        every such character but the newline, and two plain spaces in a row."""
+        data, offsets = self._utf8
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        d = data[lo:hi]
+        hit = np.isin(d, _ASCII_SPACE_BYTES)
+        hit[:-1] |= (d[:-1] == 0x20) & (d[1:] == 0x20)
+        for lead, *rest in _SPACE_CHAR_BYTES:  # the others, by their UTF-8 bytes
+            at = np.flatnonzero(d[: len(d) - len(rest)] == lead)
+            for k, allowed in enumerate(rest, 1):
+                at = at[np.isin(d[at + k], allowed)]
+            hit[at] = True
+        out = np.zeros(self.n, dtype=bool)
+        out[np.searchsorted(offsets, lo + np.flatnonzero(hit), side="right") - 1] = True
+        return out
+
+    @cached_property
+    def _utf8(self) -> tuple[np.ndarray, np.ndarray]:
+        return _utf8(self.texts)
+
+    @cached_property
+    def _lower_utf8(self) -> tuple[np.ndarray, np.ndarray]:
+        return _utf8(pc.utf8_lower(self.texts))
 
     @cached_property
     def line_split(self) -> Split:
@@ -204,6 +254,56 @@ class TextBatch:
     def paragraphs(self) -> Pieces:
         """Pieces of the stripped text between blank lines (Gopher's paragraph unit)."""
         return _split(pc.utf8_trim_whitespace(self.texts), r"\n{2,}", regex=True)
+
+
+# Whitespace (NOT_SPACE's complement) but the newline and the plain space: ASCII bytes, and the
+# UTF-8 bytes of the others (U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F,
+# U+205F, U+3000) as a lead byte and the bytes allowed after it. A test checks every code point.
+_ASCII_SPACE_BYTES = np.array([0x09, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F], dtype=np.uint8)
+_SPACE_CHAR_BYTES = (
+    (0xC2, [0x85, 0xA0]),
+    (0xE1, [0x9A], [0x80]),
+    (0xE2, [0x80], [*range(0x80, 0x8B), 0xA8, 0xA9, 0xAF]),
+    (0xE2, [0x81], [0x9F]),
+    (0xE3, [0x80], [0x80]),
+)
+
+
+def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A large_string array's bytes (its whole data buffer) and each text's start in them (n + 1)."""
+    _, offsets_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
+    return data, offsets
+
+
+def _bytes(data: np.ndarray, offsets: np.ndarray) -> tuple[bytes, int]:
+    """The texts' bytes as one ``bytes``, and where that starts in ``data``."""
+    lo = int(offsets[0])
+    return data[lo : int(offsets[-1])].tobytes(), lo
+
+
+def _count_bytes(utf8: tuple[np.ndarray, np.ndarray], needle: bytes) -> np.ndarray:
+    """Non-overlapping occurrences of ``needle`` (UTF-8) in each text of ``utf8`` (see _utf8)."""
+    data, offsets = utf8
+    n = len(offsets) - 1
+    k = len(needle)
+    if n == 0 or k == 0:
+        return np.zeros(n, dtype=np.int64)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if needle == needle[:1] * k:  # one byte, or a run of it ("..."): whole runs of it, k at a time
+        at = lo + np.flatnonzero(data[lo:hi] == needle[0])
+        doc = np.searchsorted(offsets, at, side="right") - 1
+        if k == 1:
+            return np.bincount(doc, minlength=n).astype(np.int64)
+        start = np.ones(len(at), dtype=bool)
+        start[1:] = (at[1:] != at[:-1] + 1) | (doc[1:] != doc[:-1])
+        first = np.flatnonzero(start)
+        runs = np.diff(np.append(first, len(at)))
+        return np.bincount(doc[first], weights=runs // k, minlength=n).astype(np.int64)
+    raw, base = _bytes(data, offsets)
+    bounds = (offsets - base).tolist()
+    return np.fromiter((raw.count(needle, a, b) for a, b in pairwise(bounds)), np.int64, n)
 
 
 def term_hits(b: TextBatch, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

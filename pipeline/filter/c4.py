@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from .batch import NOT_SPACE, TextBatch, per_doc, ratio
+from .batch import TextBatch, per_doc, ratio
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 from .text import SPACE_TOKEN_BEFORE_PUNCT_RE2, own_sentence_counts, sentence_counts
@@ -94,7 +94,10 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
     if sentences:  # the lines are split into tokens anyway: count their chunks there
         n_ws_words = b.line_split.chunks[b.text_line_mask]
     else:
-        n_ws_words = pc.count_substring_regex(text, NOT_SPACE + "+").to_numpy(zero_copy_only=False)
+        # Arrow's whitespace split cuts where NOT_SPACE does not match (every code point checked);
+        # a stripped line's pieces are its words, but for an empty line's one empty piece.
+        pieces = pc.list_value_length(pc.utf8_split_whitespace(text)).to_numpy(zero_copy_only=False)
+        n_ws_words = np.where(pc.binary_length(text).to_numpy(zero_copy_only=False) > 0, pieces, 0)
     # Only a line longer than MAX_WORD_LENGTH can hold such a word: check those alone.
     long_word = np.zeros(len(n_ws_words), dtype=bool)
     long_lines = np.flatnonzero(pc.utf8_length(text).to_numpy(zero_copy_only=False) > MAX_WORD_LENGTH)
@@ -109,7 +112,7 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
         long_word[long_lines] = longest > MAX_WORD_LENGTH
     # The text C4 judges: citation marks removed. Only lines of documents holding "[" can have
     # one; only those that do are rewritten.
-    maybe_cited = np.flatnonzero(_docs_holding(b.pylist, ("[",))[lines.doc])
+    maybe_cited = np.flatnonzero(b.holding(("[",))[lines.doc])
     has_citation = np.zeros(len(n_ws_words), dtype=bool)
     if len(maybe_cited):
         has_citation[maybe_cited] = pc.match_substring_regex(
@@ -132,13 +135,12 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
         ends_punct[cited] = _ends_punct(cited_text)
     few_words = n_ws_words < MIN_WORDS_PER_LINE
     eligible = ~few_words & ~long_word
-    lower_docs = pc.utf8_lower(b.texts).to_pylist()
 
     def has(needles: tuple[str, ...], lowercase: bool = True) -> np.ndarray:
         """Eligible lines whose text (lowercased) holds one of ``needles``. Lowercasing maps each
         character alone, so only lines of documents holding one (lowercased), or lines that lost
         citation marks (which may join one up), can: only those are searched."""
-        docs = _docs_holding(lower_docs if lowercase else b.pylist, needles)
+        docs = b.holding(needles, lower=lowercase)
         rows = np.flatnonzero(eligible & (docs[lines.doc] | has_citation))
         out = np.zeros(len(eligible), dtype=bool)
         if len(rows):
@@ -169,12 +171,6 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
     return out
 
 
-def _docs_holding(texts: list[str], needles: tuple[str, ...]) -> np.ndarray:
-    """Which texts hold one of ``needles`` (Python's substring search: a fraction of a kernel's
-    time over whole documents)."""
-    return np.fromiter((any(n in t for n in needles) for t in texts), bool, len(texts))
-
-
 def _ends_punct(text: pa.Array) -> np.ndarray:
     """Lines C4 keeps for their end: terminal punctuation, not an ellipsis."""
     ends = pc.match_substring_regex(text, END_PUNCT).to_numpy(zero_copy_only=False)
@@ -197,9 +193,12 @@ def kept_line_counts(
     redo = has_citation[at]
     own = at[~redo]
     own_written = written(own)
-    spaced = pc.match_substring_regex(own_written, SPACE_TOKEN_BEFORE_PUNCT_RE2).to_numpy(
-        zero_copy_only=False
-    )
+    # Only lines of texts holding whitespace other than single spaces can be spaced.
+    spaced = np.zeros(len(own), dtype=bool)
+    maybe = np.flatnonzero(b.spaced_docs[b.text_lines.doc[own]])
+    if len(maybe):
+        found = pc.match_substring_regex(own_written.take(pa.array(maybe)), SPACE_TOKEN_BEFORE_PUNCT_RE2)
+        spaced[maybe] = found.to_numpy(zero_copy_only=False)
     split = b.line_split
     line = np.flatnonzero(b.text_line_mask)[own]  # in b.lines
     sentences[own] = own_sentence_counts(split, line, own_written, spaced)

@@ -64,10 +64,29 @@ REPETITION_COLUMNS = [
 ]
 
 
+def _token_kinds(b: TextBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(symbols only, holds a letter) of each token, decided once per distinct token. A token of
+    letters alone (Arrow's utf8_is_alpha: most of them) holds no symbol, and if it is ASCII, a
+    letter; the patterns run on the others."""
+    vocab = b.words._encoded.dictionary
+    letters = pc.utf8_is_alpha(vocab).to_numpy(zero_copy_only=False)
+    symbols = np.zeros(len(vocab), dtype=bool)
+    has_letter = letters & pc.string_is_ascii(vocab).to_numpy(zero_copy_only=False)
+    for out, rows, pattern in ((symbols, ~letters, SYMBOL_ONLY), (has_letter, ~has_letter, r"\p{L}")):
+        at = np.flatnonzero(rows)
+        if len(at):
+            out[at] = pc.match_substring_regex(vocab.take(pa.array(at)), pattern).to_numpy(
+                zero_copy_only=False
+            )
+    ids = b.words.ids
+    return symbols[ids], has_letter[ids]
+
+
 def quality(b: TextBatch) -> dict[str, np.ndarray]:
     w = b.words
     tokens = w.count
-    is_word = ~w.matches(SYMBOL_ONLY)
+    symbols, has_letter = _token_kinds(b)
+    is_word = ~symbols
     n_words = per_doc(w.doc[is_word], None, b.n)
     lines = b.text_lines
     n_lines = lines.count
@@ -85,7 +104,7 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
             per_doc(lines.doc, lines.matches(f"^{SPACE_RE2}*[•-]"), b.n), n_lines
         ),
         "gopher_ellipsis_lines_frac": ratio(per_doc(lines.doc, ellipsis_lines(b), b.n), n_lines),
-        "gopher_alpha_words_frac": ratio(per_doc(w.doc, w.matches(r"\p{L}"), b.n), tokens),
+        "gopher_alpha_words_frac": ratio(per_doc(w.doc, has_letter, b.n), tokens),
         "gopher_stop_words_distinct": distinct_stop,
     }
 
@@ -117,21 +136,25 @@ def repetition(b: TextBatch) -> dict[str, np.ndarray]:
     return out
 
 
-def _repeated_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _repeated_keys(key: np.ndarray, sift: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where ``key`` holds a value that occurs more than once: (those positions, an id per value
     there, how often it occurs).
 
-    Keys alone in their bucket of a 64-bit multiplicative hash (four buckets per key) occur once
-    and are set aside with a cheap count; only the others are hashed exactly (Arrow), which
-    costs far more per key on large arrays.
+    With ``sift`` (keys most of which occur once: the bigrams), keys alone in their bucket of a
+    64-bit multiplicative hash (four buckets per key) occur once and are set aside with a cheap
+    count; only the others are hashed exactly (Arrow), which costs far more per key. Without it
+    (the longer n-grams, searched where the shorter ones repeat) all are hashed at once.
     """
     if len(key) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    bits = max(len(key).bit_length() + 2, 8)
-    with np.errstate(over="ignore"):
-        bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
-    shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
+    if sift:
+        bits = max(len(key).bit_length() + 2, 8)
+        with np.errstate(over="ignore"):
+            bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
+        shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
+    else:
+        shared = np.arange(len(key))
     inverse = pc.dictionary_encode(pa.array(key[shared])).indices.to_numpy(zero_copy_only=False)
     count = np.bincount(inverse)[inverse]
     repeated = count > 1
@@ -180,7 +203,7 @@ class NGrams:
                 starts = below[fits]
                 rolling = self._rolling[n - 1][fits] * self._MIX + self.ids[starts + n - 1]
             key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-        at, inverse, count = _repeated_keys(key)
+        at, inverse, count = _repeated_keys(key, sift=n == 2)
         self._repeated[n] = starts[at]
         self._rolling[n] = rolling[at]
         self._found[n] = (inverse, count)

@@ -120,8 +120,11 @@ INFIX_SPACES = (
 def _ascii_only(pattern: str) -> str:
     """``pattern`` (PERIOD_UNSHAPED, INFIX_SPACES) for ASCII strings alone: its classes less
     their other characters, which makes it quick to compile."""
-    for codes in (english.UPPER_CODES | {ord("'"), ord("’")}, english.ALPHA_CODES | set(range(0x30, 0x3A)),
-                  english.ALPHA_CODES):
+    for codes in (
+        english.UPPER_CODES | {ord("'"), ord("’")},
+        english.ALPHA_CODES | set(range(0x30, 0x3A)),
+        english.ALPHA_CODES,
+    ):
         pattern = pattern.replace(_re2_codes(codes), _re2_codes({c for c in codes if c < 128}))
     return pattern
 
@@ -144,7 +147,7 @@ _MERGE_PAIRS = pa.array(sorted(f"{a}\x1f{b}" for a, b in english._MERGE_PAIRS), 
 
 
 def _bool(a: pa.Array) -> np.ndarray:
-    return pc.fill_null(a, False).to_numpy(zero_copy_only=False)
+    return (pc.fill_null(a, False) if a.null_count else a).to_numpy(zero_copy_only=False)
 
 
 def _is_special(values: pa.Array) -> np.ndarray:
@@ -234,13 +237,20 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     # characters each side (a superset of those strings; longer cuts are the stem below).
     possessive = _bool(pc.match_substring_regex(core, POSSESSIVE))
     peel_back = n_trail + 2 * possessive
+    # (All cuts looked up at once: one hash table of the special cases instead of one per cut.)
+    reached: list[np.ndarray] = []
+    cuts: list[pa.Array] = []
     for front in (0, 1, 2):
         for back in (0, 1, 2):
             reach = good & (n_lead >= front) & (peel_back >= back)
             if (front or back) and reach.any():
-                at_cut = np.flatnonzero(reach)
-                cut = pc.utf8_slice_codeunits(c.take(pa.array(at_cut)), front, -back if back else 1 << 30)
-                good[at_cut[_is_special(cut)]] = False
+                reached.append(np.flatnonzero(reach))
+                cuts.append(
+                    pc.utf8_slice_codeunits(c.take(pa.array(reached[-1])), front, -back if back else 1 << 30)
+                )
+    if reached:
+        cut_rows = np.concatenate(reached)
+        good[cut_rows[_is_special(pa.concat_arrays([x.cast(pa.large_string()) for x in cuts]))]] = False
     # The suffix 's: what precedes it must not be special or end in another 's.
     if possessive.any():
         stem = pc.utf8_slice_codeunits(core.filter(pa.array(possessive)), 0, -2)
@@ -333,7 +343,11 @@ def _chunk_tokens(
         other = np.arange(n)
     else:
         plain = _bool(pc.utf8_is_alnum(chunks))
-        unit = _bool(pc.match_substring_regex(chunks, UNIT_NEAR_END))
+        # A unit follows a digit, which a chunk of letters alone (most) lacks: the pattern (a
+        # tenth of a microsecond a chunk) runs on the others.
+        unit = ~_bool(pc.utf8_is_alpha(chunks))
+        if unit.any():
+            unit[unit] = _bool(pc.match_substring_regex(chunks.filter(pa.array(unit)), UNIT_NEAR_END))
         simple = plain & ~_is_special(chunks) & ~unit
         rest = np.flatnonzero(~simple)
         shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)), unit[rest])
@@ -475,7 +489,11 @@ def sentence_roles(vocab: pa.Array) -> np.ndarray:
     """The sentencizer's view of each distinct token: a final mark, other punctuation, or else."""
     role = np.full(len(vocab), _S, dtype=np.int8)
     if len(vocab):
-        role[_bool(pc.match_substring_regex(vocab, r"^\p{P}+$"))] = _O
+        # A token of letters and digits (most) is no punctuation: the pattern runs on the others.
+        maybe = ~_bool(pc.utf8_is_alnum(vocab))
+        if maybe.any():
+            punct = _bool(pc.match_substring_regex(vocab.filter(pa.array(maybe)), r"^\p{P}+$"))
+            role[np.flatnonzero(maybe)[punct]] = _O
         role[_bool(pc.is_in(vocab, value_set=pa.array(sorted(SENTENCE_FINAL), vocab.type)))] = _T
     return role
 
@@ -495,30 +513,42 @@ def own_sentence_counts(s: Split, lines: np.ndarray, texts: pa.Array, spaced: np
     n = len(lines)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    roles = sentence_roles(s.vocab)
+    # Counted for every text of the split at once, in its own token order (no gathering of the
+    # chosen texts' tokens); the few spaced texts are counted again with their whitespace tokens.
+    out = _count_by_role(s.counts, roles[s.ids])[lines]
+    if spaced.any():
+        out[spaced] = _spaced_sentence_counts(s, lines[spaced], texts.filter(pa.array(spaced)), roles)
+    return out
+
+
+def _spaced_sentence_counts(s: Split, lines: np.ndarray, texts: pa.Array, roles: np.ndarray) -> np.ndarray:
+    """:func:`own_sentence_counts` of spaced texts: each chunk after whitespace other than one
+    plain space has a whitespace token before it."""
+    n = len(lines)
     # The chunks of the chosen texts, in order.
     per_text = s.chunks[lines]
     chunk = _ranges(np.concatenate([[0], np.cumsum(s.chunks)])[lines], per_text)
     mark = np.zeros(len(chunk), dtype=np.int64)  # 1: a whitespace token before the chunk
-    if spaced.any():
-        # The whitespace between a stripped text's chunks: the pieces between its runs of
-        # non-space characters, less the first and the last (empty).
-        gaps = pc.split_pattern_regex(texts.filter(pa.array(spaced)), NOT_SPACE_RUN_RE2)
-        sizes = pc.list_value_length(gaps).to_numpy(zero_copy_only=False).astype(np.int64)
-        if not np.array_equal(sizes, per_text[spaced] + 1):
-            raise ValueError("the texts do not hold the split's chunks")
-        special = _bool(pc.not_equal(pc.list_flatten(gaps), " "))
-        ends = np.cumsum(sizes)
-        inner = np.ones(len(special), dtype=bool)
-        inner[ends - 1] = False
-        inner[ends - sizes] = False
-        after_gap = np.repeat(spaced, per_text)  # every chunk of a spaced text but its first
-        first = np.concatenate([[0], np.cumsum(per_text)[:-1]])
-        after_gap[first[per_text > 0]] = False
-        mark[after_gap] = special[inner]
+    # The whitespace between a stripped text's chunks: the pieces between its runs of
+    # non-space characters, less the first and the last (empty).
+    gaps = pc.split_pattern_regex(texts, NOT_SPACE_RUN_RE2)
+    sizes = pc.list_value_length(gaps).to_numpy(zero_copy_only=False).astype(np.int64)
+    if not np.array_equal(sizes, per_text + 1):
+        raise ValueError("the texts do not hold the split's chunks")
+    special = _bool(pc.not_equal(pc.list_flatten(gaps), " "))
+    ends = np.cumsum(sizes)
+    inner = np.ones(len(special), dtype=bool)
+    inner[ends - 1] = False
+    inner[ends - sizes] = False
+    after_gap = np.ones(len(chunk), dtype=bool)  # every chunk of a text but its first
+    first = np.concatenate([[0], np.cumsum(per_text)[:-1]])
+    after_gap[first[per_text > 0]] = False
+    mark[after_gap] = special[inner]
     tokens = s.chunk_tokens[chunk]
     size = tokens + mark
     counts = np.bincount(np.repeat(np.arange(n), per_text), weights=size, minlength=n).astype(np.int64)
-    role_of = np.append(sentence_roles(s.vocab), np.int8(_S))  # the last: a whitespace token
+    role_of = np.append(roles, np.int8(_S))  # the last: a whitespace token
     ids = np.full(int(size.sum()), len(role_of) - 1, dtype=np.int64)
     token_first = np.concatenate([[0], np.cumsum(s.chunk_tokens)])
     ids[_ranges(np.cumsum(size) - tokens, tokens)] = s.ids[_ranges(token_first[chunk], tokens)]
@@ -534,19 +564,18 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _count_by_role(counts: np.ndarray, role: np.ndarray) -> np.ndarray:
-    """Sentences in each of ``len(counts)`` lines whose tokens have sentence roles ``role``."""
+    """Sentences in each of ``len(counts)`` lines whose tokens have sentence roles ``role``.
+
+    Between a starter and the previous one (or the line's start) there are only final marks and
+    other punctuation, so a starter begins a sentence exactly when the nearest token before it
+    in its line that is no other punctuation is a final mark: only those tokens are looked at.
+    """
     n = len(counts)
     if len(role) == 0:
         return np.zeros(n, dtype=np.int64)
-    line = np.repeat(np.arange(n, dtype=np.int64), counts)
-    cum_final = np.cumsum(role == _T)
-    starts = np.flatnonzero(role == _S)
-    # Final marks since the previous starter of the same line (or since the line began).
-    line_first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    before_line = np.where(line_first > 0, cum_final[np.maximum(line_first - 1, 0)], 0)
-    prev = np.concatenate([[-1], starts[:-1]])
-    same_line = (prev >= 0) & (line[np.maximum(prev, 0)] == line[starts])
-    base = np.where(same_line, cum_final[np.maximum(prev, 0)], before_line[line[starts]])
-    boundary = cum_final[starts] > base
-    out = np.bincount(line[starts[boundary]], minlength=n) + (counts > 0)
+    at = np.flatnonzero(role != _O)
+    kind = role[at]
+    line = np.searchsorted(np.cumsum(counts), at, side="right")
+    boundary = (kind[1:] == _S) & (kind[:-1] == _T) & (line[1:] == line[:-1])
+    out = np.bincount(line[1:][boundary], minlength=n) + (counts > 0)
     return out.astype(np.int64)
