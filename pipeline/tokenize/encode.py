@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Encoding
 
-from .. import duckdb_session
+from .. import duckdb_session, validation
 from ..dataset import DATA_VIEW, Dataset, ShardWriter
 from ..observe import report
 from ..rejects import REJECT_TEXT_LIMIT
@@ -229,7 +229,7 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
             elif alone and enc.shard == shards[-1]:
                 enc.close_streams()
                 with ThreadPoolExecutor(2, thread_name_prefix="tokenize-pack") as pool:
-                    closing = pool.submit(enc.close)
+                    closing = pool.submit(enc.close, prefetch=True)
                     packed = pack_alone(ctx, stream_files(ctx.staging_dir, opened), pool)
                     results.append(closing.result())
             else:
@@ -340,9 +340,12 @@ class ShardEncoder:
         for f in self.streams.values():
             f.close()
 
-    def close(self) -> dict[str, Any]:
+    def close(self, prefetch: bool = False) -> dict[str, Any]:
+        """Close every output; with ``prefetch``, start reading the docs shards for validation."""
         self.close_streams()
-        self.docs.close()
+        docs = self.docs.close()
+        if prefetch:
+            validation.prefetch([self.docs.directory / s.file for s in docs], validation.doc_token_props())
         self.rejects.writer.close()
         if self.index is not None:
             self.index.close()

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from .. import validation
 from ..dataset import DATA_VIEW
 from ..stage import StageContext
 from .config import TokenizeConfig
@@ -157,6 +159,12 @@ def cut_sequences(tokens: np.ndarray, seq_len: int) -> np.ndarray:
 
 def write_bucket(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> dict[str, Any]:
     """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard."""
+    write_permuted(ctx, split, b, rows)
+    return {"split": split, "bucket": b, "rows": len(rows)}
+
+
+def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> list[Path]:
+    """:func:`write_bucket`'s work; the shard files written."""
     cfg: TokenizeConfig = ctx.config
     dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], GATHER, b])
@@ -170,8 +178,7 @@ def write_bucket(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> dic
         plain_columns=PLAIN_COLUMNS,
     )
     writer.write(sequences_table(rows, split))
-    writer.close()
-    return {"split": split, "bucket": b, "rows": len(rows)}
+    return [writer.directory / info.file for info in writer.close()]
 
 
 def sequences_table(rows: np.ndarray, split: str) -> pa.Table:
@@ -193,7 +200,8 @@ def pack_alone(
 
     What scatter and gather write for a single bucket: scatter sends every row of the one chunk
     to bucket 0 in order, gather permutes the bucket. The splits are written in ``executor``
-    (Parquet releases the GIL while it encodes and compresses).
+    (Parquet releases the GIL while it encodes and compresses), and each shard's properties for
+    the validation read as soon as it is closed.
     """
     cfg: TokenizeConfig = ctx.config
     sequences = {s: count_sequences(sum(n for _, n in streams[s]), cfg.seq_len) for s in SPLITS}
@@ -203,7 +211,8 @@ def pack_alone(
 
     def pack(split: str) -> None:
         n, L = sequences[split], cfg.seq_len
-        write_bucket(ctx, split, 0, cut_sequences(read_stream(streams[split], 0, n * L + 1, dtype), L))
+        rows = cut_sequences(read_stream(streams[split], 0, n * L + 1, dtype), L)
+        validation.prefetch(write_permuted(ctx, split, 0, rows), validation.packed_props())
 
     jobs = [executor.submit(pack, s) for s in SPLITS if sequences[s]]
     for job in jobs:
