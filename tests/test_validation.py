@@ -356,6 +356,8 @@ def test_properties_read_ahead_are_used_only_for_unchanged_files(token_dataset, 
     vocab = manifest["totals"]["vocab_size"]
     ids = table.column("input_ids").to_pylist()
     ids[0] = [vocab] * len(ids[0])
-    pq.write_table(table.set_column(1, "input_ids", pa.array(ids, table.schema.field("input_ids").type)), data[0])
+    pq.write_table(
+        table.set_column(1, "input_ids", pa.array(ids, table.schema.field("input_ids").type)), data[0]
+    )
     with pytest.raises(ValidationFailed, match=f"column=max_id, min_value=0, max_value={vocab - 1}"):
         validate_stage_output(TokenizeStage(), ctx, manifest)

@@ -304,9 +304,7 @@ class ShardEncoder:
         """Write one batch's rows; a piece of a batch (``whole`` False) waits for the others."""
         tok, cfg = self.tok, self.cfg
         flat, lengths = tok.to_arrays(encodings)
-        batch = self.rejects.take(
-            batch, lengths == 0, "no_tokens", value="0", threshold="1", hold=not whole
-        )
+        batch = self.rejects.take(batch, lengths == 0, "no_tokens", value="0", threshold="1", hold=not whole)
         lengths = lengths[lengths > 0]
         ids = batch.column("id").to_pylist()
         self.text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)

@@ -97,9 +97,7 @@ def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[st
     return units
 
 
-def read_stream(
-    streams: list[tuple[str, int]], start: int, stop: int, dtype: np.dtype
-) -> np.ndarray:
+def read_stream(streams: list[tuple[str, int]], start: int, stop: int, dtype: np.dtype) -> np.ndarray:
     """Tokens ``[start, stop)`` of a split's stream, read from the per-shard files that hold them."""
     parts, pos = [], 0
     for path, n in streams:
