@@ -74,7 +74,7 @@ def stream_layout(ctx: StageContext, split: str, mixed: list[dict[str, Any]]) ->
 def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chunks of consecutive sequences per split; records the stream layout in ``ctx.extra``.
 
-    None when the encode unit packed the splits itself (``ctx.extra["packed"]``).
+    No units when the encode unit packed the splits itself (``ctx.extra["packed"]``).
     """
     cfg: TokenizeConfig = ctx.config
     ctx.extra["streams"], ctx.extra["buckets"], ctx.extra["chunks"] = {}, {}, {}
