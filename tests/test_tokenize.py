@@ -458,6 +458,24 @@ def test_a_small_input_packed_by_its_encode_unit_equals_scatter_and_gather(corpu
     assert packed == [None] and several.dataset.manifest["stats"]["shards"]["train"] > 1
 
 
+def test_a_run_stopped_after_packing_resumes_from_the_encode_units_marker(corpus, tmp_path, monkeypatch):
+    from pipeline.tokenize import stage as tokenize_stage
+
+    clean = tokenize(tmp_path / "a", corpus, shard_sequences=10_000)
+    encoded = []
+    encode_shards = tokenize_stage.encode_shards
+    monkeypatch.setattr(tokenize_stage, "encode_shards", lambda *a: encoded.append(1) or encode_shards(*a))
+    monkeypatch.setattr(tokenize_stage, "plan_gather", lambda *a: 1 / 0)  # after the encode unit
+    with pytest.raises(ZeroDivisionError):
+        tokenize(tmp_path / "b", corpus, shard_sequences=10_000)
+    monkeypatch.undo()
+    monkeypatch.setattr(tokenize_stage, "encode_shards", lambda *a: encoded.append(1) or encode_shards(*a))
+    resumed = tokenize(tmp_path / "b", corpus, shard_sequences=10_000)
+    assert encoded == [1]  # the packed unit ran once: the second run read its marker
+    assert resumed.dataset.manifest["views"] == clean.dataset.manifest["views"]
+    assert resumed.dataset.manifest["totals"] == clean.dataset.manifest["totals"]
+
+
 def test_small_shards_encoded_together_write_what_each_alone_writes(tmp_path, monkeypatch):
     from pipeline.tokenize import encode
 
