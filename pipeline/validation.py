@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -297,9 +297,7 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any], docs
     """Packed sequences in the data view, and per-document token lists in ``docs_view``."""
     totals = manifest["totals"]
     width, top = totals["seq_len"] + 1, totals["vocab_size"] - 1
-    ids = (list_min("min_id", "input_ids"), list_max("max_id", "input_ids"))
-    split, is_val = column("split", "VARCHAR"), equals("is_val", "split", "val")
-    data = _rows(_files(staging_dir / DATA_VIEW), split, list_len("n_tokens", "input_ids"), *ids, is_val)
+    data = _rows(_files(staging_dir / DATA_VIEW), *packed_props())
     seq = [
         *[
             expect("column_values_to_not_be_null", column=c)
@@ -318,15 +316,7 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any], docs
         ]
 
     docs_files = _files(staging_dir / docs_view)
-    docs = _rows(
-        docs_files,
-        column("id", "VARCHAR"),
-        split,
-        column("n_tokens", "BIGINT"),
-        list_len("list_len", "input_ids"),
-        *ids,
-        is_val,
-    )
+    docs = _rows(docs_files, *doc_token_props())
     doc = [
         *[expect("column_values_to_not_be_null", column=c) for c in ("id", "split", "n_tokens", "list_len")],
         expect("column_values_to_be_unique", column="id"),
@@ -353,6 +343,30 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any], docs
     if docs.sampled:
         suites.append(_exact_unique_ids(stage.name, docs_view, docs_files))
     return suites
+
+
+def packed_props() -> tuple[Prop, ...]:
+    """The per-row properties the tokens suite checks on packed sequences."""
+    return (
+        column("split", "VARCHAR"),
+        list_len("n_tokens", "input_ids"),
+        list_min("min_id", "input_ids"),
+        list_max("max_id", "input_ids"),
+        equals("is_val", "split", "val"),
+    )
+
+
+def doc_token_props() -> tuple[Prop, ...]:
+    """The per-row properties the tokens suite checks on per-document token lists."""
+    return (
+        column("id", "VARCHAR"),
+        column("split", "VARCHAR"),
+        column("n_tokens", "BIGINT"),
+        list_len("list_len", "input_ids"),
+        list_min("min_id", "input_ids"),
+        list_max("max_id", "input_ids"),
+        equals("is_val", "split", "val"),
+    )
 
 
 def val_fraction_bounds(p: float, n: int) -> tuple[float, float]:
@@ -641,15 +655,67 @@ def _arrow_props(rows: Rows) -> pa.Table:
     """The properties of every row, read a batch at a time (only the columns they need)."""
     assert rows.props is not None
     props = rows.props
-    reads = sorted({c for p in props for c in p.reads})
     parts = []
     for f in rows.files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=ARROW_BATCH_ROWS, columns=reads):
-            t = pa.Table.from_batches([batch])
-            parts.append(pa.table({p.name: p.arrow(t) for p in props}))
+        early = _prefetched(f, props)
+        parts += early if early is not None else _file_props(f, props)
     if not parts:
         return pa.table({p.name: pa.array([], _ARROW_TYPES.get(p.type, pa.int64())) for p in props})
     return pa.concat_tables(parts)
+
+
+def _file_props(path: str, props: tuple[Prop, ...]) -> list[pa.Table]:
+    reads = sorted({c for p in props for c in p.reads})
+    parts = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=ARROW_BATCH_ROWS, columns=reads):
+        t = pa.Table.from_batches([batch])
+        parts.append(pa.table({p.name: p.arrow(t) for p in props}))
+    return parts
+
+
+# Properties of finished shards computed ahead of validation (:func:`prefetch`), by path and
+# property names, with the file's (inode, size, mtime) when they were read: validation takes
+# them only for a file unchanged since, else it reads the file itself.
+_EARLY: dict[tuple[str, tuple[str, ...]], Future[tuple[tuple[int, int, int], list[pa.Table]]]] = {}
+_EARLY_KEPT = 64
+_early_lock = threading.Lock()
+_early_pool: ThreadPoolExecutor | None = None
+
+
+def prefetch(files: list[Path], props: tuple[Prop, ...]) -> None:
+    """Start computing ``props`` of finished shard files in the background, so that the arrow
+    engine finds them done when it validates these files unchanged (a stage overlaps this with
+    its last writes). Nothing happens when validation will not run in Arrow."""
+    global _early_pool
+    if engine() not in ("auto", "arrow"):
+        return
+    small = [str(f) for f in files if os.stat(f).st_size <= ARROW_MAX_BYTES]
+
+    def read(path: str) -> tuple[tuple[int, int, int], list[pa.Table]]:
+        st = os.stat(path)
+        return (st.st_ino, st.st_size, st.st_mtime_ns), _file_props(path, props)
+
+    names = tuple(p.name for p in props)
+    with _early_lock:
+        if _early_pool is None:
+            _early_pool = ThreadPoolExecutor(2, thread_name_prefix="validation-early")
+        for f in small:
+            _EARLY[(f, names)] = _early_pool.submit(read, f)
+        while len(_EARLY) > _EARLY_KEPT:
+            _EARLY.pop(next(iter(_EARLY)))
+
+
+def _prefetched(path: str, props: tuple[Prop, ...]) -> list[pa.Table] | None:
+    with _early_lock:
+        job = _EARLY.pop((path, tuple(p.name for p in props)), None)
+    if job is None:
+        return None
+    try:
+        key, parts = job.result()
+    except Exception:  # e.g. a file replaced while it was read: read it again, here
+        return None
+    st = os.stat(path)
+    return parts if key == (st.st_ino, st.st_size, st.st_mtime_ns) else None
 
 
 _ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32()}

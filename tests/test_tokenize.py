@@ -10,7 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import normalizers
 
-from pipeline.dataset import ShardWriter
 from pipeline.errors import ConfigError
 from pipeline.ingest.config import IngestConfig, SourceConfig
 from pipeline.ingest.stage import IngestStage
@@ -297,37 +296,6 @@ def test_duplicate_ids_and_empty_encodings_go_to_rejects(tmp_path):
     assert plan(TokenizeStage(), cfg, tmp_path / "root", {"decontaminate": dataset}).fingerprint != before
 
 
-def test_a_last_batch_encoded_in_pieces_writes_what_it_writes_whole(tmp_path, monkeypatch):
-    from pipeline.tokenize import encode
-
-    docs = make_docs(40)
-    docs.insert(10, dict(docs[3]))  # an id repeat, rejected before the batch is cut
-    for k in (2, 5, 8, 17, 30, 38):  # documents the tokenizer normalizes to nothing, in every piece
-        docs.insert(k, {"id": f"only-x-{k}", "text": "x" * k})
-    dataset = ingest(tmp_path / "root", write_jsonl(tmp_path / "d.jsonl", docs))
-    tok = build_char([[d["text"] for d in docs]])
-    tok.tokenizer.normalizer = normalizers.Replace("x", "")
-    (tmp_path / "tokenizer.json").write_text(tok.to_json())
-    cfg = {"tokenizer": "pretrained", "tokenizer_path": str(tmp_path / "tokenizer.json")}
-
-    monkeypatch.setattr(encode, "TAPER_MIN_DOCS", 2)
-    assert len(encode.taper_pieces(len(docs) - 1)) == 4
-    # Row groups of 3 rows in the docs and rejects views: a piece written on its own would start
-    # them at other rows.
-    defaults = ShardWriter.__init__.__defaults__
-    monkeypatch.setattr(ShardWriter.__init__, "__defaults__", (defaults[0], defaults[1], 3, *defaults[3:]))
-    pieces = tokenize(tmp_path / "a", dataset, **cfg)
-    monkeypatch.setattr(encode, "TAPER", ())
-    assert encode.taper_pieces(len(docs) - 1) == [(0, len(docs) - 1)]
-    whole = tokenize(tmp_path / "b", dataset, **cfg)
-    assert pieces.counts == whole.counts and pieces.counts["rejected_by_reason"] == {
-        "tokenize.duplicate_id": 1,
-        "tokenize.no_tokens": 6,
-    }
-    assert pieces.dataset.manifest["views"] == whole.dataset.manifest["views"]  # every file's sha256
-    assert pq.ParquetFile(whole.dataset.shard_paths("docs")[0]).metadata.num_row_groups > 1
-
-
 def test_incremental_version_reuses_the_parent_tokenizer(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -488,6 +456,24 @@ def test_a_small_input_packed_by_its_encode_unit_equals_scatter_and_gather(corpu
     monkeypatch.setattr(encode, "pack_alone", lambda *a: packed.append(pack_alone(*a)) or packed[-1])
     several = tokenize(tmp_path / "c", corpus)
     assert packed == [None] and several.dataset.manifest["stats"]["shards"]["train"] > 1
+
+
+def test_a_run_stopped_after_packing_resumes_from_the_encode_units_marker(corpus, tmp_path, monkeypatch):
+    from pipeline.tokenize import stage as tokenize_stage
+
+    clean = tokenize(tmp_path / "a", corpus, shard_sequences=10_000)
+    encoded = []
+    encode_shards = tokenize_stage.encode_shards
+    monkeypatch.setattr(tokenize_stage, "encode_shards", lambda *a: encoded.append(1) or encode_shards(*a))
+    monkeypatch.setattr(tokenize_stage, "plan_gather", lambda *a: 1 / 0)  # after the encode unit
+    with pytest.raises(ZeroDivisionError):
+        tokenize(tmp_path / "b", corpus, shard_sequences=10_000)
+    monkeypatch.undo()
+    monkeypatch.setattr(tokenize_stage, "encode_shards", lambda *a: encoded.append(1) or encode_shards(*a))
+    resumed = tokenize(tmp_path / "b", corpus, shard_sequences=10_000)
+    assert encoded == [1]  # the packed unit ran once: the second run read its marker
+    assert resumed.dataset.manifest["views"] == clean.dataset.manifest["views"]
+    assert resumed.dataset.manifest["totals"] == clean.dataset.manifest["totals"]
 
 
 def test_small_shards_encoded_together_write_what_each_alone_writes(tmp_path, monkeypatch):

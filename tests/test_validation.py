@@ -337,3 +337,27 @@ def test_an_unknown_engine_is_a_config_error(monkeypatch):
     monkeypatch.setenv(validation.ENGINE_ENV, "pandas")
     with pytest.raises(ConfigError, match="TOKENMILL_VALIDATION_ENGINE"):
         validation.engine()
+
+
+def test_properties_read_ahead_are_used_only_for_unchanged_files(token_dataset, tmp_path):
+    staging, ctx, manifest = staged_copy(token_dataset, tmp_path)
+    data, docs = sorted((staging / "data").glob("*.parquet")), sorted((staging / "docs").glob("*.parquet"))
+    validation.prefetch(data, validation.packed_props())
+    validation.prefetch(docs, validation.doc_token_props())
+    early = {f for f, _ in validation._EARLY}
+    assert early == {str(p) for p in data + docs}
+    assert validate_stage_output(TokenizeStage(), ctx, manifest) == token_dataset.manifest["validation"]
+    assert not validation._EARLY  # taken by the validation
+
+    # A shard rewritten after its properties were read is read again: the new row fails.
+    validation.prefetch(data, validation.packed_props())
+    validation._EARLY[(str(data[0]), tuple(p.name for p in validation.packed_props()))].result()
+    table = pq.read_table(data[0])
+    vocab = manifest["totals"]["vocab_size"]
+    ids = table.column("input_ids").to_pylist()
+    ids[0] = [vocab] * len(ids[0])
+    pq.write_table(
+        table.set_column(1, "input_ids", pa.array(ids, table.schema.field("input_ids").type)), data[0]
+    )
+    with pytest.raises(ValidationFailed, match=f"column=max_id, min_value=0, max_value={vocab - 1}"):
+        validate_stage_output(TokenizeStage(), ctx, manifest)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Encoding
 
-from .. import duckdb_session
+from .. import duckdb_session, validation
 from ..dataset import DATA_VIEW, Dataset, ShardWriter
 from ..observe import report
 from ..rejects import REJECT_TEXT_LIMIT
@@ -49,11 +49,6 @@ K = TypeVar("K")
 IN_MEMORY_ID_ROWS = 250_000  # inputs up to this many rows have their ids checked in memory (~15 MB)
 # Consecutive input shards are encoded as one unit up to this many Parquet bytes (~10 MB of text).
 UNIT_FILE_BYTES = 4_000_000
-# A unit's last batch is encoded in pieces of 1/2, 1/4, 1/8 and 1/8 of it (none under TAPER_MIN_DOCS
-# documents), so that writing each piece's rows overlaps encoding the next, and only the smallest
-# is written after the encoder stops. The rows are written as one batch, as if encoded whole.
-TAPER = (2, 4, 8)
-TAPER_MIN_DOCS = 16
 
 
 def text_bytes_estimate(dataset: Dataset) -> int:
@@ -212,23 +207,23 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
     packed = None
     opened: list[ShardEncoder] = []
 
-    def batches() -> Iterator[tuple[tuple[ShardEncoder, bool], pa.RecordBatch | None]]:
+    def batches() -> Iterator[tuple[ShardEncoder, pa.RecordBatch | None]]:
         for shard in shards:
             enc = ShardEncoder(ctx, tok, shard)
             opened.append(enc)
-            for batch, whole in enc.batches(taper=shard == shards[-1]):
-                yield (enc, whole), batch
-            yield (enc, True), None  # the end of the shard
+            for batch in enc.batches():
+                yield enc, batch
+            yield enc, None  # the end of the shard
 
     results = []
     try:
-        for (enc, whole), batch, encodings in encode_ahead(tok, batches()):
+        for enc, batch, encodings in encode_ahead(tok, batches()):
             if batch is not None:
-                enc.add(batch, encodings, whole)
+                enc.add(batch, encodings)
             elif alone and enc.shard == shards[-1]:
                 enc.close_streams()
                 with ThreadPoolExecutor(2, thread_name_prefix="tokenize-pack") as pool:
-                    closing = pool.submit(enc.close)
+                    closing = pool.submit(enc.close, prefetch=True)
                     packed = pack_alone(ctx, stream_files(ctx.staging_dir, opened), pool)
                     results.append(closing.result())
             else:
@@ -273,46 +268,24 @@ class ShardEncoder:
         self.by_source: dict[str, dict[str, int]] = {}
         self.index = IndexWriter(index_file(ctx.staging_dir, shard), cfg.mix.seed) if cfg.mix else None
         self.text_bytes = 0
-        self.held: list[pa.Table] = []  # docs rows of the pieces of a batch, until its last piece
 
-    def batches(self, taper: bool = False) -> Iterator[tuple[pa.RecordBatch, bool]]:
-        """The shard's documents in batches of at most ``batch_docs`` and ``batch_bytes``, each
-        with whether it ends a batch: with ``taper``, the last batch comes in pieces (``TAPER``)."""
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The shard's documents in batches of at most ``batch_docs`` and ``batch_bytes``."""
         columns = ["id", "text", *self.lineage]
-        read = [0]  # input rows read so far
-
-        def counted(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in batches:
-                read[0] += batch.num_rows
-                yield batch
-
         batches = byte_bounded(
             self.file.iter_batches(self.cfg.batch_docs, columns=columns), self.cfg.batch_bytes
         )
-        total = self.file.metadata.num_rows
-        for batch in drop_repeated_ids(counted(batches), self.shard, self.duplicates, self.rejects):
-            if not taper or read[0] < total:  # known without reading ahead
-                yield batch, True
-                continue
-            pieces = taper_pieces(batch.num_rows)
-            for k, (start, stop) in enumerate(pieces):
-                yield batch.slice(start, stop - start), k == len(pieces) - 1
+        return drop_repeated_ids(batches, self.shard, self.duplicates, self.rejects)
 
-    def add(self, batch: pa.RecordBatch, encodings: list[Encoding], whole: bool = True) -> None:
-        """Write one batch's rows; a piece of a batch (``whole`` False) waits for the others."""
+    def add(self, batch: pa.RecordBatch, encodings: list[Encoding]) -> None:
         tok, cfg = self.tok, self.cfg
         flat, lengths = tok.to_arrays(encodings)
-        batch = self.rejects.take(
-            batch, lengths == 0, "no_tokens", value="0", threshold="1", hold=not whole
-        )
+        batch = self.rejects.take(batch, lengths == 0, "no_tokens", value="0", threshold="1")
         lengths = lengths[lengths > 0]
         ids = batch.column("id").to_pylist()
         self.text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
         val = is_val(ids, cfg.val_fraction)
-        self.held.append(docs_table(ids, flat, lengths, val))
-        if whole:
-            self.docs.write(joined_table(self.held))
-            self.held = []
+        self.docs.write(docs_table(ids, flat, lengths, val))
         joined = join_documents(flat, lengths, tok.eot_id)
         in_val = np.repeat(val, lengths + 1)
         for s, mask in (("train", ~in_val), ("val", in_val)):
@@ -338,9 +311,12 @@ class ShardEncoder:
         for f in self.streams.values():
             f.close()
 
-    def close(self) -> dict[str, Any]:
+    def close(self, prefetch: bool = False) -> dict[str, Any]:
+        """Close every output; with ``prefetch``, start reading the docs shards for validation."""
         self.close_streams()
-        self.docs.close()
+        docs = self.docs.close()
+        if prefetch:
+            validation.prefetch([self.docs.directory / s.file for s in docs], validation.doc_token_props())
         self.rejects.writer.close()
         if self.index is not None:
             self.index.close()
@@ -446,7 +422,6 @@ class Rejects:
         self.writer = writer
         self.lineage = lineage
         self.counts: dict[str, int] = {}
-        self.held: list[pa.Table] = []
 
     def take(
         self,
@@ -456,22 +431,15 @@ class Rejects:
         value: str | None = None,
         threshold: str | None = None,
         copy_of: bool = False,
-        hold: bool = False,
     ) -> pa.RecordBatch:
-        """Reject the rows where ``mask`` is set; return the others.
-
-        With ``hold`` the reject rows wait, to be written with those of the next call without it
-        as one table (the pieces of one batch write what the whole batch would).
-        """
+        """Reject the rows where ``mask`` is set; return the others."""
         if not mask.any():
-            if not hold:
-                self.release()
             return batch
         reason = REJECT_PREFIX + rule
         rows = batch.filter(pa.array(mask))
         n = rows.num_rows
         self.counts[reason] = self.counts.get(reason, 0) + n
-        self.held.append(
+        self.writer.write(
             pa.table(
                 {
                     "id": rows.column("id"),
@@ -486,31 +454,7 @@ class Rejects:
                 }
             )
         )
-        if not hold:
-            self.release()
         return batch.filter(pa.array(~mask))
-
-    def release(self) -> None:
-        if self.held:
-            self.writer.write(joined_table(self.held))
-            self.held = []
-
-
-def joined_table(tables: list[pa.Table]) -> pa.Table:
-    """One table of contiguous columns, as one batch's rows would have been built."""
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
-
-
-def taper_pieces(rows: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` row ranges cutting a batch into pieces of 1/2, 1/4, ... (see ``TAPER``)."""
-    bounds, start = [], 0
-    for d in TAPER:
-        size = rows // d
-        if size < TAPER_MIN_DOCS or rows - start - size < TAPER_MIN_DOCS:
-            break
-        bounds.append((start, start + size))
-        start += size
-    return [*bounds, (start, rows)]
 
 
 def _constant(value: str | None, n: int) -> pa.Array:

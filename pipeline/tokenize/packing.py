@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from .. import validation
 from ..dataset import DATA_VIEW
 from ..stage import StageContext
 from .config import TokenizeConfig
@@ -71,7 +73,7 @@ def stream_layout(ctx: StageContext, split: str, mixed: list[dict[str, Any]]) ->
 def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chunks of consecutive sequences per split; records the stream layout in ``ctx.extra``.
 
-    None when the encode unit packed the splits itself (``ctx.extra["packed"]``).
+    No units when the encode unit packed the splits itself (``ctx.extra["packed"]``).
     """
     cfg: TokenizeConfig = ctx.config
     ctx.extra["streams"], ctx.extra["buckets"], ctx.extra["chunks"] = {}, {}, {}
@@ -94,9 +96,7 @@ def plan_scatter(ctx: StageContext, mixed: list[dict[str, Any]]) -> list[dict[st
     return units
 
 
-def read_stream(
-    streams: list[tuple[str, int]], start: int, stop: int, dtype: np.dtype
-) -> np.ndarray:
+def read_stream(streams: list[tuple[str, int]], start: int, stop: int, dtype: np.dtype) -> np.ndarray:
     """Tokens ``[start, stop)`` of a split's stream, read from the per-shard files that hold them."""
     parts, pos = [], 0
     for path, n in streams:
@@ -156,6 +156,12 @@ def cut_sequences(tokens: np.ndarray, seq_len: int) -> np.ndarray:
 
 def write_bucket(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> dict[str, Any]:
     """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard."""
+    write_permuted(ctx, split, b, rows)
+    return {"split": split, "bucket": b, "rows": len(rows)}
+
+
+def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> list[Path]:
+    """:func:`write_bucket`'s work; the shard files written."""
     cfg: TokenizeConfig = ctx.config
     dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], GATHER, b])
@@ -168,8 +174,7 @@ def write_bucket(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> dic
         row_group_rows=cfg.row_group_rows,
     )
     writer.write(sequences_table(rows, split))
-    writer.close()
-    return {"split": split, "bucket": b, "rows": len(rows)}
+    return [writer.directory / info.file for info in writer.close()]
 
 
 def sequences_table(rows: np.ndarray, split: str) -> pa.Table:
@@ -191,7 +196,8 @@ def pack_alone(
 
     What scatter and gather write for a single bucket: scatter sends every row of the one chunk
     to bucket 0 in order, gather permutes the bucket. The splits are written in ``executor``
-    (Parquet releases the GIL while it encodes and compresses).
+    (Parquet releases the GIL while it encodes and compresses), and each shard's properties for
+    the validation read as soon as it is closed.
     """
     cfg: TokenizeConfig = ctx.config
     sequences = {s: count_sequences(sum(n for _, n in streams[s]), cfg.seq_len) for s in SPLITS}
@@ -201,7 +207,8 @@ def pack_alone(
 
     def pack(split: str) -> None:
         n, L = sequences[split], cfg.seq_len
-        write_bucket(ctx, split, 0, cut_sequences(read_stream(streams[split], 0, n * L + 1, dtype), L))
+        rows = cut_sequences(read_stream(streams[split], 0, n * L + 1, dtype), L)
+        validation.prefetch(write_permuted(ctx, split, 0, rows), validation.packed_props())
 
     jobs = [executor.submit(pack, s) for s in SPLITS if sequences[s]]
     for job in jobs:
