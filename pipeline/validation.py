@@ -57,7 +57,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import duckdb_session, observe
-from .dataset import DATA_VIEW, shard_rows, shard_schema
+from .dataset import DATA_VIEW, FileKey, file_key, shard_rows, shard_schema
 from .errors import ConfigError, ValidationFailed
 from .schema import DOCUMENT_SCHEMA
 
@@ -347,13 +347,7 @@ def tokens_suite(stage: Stage, staging_dir: Path, manifest: dict[str, Any], docs
 
 def packed_props() -> tuple[Prop, ...]:
     """The per-row properties the tokens suite checks on packed sequences."""
-    return (
-        column("split", "VARCHAR"),
-        list_len("n_tokens", "input_ids"),
-        list_min("min_id", "input_ids"),
-        list_max("max_id", "input_ids"),
-        equals("is_val", "split", "val"),
-    )
+    return (column("split", "VARCHAR"), list_len("n_tokens", "input_ids"), *_token_id_props())
 
 
 def doc_token_props() -> tuple[Prop, ...]:
@@ -363,6 +357,12 @@ def doc_token_props() -> tuple[Prop, ...]:
         column("split", "VARCHAR"),
         column("n_tokens", "BIGINT"),
         list_len("list_len", "input_ids"),
+        *_token_id_props(),
+    )
+
+
+def _token_id_props() -> tuple[Prop, ...]:
+    return (
         list_min("min_id", "input_ids"),
         list_max("max_id", "input_ids"),
         equals("is_val", "split", "val"),
@@ -674,9 +674,9 @@ def _file_props(path: str, props: tuple[Prop, ...]) -> list[pa.Table]:
 
 
 # Properties of finished shards computed ahead of validation (:func:`prefetch`), by path and
-# property names, with the file's (inode, size, mtime) when they were read: validation takes
+# property names, with the file's file_key when they were read: validation takes
 # them only for a file unchanged since, else it reads the file itself.
-_EARLY: dict[tuple[str, tuple[str, ...]], Future[tuple[tuple[int, int, int], list[pa.Table]]]] = {}
+_EARLY: dict[tuple[str, tuple[str, ...]], Future[tuple[FileKey, list[pa.Table]]]] = {}
 _EARLY_KEPT = 64
 _early_lock = threading.Lock()
 _early_pool: ThreadPoolExecutor | None = None
@@ -691,9 +691,8 @@ def prefetch(files: list[Path], props: tuple[Prop, ...]) -> None:
         return
     small = [str(f) for f in files if os.stat(f).st_size <= ARROW_MAX_BYTES]
 
-    def read(path: str) -> tuple[tuple[int, int, int], list[pa.Table]]:
-        st = os.stat(path)
-        return (st.st_ino, st.st_size, st.st_mtime_ns), _file_props(path, props)
+    def read(path: str) -> tuple[FileKey, list[pa.Table]]:
+        return file_key(path), _file_props(path, props)
 
     names = tuple(p.name for p in props)
     with _early_lock:
@@ -714,8 +713,7 @@ def _prefetched(path: str, props: tuple[Prop, ...]) -> list[pa.Table] | None:
         key, parts = job.result()
     except Exception:  # e.g. a file replaced while it was read: read it again, here
         return None
-    st = os.stat(path)
-    return parts if key == (st.st_ino, st.st_size, st.st_mtime_ns) else None
+    return parts if key == file_key(path) else None
 
 
 _ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32()}

@@ -34,7 +34,7 @@ from .layout import (
     staging_base,
     version_dir,
 )
-from .reader import DamagedShard, Dataset, shard_schema, text_slices
+from .reader import DamagedShard, Dataset, FileKey, file_key, shard_schema, text_slices
 from .staging import Staging, VersionBusy, clean_staging, run_unit_resumable
 from .store import cached_shards, evict_cached, fetch_version, is_published, upload_version
 from .writer import ShardInfo, ShardWriter, describe_shards, ensure_nonempty, shard_rows, write_manifest
@@ -49,6 +49,7 @@ __all__ = [
     "STAGING",
     "DamagedShard",
     "Dataset",
+    "FileKey",
     "ShardInfo",
     "ShardWriter",
     "Staging",
@@ -59,6 +60,7 @@ __all__ = [
     "ensure_nonempty",
     "evict_cached",
     "fetch_version",
+    "file_key",
     "is_published",
     "manifest_header",
     "run_unit_resumable",

@@ -48,21 +48,31 @@ def text_slices(batch: pa.RecordBatch | pa.Table, max_bytes: int, column: str = 
         yield batch.slice(start, batch.num_rows - start)
 
 
-# Files this process has hashed and found intact, by (path, size, mtime, inode).
-_VERIFIED: set[tuple[str, int, int, int]] = set()
+FileKey = tuple[str, int, int, int]
+
+
+def file_key(path: str | Path, st: os.stat_result | None = None) -> FileKey:
+    """A file as it stands: (path, size, mtime, inode). Anything noted about a file in this
+    process is noted under it; a rewrite or a copy over the file changes it."""
+    st = os.stat(path) if st is None else st
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
+
+
+# Files this process has hashed and found intact.
+_VERIFIED: set[FileKey] = set()
 _VERIFIED_LOCK = threading.Lock()
 
 
-# Schemas read from shard footers, by (path, size, mtime, inode): a stage asks its input's schema
+# Schemas read from shard footers, by file_key: a stage asks its input's schema
 # several times (rules, views, reports), 1-2 ms of footer parsing each.
-_SCHEMAS: dict[tuple[str, int, int, int], pa.Schema] = {}
+_SCHEMAS: dict[FileKey, pa.Schema] = {}
 _SCHEMAS_KEPT = 1_024
 _SCHEMAS_LOCK = threading.Lock()
 
 
 def shard_schema(path: str | Path) -> pa.Schema:
     """A shard's Arrow schema (from its footer, once per process for an unchanged file)."""
-    key = _schema_key(path, os.stat(path))
+    key = file_key(path)
     with _SCHEMAS_LOCK:
         known = _SCHEMAS.get(key)
     if known is None:
@@ -73,29 +83,25 @@ def shard_schema(path: str | Path) -> pa.Schema:
 
 def remember_schema(path: str | Path, st: os.stat_result, schema: pa.Schema) -> None:
     """Note the schema of a shard this process has just written, as it stands (``st``)."""
-    _keep_schema(_schema_key(path, st), schema)
+    _keep_schema(file_key(path, st), schema)
 
 
 def note_renamed(old: Path, new: Path, st: os.stat_result) -> None:
     """``old``, described (hashed) as it stood at ``st``, is now ``new``: if the rename is all that
     changed, ``new`` counts as verified and keeps its known schema. The next stage of a run in
     this process then reads its input without hashing every byte again."""
-    now = os.stat(new)
-    if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+    was, now = file_key(old, st), file_key(new)
+    if was[1:] != now[1:]:
         return
     with _VERIFIED_LOCK:
-        _VERIFIED.add((str(new), now.st_size, now.st_mtime_ns, now.st_ino))
+        _VERIFIED.add(now)
     with _SCHEMAS_LOCK:
-        schema = _SCHEMAS.get(_schema_key(old, st))
+        schema = _SCHEMAS.get(was)
     if schema is not None:
-        _keep_schema(_schema_key(new, now), schema)
+        _keep_schema(now, schema)
 
 
-def _schema_key(path: str | Path, st: os.stat_result) -> tuple[str, int, int, int]:
-    return str(path), st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def _keep_schema(key: tuple[str, int, int, int], schema: pa.Schema) -> None:
+def _keep_schema(key: FileKey, schema: pa.Schema) -> None:
     with _SCHEMAS_LOCK:
         _SCHEMAS[key] = schema
         while len(_SCHEMAS) > _SCHEMAS_KEPT:
@@ -115,7 +121,7 @@ def shard_problem(path: Path, entry: dict[str, Any], full: bool = True) -> str |
         return f"{st.st_size} bytes, the manifest says {entry['bytes']}"
     if not full:
         return None
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = file_key(path, st)
     if key in _VERIFIED:
         return None
     digest = sha256_file(path)

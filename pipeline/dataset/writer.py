@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from ..errors import storage_full
 from ..hashing import sha256_file
 from .layout import COMPRESSION, DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS, MANIFEST, USE_DICTIONARY
-from .reader import remember_schema
+from .reader import FileKey, file_key, remember_schema
 
 
 @contextlib.contextmanager
@@ -45,31 +45,24 @@ class ShardInfo:
         return {"file": self.file, "rows": self.rows, "bytes": self.bytes, "sha256": self.sha256}
 
 
-# Shards this process wrote, by path, with the (inode, size, mtime) they had when described: publish
-# then lists a view's shards without reading each footer and hashing each file a second time.
-# Any change to a file since (a rewrite, a copy over it) changes its stat, and it is read afresh.
-_WRITTEN: dict[str, tuple[tuple[int, int, int], ShardInfo]] = {}
+# Shards this process wrote, by their file_key when described: publish then lists a view's shards
+# without reading each footer and hashing each file a second time. Any change to a file since (a
+# rewrite, a copy over it) changes its key, and it is read afresh.
+_WRITTEN: dict[FileKey, ShardInfo] = {}
 _WRITTEN_KEPT = 16_384
 _WRITTEN_LOCK = threading.Lock()
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 def _remember(path: Path, info: ShardInfo, st: os.stat_result) -> None:
     with _WRITTEN_LOCK:
-        _WRITTEN[str(path)] = (_stat_key(st), info)
+        _WRITTEN[file_key(path, st)] = info
         while len(_WRITTEN) > _WRITTEN_KEPT:
             _WRITTEN.pop(next(iter(_WRITTEN)))
 
 
 def _written(path: Path, st: os.stat_result) -> ShardInfo | None:
     with _WRITTEN_LOCK:
-        known = _WRITTEN.get(str(path))
-    if known is None or known[0] != _stat_key(st):
-        return None
-    return ShardInfo(path.name, known[1].rows, known[1].bytes, known[1].sha256)
+        return _WRITTEN.get(file_key(path, st))
 
 
 class ShardWriter:

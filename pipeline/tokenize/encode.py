@@ -27,16 +27,7 @@ from ..observe import report
 from ..rejects import REJECT_TEXT_LIMIT
 from ..stage import StageContext
 from .config import TokenizeConfig
-from .formats import (
-    DOCS_VIEW,
-    SPLITS,
-    TOKENIZER_DIR,
-    docs_schema,
-    docs_table,
-    is_val,
-    stream_file,
-    unit_hash,
-)
+from .formats import DOCS_VIEW, SPLITS, TOKENIZER_DIR, docs_schema, docs_table, is_val, stream_file, unit_hash
 from .mixing import IndexWriter, index_file
 from .packing import pack_alone
 from .tokenizer import TextTokenizer, load_tokenizer
@@ -255,10 +246,7 @@ class ShardEncoder:
         self.file = pq.ParquetFile(ctx.input().shard_path(shard))
         self.lineage = [c for c in LINEAGE if c in self.file.schema_arrow.names]
         self.docs = ctx.writer(
-            DOCS_VIEW,
-            docs_schema(tok.dtype),
-            f"docs-{shard:05d}",
-            max_rows=cfg.docs_shard_rows,
+            DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows
         )
         self.rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), self.lineage)
         self.duplicates = ctx.extra.get("duplicates", {})

@@ -35,14 +35,7 @@ from .. import validation
 from ..dataset import DATA_VIEW
 from ..stage import StageContext
 from .config import TokenizeConfig
-from .formats import (
-    SPLIT_CODES,
-    SPLITS,
-    chunk_file,
-    chunk_offsets_file,
-    packed_schema,
-    stream_file,
-)
+from .formats import SPLIT_CODES, SPLITS, chunk_file, chunk_offsets_file, packed_schema, stream_file
 from .mixing import mixed_stream_file
 
 SCATTER, GATHER = 0, 1  # the two random streams per split
@@ -146,7 +139,8 @@ def gather_bucket(ctx: StageContext, unit: dict[str, Any]) -> dict[str, Any]:
             rows = np.load(chunk_file(ctx.staging_dir, split, c), mmap_mode="r")
             pieces.append(np.asarray(rows[offsets[b] : offsets[b + 1]]))
     rows = np.concatenate(pieces) if pieces else np.zeros((0, L + 1), dtype)
-    return write_bucket(ctx, split, b, rows)
+    write_permuted(ctx, split, b, rows)
+    return {"split": split, "bucket": b, "rows": len(rows)}
 
 
 def cut_sequences(tokens: np.ndarray, seq_len: int) -> np.ndarray:
@@ -154,14 +148,9 @@ def cut_sequences(tokens: np.ndarray, seq_len: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)[::seq_len]
 
 
-def write_bucket(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> dict[str, Any]:
-    """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard."""
-    write_permuted(ctx, split, b, rows)
-    return {"split": split, "bucket": b, "rows": len(rows)}
-
-
 def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> list[Path]:
-    """:func:`write_bucket`'s work; the shard files written."""
+    """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard;
+    the shard files written."""
     cfg: TokenizeConfig = ctx.config
     dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], GATHER, b])
