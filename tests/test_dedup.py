@@ -406,3 +406,31 @@ def test_duckdb_makes_its_temp_directory_when_it_first_spills(tmp_path):
     assert con.execute("SELECT count(DISTINCT b) FROM t").fetchone() == (1_000_000,)
     assert spill.is_dir()
     close_databases(spill)
+
+
+def test_database_opened_ahead_serves_the_units_and_reports_a_failed_open(tmp_path):
+    """dedup opens its database in a thread while its first phase runs: the units' cursors come
+    from that database, and an open that fails is raised at the first query, then tried again."""
+    import duckdb
+
+    from pipeline.dedup import workspace
+
+    spill = tmp_path / "work" / "duckdb-tmp"
+    workspace.open_database_ahead(spill, "30MB", 1)
+    con = workspace._cursor(spill, "30MB", 1)
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("28.6")
+    db = workspace._DATABASES[(str(spill), "30MB", 1)]
+    workspace._cursor(spill, "30MB", 1)
+    assert workspace._DATABASES[(str(spill), "30MB", 1)] is db  # one database per run
+    workspace.close_databases(spill)
+    assert (str(spill), "30MB", 1) not in workspace._DATABASES
+
+    workspace.open_database_ahead(spill, "thirty", 1)
+    tries = []
+    for _ in range(2):
+        with pytest.raises(duckdb.Error, match="Memory must have a number"):
+            workspace._cursor(spill, "thirty", 1)
+        tries.append(workspace._DATABASES[(str(spill), "thirty", 1)])
+    assert tries[0] is not tries[1]
+    workspace.close_databases(spill)
+    assert not [k for k in workspace._DATABASES if k[0] == str(spill)]

@@ -63,7 +63,9 @@ from .workspace import (
     band_column,
     close_databases,
     make_ord,
+    open_database_ahead,
     signature_schema,
+    spill_directory,
 )
 
 RULES = ("exact", "near_duplicate", "duplicate_id", "empty_after_spans")
@@ -89,6 +91,10 @@ class DedupStage(Stage):
 
     def summary_markdown(self, dataset) -> str | None:
         return summary_markdown(dataset.manifest.get("stats", {}))
+
+    def prepare(self, ctx: StageContext) -> None:
+        cfg: DedupConfig = ctx.config
+        open_database_ahead(spill_directory(ctx.staging_dir), cfg.duckdb_memory_limit, cfg.duckdb_threads)
 
     def phases(self) -> list[Phase]:
         return [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, overload
 
@@ -29,9 +30,52 @@ ROW_MASK = (1 << SHARD_SHIFT) - 1
 MAX_GENERATIONS = 1 << (63 - GEN_SHIFT)
 INDEX_VIEW = "index"
 WORK = "work"
-_DATABASES: dict[tuple[str, str, int], duckdb.DuckDBPyConnection] = {}
+_DatabaseKey = tuple[str, str, int]
+# Futures, so a database can be opened ahead in a thread (see open_database_ahead).
+_DATABASES: dict[_DatabaseKey, Future[duckdb.DuckDBPyConnection]] = {}
 _DATABASES_KEPT = 4
 _DATABASES_LOCK = threading.Lock()
+
+
+def _open_database(key: _DatabaseKey) -> duckdb.DuckDBPyConnection:
+    temp_directory, memory_limit, threads = key
+    config: dict[str, Any] = {
+        "temp_directory": temp_directory,
+        "memory_limit": memory_limit,
+        "preserve_insertion_order": False,
+    }
+    if threads:
+        config["threads"] = threads
+    return duckdb.connect(config=config)
+
+
+def _database(key: _DatabaseKey, ahead: bool) -> Future[duckdb.DuckDBPyConnection]:
+    with _DATABASES_LOCK:
+        db = _DATABASES.get(key)
+        if db is None or (db.done() and db.exception() is not None):  # a failed open is tried again
+            db = Future()
+            if ahead:
+                threading.Thread(target=_resolve, args=(db, key), name="dedup-duckdb-open").start()
+            else:
+                _resolve(db, key)
+            _DATABASES[key] = db
+            while len(_DATABASES) > _DATABASES_KEPT:  # one per recent run; open cursors keep theirs alive
+                _DATABASES.pop(next(iter(_DATABASES)))
+        return db
+
+
+def _resolve(db: Future[duckdb.DuckDBPyConnection], key: _DatabaseKey) -> None:
+    try:
+        db.set_result(_open_database(key))
+    except BaseException as e:  # handed to whoever waits for the database
+        db.set_exception(e)
+
+
+def open_database_ahead(temp_directory: Path, memory_limit: str, threads: int) -> None:
+    """Start opening a run's database in a thread, so its cost (tens of milliseconds, most of a
+    small run's fixed cost; DuckDB releases the GIL meanwhile) overlaps the work before the first
+    query instead of adding to it."""
+    _database((str(temp_directory), memory_limit, threads), ahead=True)
 
 
 def _cursor(temp_directory: Path, memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
@@ -40,30 +84,17 @@ def _cursor(temp_directory: Path, memory_limit: str, threads: int) -> duckdb.Duc
     Opening a database costs tens of milliseconds and a cursor on it next to nothing, so the
     units of one run share a database; each unit's cursor keeps its TEMP views and tables apart.
     """
-    key = (str(temp_directory), memory_limit, threads)
-    with _DATABASES_LOCK:
-        db = _DATABASES.get(key)
-        if db is None:
-            config: dict[str, Any] = {
-                "temp_directory": key[0],
-                "memory_limit": memory_limit,
-                "preserve_insertion_order": False,
-            }
-            if threads:
-                config["threads"] = threads
-            db = duckdb.connect(config=config)
-            _DATABASES[key] = db
-            while len(_DATABASES) > _DATABASES_KEPT:  # one per recent run; open cursors keep theirs alive
-                _DATABASES.pop(next(iter(_DATABASES)))
-        return db.cursor()
+    return _database((str(temp_directory), memory_limit, threads), ahead=False).result().cursor()
 
 
 def close_databases(temp_directory: Path) -> None:
     """Close the database of a finished run: DuckDB keeps its buffers until then, and the
     stages after dedup (in the same process) should not carry them."""
     with _DATABASES_LOCK:
-        for key in [k for k in _DATABASES if k[0] == str(temp_directory)]:
-            _DATABASES.pop(key).close()
+        dbs = [_DATABASES.pop(k) for k in [k for k in _DATABASES if k[0] == str(temp_directory)]]
+    for db in dbs:
+        if db.exception() is None:  # waits for a database still being opened ahead
+            db.result().close()
 
 
 @overload
@@ -90,6 +121,11 @@ def signature_schema(bands: int, num_perm: int) -> pa.Schema:
             pa.field("signature", pa.list_(pa.uint32(), num_perm), nullable=False),  # all ones: no shingles
         ]
     )
+
+
+def spill_directory(staging_dir: Path) -> Path:
+    """Where a run's DuckDB database spills (in its working files, so it goes with them)."""
+    return staging_dir / WORK / "duckdb-tmp"
 
 
 def band_column(b: int) -> str:
@@ -151,7 +187,7 @@ class Workspace:
     # -- DuckDB --------------------------------------------------------------------------------
     @property
     def duckdb_tmp(self) -> Path:
-        return self.dir / "duckdb-tmp"
+        return spill_directory(self.ctx.staging_dir)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection with views ``cur`` (this run's signatures), ``par`` (what earlier
