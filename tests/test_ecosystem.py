@@ -484,8 +484,11 @@ def test_evaluate_runs_the_offline_lm_eval_tasks_into_table_manifest_and_report(
     from pipeline.report import render_report
 
     root, ft, lab = tuned
+    # The label-efficiency curve (tests/test_evaluate.py) would be most of this test's time.
     cfg = EvaluateConfig(
-        samples=0, lm_eval={"tasks": ["tokenmill_pycloze", "tokenmill_pycloze_ppl"], "batch_size": 16}
+        samples=0,
+        lm_eval={"tasks": ["tokenmill_pycloze", "tokenmill_pycloze_ppl"], "batch_size": 16},
+        curve={"enabled": False},
     )
     res = run_stage(EvaluateStage(), cfg, root, {"finetune": ft.dataset, "labeled": lab})
     lm = res.stats["lm_eval"]
