@@ -214,7 +214,7 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
             elif alone and enc.shard == shards[-1]:
                 enc.close_streams()
                 with ThreadPoolExecutor(2, thread_name_prefix="tokenize-pack") as pool:
-                    closing = pool.submit(enc.close, prefetch=True)
+                    closing = pool.submit(enc.close)
                     packed = pack_alone(ctx, stream_files(ctx.staging_dir, opened), pool)
                     results.append(closing.result())
             else:
@@ -246,7 +246,12 @@ class ShardEncoder:
         self.file = pq.ParquetFile(ctx.input().shard_path(shard))
         self.lineage = [c for c in LINEAGE if c in self.file.schema_arrow.names]
         self.docs = ctx.writer(
-            DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows
+            DOCS_VIEW,
+            docs_schema(tok.dtype),
+            f"docs-{shard:05d}",
+            max_rows=cfg.docs_shard_rows,
+            # The gate's per-document properties, from the rows as written (no read back).
+            watch=validation.PropsAhead(validation.doc_token_props()),
         )
         self.rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), self.lineage)
         self.duplicates = ctx.extra.get("duplicates", {})
@@ -299,12 +304,10 @@ class ShardEncoder:
         for f in self.streams.values():
             f.close()
 
-    def close(self, prefetch: bool = False) -> dict[str, Any]:
-        """Close every output; with ``prefetch``, start reading the docs shards for validation."""
+    def close(self) -> dict[str, Any]:
+        """Close every output."""
         self.close_streams()
-        docs = self.docs.close()
-        if prefetch:
-            validation.prefetch([self.docs.directory / s.file for s in docs], validation.doc_token_props())
+        self.docs.close()
         self.rejects.writer.close()
         if self.index is not None:
             self.index.close()

@@ -161,6 +161,7 @@ def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> l
         f"{split}-{b:05d}",
         max_rows=len(rows) + 1,
         row_group_rows=cfg.row_group_rows,
+        watch=validation.PropsAhead(validation.packed_props()),  # the gate's, from the rows written
     )
     writer.write(sequences_table(rows, split))
     return [writer.directory / info.file for info in writer.close()]
@@ -185,8 +186,7 @@ def pack_alone(
 
     What scatter and gather write for a single bucket: scatter sends every row of the one chunk
     to bucket 0 in order, gather permutes the bucket. The splits are written in ``executor``
-    (Parquet releases the GIL while it encodes and compresses), and each shard's properties for
-    the validation read as soon as it is closed.
+    (Parquet releases the GIL while it encodes and compresses).
     """
     cfg: TokenizeConfig = ctx.config
     sequences = {s: count_sequences(sum(n for _, n in streams[s]), cfg.seq_len) for s in SPLITS}
@@ -197,7 +197,7 @@ def pack_alone(
     def pack(split: str) -> None:
         n, L = sequences[split], cfg.seq_len
         rows = cut_sequences(read_stream(streams[split], 0, n * L + 1, dtype), L)
-        validation.prefetch(write_permuted(ctx, split, 0, rows), validation.packed_props())
+        write_permuted(ctx, split, 0, rows)
 
     jobs = [executor.submit(pack, s) for s in SPLITS if sequences[s]]
     for job in jobs:
