@@ -182,15 +182,13 @@ def _list_reduce_dense(lists: pa.ListArray, how: str) -> pa.Array:
     """:func:`_list_reduce` for lists and values without nulls: each list's values are the run
     between its offsets, so a reduceat over the non-empty lists' starts reduces each one (no
     per-value parent index to build and compare, which cost as much as the reduction)."""
-    offsets = lists.offsets.to_numpy()
-    base = int(offsets[0])
-    values = lists.values.slice(base, int(offsets[-1]) - base).to_numpy(zero_copy_only=False)
-    starts = offsets[:-1] - base
+    offsets = lists.offsets.to_numpy()  # into lists.values, which a slice does not cut
+    values = lists.values.slice(0, int(offsets[-1])).to_numpy(zero_copy_only=False)
     has = offsets[1:] > offsets[:-1]
     out = np.zeros(len(lists), dtype=np.int64)
     if has.any():
         reduce = np.minimum if how == "min" else np.maximum
-        out[has] = reduce.reduceat(values, starts[has])
+        out[has] = reduce.reduceat(values, offsets[:-1][has])
     return pa.array(out, mask=~has)
 
 

@@ -384,3 +384,25 @@ def test_no_properties_are_noted_past_the_arrow_engines_limits(token_dataset, tm
     monkeypatch.setattr(validation, "ARROW_MAX_ROWS", pq.ParquetFile(docs[0]).metadata.num_rows - 1)
     rewrite_watched(docs[:1], validation.doc_token_props())
     assert not validation._EARLY  # DuckDB validates such a view, reading it itself
+
+
+@pytest.mark.parametrize("nulls", [False, True])
+def test_list_min_and_max_in_arrow_equal_duckdbs(nulls):
+    import duckdb
+
+    lists = [[5, 2, 9], [], [7], [65535, 0], [3, 3], [], [1, 8, 4, 6]]
+    if nulls:  # a null list and a null id: the general path, else the one between the offsets
+        lists += [None, [2, None, 1]]
+    whole = pa.array(lists * 3, pa.list_(pa.uint16()))
+    # A slice's offsets do not start at 0; one chunk is taken as it is, two are joined.
+    for arr in (whole, whole.slice(4, 11)):
+        for chunks in ([arr], [arr.slice(0, 3), arr.slice(3)]):
+            shard = pa.table({"ids": pa.chunked_array(chunks, arr.type)})
+            props = (validation.list_min("lo", "ids"), validation.list_max("hi", "ids"))
+            arrow = pa.table({p.name: p.arrow(shard) for p in props})
+            with duckdb.connect() as con:
+                want = con.execute("SELECT list_min(ids), list_max(ids) FROM shard").fetchall()
+            assert list(zip(arrow.column("lo").to_pylist(), arrow.column("hi").to_pylist())) == want
+        if not nulls:  # on the sliced array itself (joining chunks makes offsets start at 0)
+            dense = [validation._list_reduce_dense(arr, how).to_pylist() for how in ("min", "max")]
+            assert list(zip(*dense)) == want
