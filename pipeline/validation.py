@@ -643,10 +643,13 @@ def _run_arrow(suites: list[Suite]) -> tuple[list[dict[str, Any]], list[int], st
         if unknown:
             raise ConfigError(f"{s.name}: {unknown[0]} has no Arrow form; run it with {ENGINE_ENV}=gx")
     read = [s for s in suites if s.rows.columns is None]
-    # The views are read and their properties computed side by side: Parquet decoding and the
-    # compute kernels release the GIL, and small outputs are mostly such fixed costs.
-    with ThreadPoolExecutor(min(len(read), 2) or 1, thread_name_prefix="validation") as pool:
-        tables = dict(zip(map(id, read), pool.map(lambda s: _arrow_props(s.rows), read)))
+    if all(_all_noted(s.rows) for s in read):  # nothing to read: threads would cost more than they save
+        tables = {id(s): _arrow_props(s.rows) for s in read}
+    else:
+        # The views are read and their properties computed side by side: Parquet decoding and
+        # the compute kernels release the GIL, and small outputs are mostly such fixed costs.
+        with ThreadPoolExecutor(min(len(read), 2) or 1, thread_name_prefix="validation") as pool:
+            tables = dict(zip(map(id, read), pool.map(lambda s: _arrow_props(s.rows), read)))
     for s in suites:
         if s.rows.columns is not None:
             results += [_columns_result(s, e, s.rows.columns, 0) for e in s.expectations]
@@ -757,6 +760,14 @@ def _spend_ahead(directory: Path, rows: int, size: int) -> bool:
 
 def _table_props(table: pa.Table, props: tuple[Prop, ...]) -> list[pa.Table]:
     return [pa.table({p.name: p.arrow(table) for p in props})]
+
+
+def _all_noted(rows: Rows) -> bool:
+    """Whether every file of ``rows`` has its properties noted (:class:`PropsAhead`)."""
+    assert rows.props is not None
+    names = tuple(p.name for p in rows.props)
+    with _early_lock:
+        return all((f, names) in _EARLY for f in rows.files)
 
 
 def _noted(path: str, props: tuple[Prop, ...]) -> list[pa.Table] | None:
