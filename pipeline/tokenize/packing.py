@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Executor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,9 +147,8 @@ def cut_sequences(tokens: np.ndarray, seq_len: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)[::seq_len]
 
 
-def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> list[Path]:
-    """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard;
-    the shard files written."""
+def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> None:
+    """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard."""
     cfg: TokenizeConfig = ctx.config
     dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], GATHER, b])
@@ -164,7 +162,7 @@ def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> l
         watch=validation.PropsAhead(validation.packed_props()),  # the gate's, from the rows written
     )
     writer.write(sequences_table(rows, split))
-    return [writer.directory / info.file for info in writer.close()]
+    writer.close()
 
 
 def sequences_table(rows: np.ndarray, split: str) -> pa.Table:
