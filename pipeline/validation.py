@@ -160,6 +160,8 @@ def list_max(name: str, col: str) -> Prop:
 def _list_reduce(lists: pa.ChunkedArray, how: str) -> pa.Array:
     """Each list's smallest or largest value; null for a null or empty list, as in DuckDB."""
     lists = lists.combine_chunks()
+    if lists.null_count == 0 and lists.values.null_count == 0:
+        return _list_reduce_dense(lists, how)
     out = np.zeros(len(lists), dtype=np.int64)
     has = np.zeros(len(lists), dtype=bool)
     values, rows = pc.list_flatten(lists), pc.list_parent_indices(lists).to_numpy()
@@ -173,6 +175,20 @@ def _list_reduce(lists: pa.ChunkedArray, how: str) -> pa.Array:
         reduce = np.minimum if how == "min" else np.maximum
         out[rows[starts]] = reduce.reduceat(vals, starts)
         has[rows[starts]] = True
+    return pa.array(out, mask=~has)
+
+
+def _list_reduce_dense(lists: pa.ListArray, how: str) -> pa.Array:
+    """:func:`_list_reduce` for lists and values without nulls: each list's values are the run
+    between its offsets, so a reduceat over the non-empty lists' starts reduces each one (no
+    per-value parent index to build and compare, which cost as much as the reduction)."""
+    offsets = lists.offsets.to_numpy()  # into lists.values, which a slice does not cut
+    values = lists.values.slice(0, int(offsets[-1])).to_numpy(zero_copy_only=False)
+    has = offsets[1:] > offsets[:-1]
+    out = np.zeros(len(lists), dtype=np.int64)
+    if has.any():
+        reduce = np.minimum if how == "min" else np.maximum
+        out[has] = reduce.reduceat(values, offsets[:-1][has])
     return pa.array(out, mask=~has)
 
 
@@ -627,10 +643,13 @@ def _run_arrow(suites: list[Suite]) -> tuple[list[dict[str, Any]], list[int], st
         if unknown:
             raise ConfigError(f"{s.name}: {unknown[0]} has no Arrow form; run it with {ENGINE_ENV}=gx")
     read = [s for s in suites if s.rows.columns is None]
-    # The views are read and their properties computed side by side: Parquet decoding and the
-    # compute kernels release the GIL, and small outputs are mostly such fixed costs.
-    with ThreadPoolExecutor(min(len(read), 2) or 1, thread_name_prefix="validation") as pool:
-        tables = dict(zip(map(id, read), pool.map(lambda s: _arrow_props(s.rows), read)))
+    if all(_all_noted(s.rows) for s in read):  # nothing to read: threads would cost more than they save
+        tables = {id(s): _arrow_props(s.rows) for s in read}
+    else:
+        # The views are read and their properties computed side by side: Parquet decoding and
+        # the compute kernels release the GIL, and small outputs are mostly such fixed costs.
+        with ThreadPoolExecutor(min(len(read), 2) or 1, thread_name_prefix="validation") as pool:
+            tables = dict(zip(map(id, read), pool.map(lambda s: _arrow_props(s.rows), read)))
     for s in suites:
         if s.rows.columns is not None:
             results += [_columns_result(s, e, s.rows.columns, 0) for e in s.expectations]
@@ -657,7 +676,7 @@ def _arrow_props(rows: Rows) -> pa.Table:
     props = rows.props
     parts = []
     for f in rows.files:
-        early = _prefetched(f, props)
+        early = _noted(f, props)
         parts += early if early is not None else _file_props(f, props)
     if not parts:
         return pa.table({p.name: pa.array([], _ARROW_TYPES.get(p.type, pa.int64())) for p in props})
@@ -673,47 +692,96 @@ def _file_props(path: str, props: tuple[Prop, ...]) -> list[pa.Table]:
     return parts
 
 
-# Properties of finished shards computed ahead of validation (:func:`prefetch`), by path and
-# property names, with the file's file_key when they were read: validation takes
-# them only for a file unchanged since, else it reads the file itself.
-_EARLY: dict[tuple[str, tuple[str, ...]], Future[tuple[FileKey, list[pa.Table]]]] = {}
+# Properties of shards this process wrote, noted ahead of validation (:class:`PropsAhead`) by
+# path and property names: the file's file_key when it was closed and the jobs computing them.
+# Validation takes them only for a file unchanged since, else it reads the file itself.
+_EARLY: dict[tuple[str, tuple[str, ...]], tuple[FileKey, list[Future[list[pa.Table]]]]] = {}
 _EARLY_KEPT = 64
 _early_lock = threading.Lock()
 _early_pool: ThreadPoolExecutor | None = None
+# Rows and bytes noted ahead per view directory: past the arrow engine's limits the view is
+# validated in DuckDB, which reads the files, so computing more ahead would be wasted.
+_AHEAD_SPENT: dict[str, list[int]] = {}
+_AHEAD_DIRS_KEPT = 256
 
 
-def prefetch(files: list[Path], props: tuple[Prop, ...]) -> None:
-    """Start computing ``props`` of finished shard files in the background, so that the arrow
-    engine finds them done when it validates these files unchanged (a stage overlaps this with
-    its last writes). Nothing happens when validation will not run in Arrow."""
+def _pool() -> ThreadPoolExecutor:
     global _early_pool
-    if engine() not in ("auto", "arrow"):
-        return
-    small = [str(f) for f in files if os.stat(f).st_size <= ARROW_MAX_BYTES]
-
-    def read(path: str) -> tuple[FileKey, list[pa.Table]]:
-        return file_key(path), _file_props(path, props)
-
-    names = tuple(p.name for p in props)
     with _early_lock:
         if _early_pool is None:
             _early_pool = ThreadPoolExecutor(2, thread_name_prefix="validation-early")
-        for f in small:
-            _EARLY[(f, names)] = _early_pool.submit(read, f)
+        return _early_pool
+
+
+def _keep_early(path: str, props: tuple[Prop, ...], key: FileKey, jobs: list[Future[list[pa.Table]]]) -> None:
+    with _early_lock:
+        _EARLY[(path, tuple(p.name for p in props))] = (key, jobs)
         while len(_EARLY) > _EARLY_KEPT:
             _EARLY.pop(next(iter(_EARLY)))
 
 
-def _prefetched(path: str, props: tuple[Prop, ...]) -> list[pa.Table] | None:
+class PropsAhead:
+    """A :class:`~pipeline.dataset.ShardWriter`'s watcher: the per-row properties of each table
+    it writes, computed in the background from the table itself, noted under the finished
+    shard's file_key. The arrow engine then validates those shards without reading back and
+    decoding what this process has just encoded (the shard holds exactly the rows written to
+    it; a file changed since has another key and is read)."""
+
+    def __init__(self, props: tuple[Prop, ...]):
+        self.props = props
+        self.jobs: list[Future[list[pa.Table]]] = []
+        self.off = engine() not in ("auto", "arrow")
+
+    def wrote(self, path: Path, table: pa.Table) -> None:
+        if self.off:
+            return
+        if not _spend_ahead(path.parent, table.num_rows, 0):
+            self.off, self.jobs = True, []
+            return
+        self.jobs.append(_pool().submit(_table_props, table, self.props))
+
+    def closed(self, path: Path, st: os.stat_result) -> None:
+        jobs, self.jobs = self.jobs, []
+        if self.off or st.st_size > ARROW_MAX_BYTES or not _spend_ahead(path.parent, 0, st.st_size):
+            return
+        _keep_early(str(path), self.props, file_key(path, st), jobs)
+
+
+def _spend_ahead(directory: Path, rows: int, size: int) -> bool:
+    """Count rows and bytes noted ahead in a view directory; False once past the arrow limits."""
     with _early_lock:
-        job = _EARLY.pop((path, tuple(p.name for p in props)), None)
-    if job is None:
+        spent = _AHEAD_SPENT.setdefault(str(directory), [0, 0])
+        spent[0] += rows
+        spent[1] += size
+        while len(_AHEAD_SPENT) > _AHEAD_DIRS_KEPT:
+            _AHEAD_SPENT.pop(next(iter(_AHEAD_SPENT)))
+        return spent[0] <= ARROW_MAX_ROWS and spent[1] <= ARROW_MAX_BYTES
+
+
+def _table_props(table: pa.Table, props: tuple[Prop, ...]) -> list[pa.Table]:
+    return [pa.table({p.name: p.arrow(table) for p in props})]
+
+
+def _all_noted(rows: Rows) -> bool:
+    """Whether every file of ``rows`` has its properties noted (:class:`PropsAhead`)."""
+    assert rows.props is not None
+    names = tuple(p.name for p in rows.props)
+    with _early_lock:
+        return all((f, names) in _EARLY for f in rows.files)
+
+
+def _noted(path: str, props: tuple[Prop, ...]) -> list[pa.Table] | None:
+    with _early_lock:
+        early = _EARLY.pop((path, tuple(p.name for p in props)), None)
+    if early is None:
+        return None
+    key, jobs = early
+    if key != file_key(path):
         return None
     try:
-        key, parts = job.result()
-    except Exception:  # e.g. a file replaced while it was read: read it again, here
+        return [t for job in jobs for t in job.result()]
+    except Exception:  # computed ahead or here, one error: raise it from the file's own read
         return None
-    return parts if key == file_key(path) else None
 
 
 _ARROW_TYPES = {"VARCHAR": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32()}

@@ -434,6 +434,26 @@ def test_both_duplicate_id_checks_find_the_same_first_copies(tmp_path):
     assert find_duplicate_ids(ingest(tmp_path / "root2", write_jsonl(tmp_path / "u.jsonl", docs))) == {}
 
 
+def test_an_input_encoded_as_one_unit_finds_repeated_ids_without_the_pre_pass(tmp_path, monkeypatch):
+    from pipeline.tokenize import stage as tokenize_stage
+
+    docs = make_docs(30)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_jsonl(raw / "a.jsonl", docs[:20] + [dict(docs[4])])
+    write_jsonl(raw / "b.jsonl", docs[20:] + [dict(docs[4]), dict(docs[25])])
+    dataset = ingest(tmp_path / "root", raw)
+    monkeypatch.setattr(
+        tokenize_stage, "find_duplicate_ids", lambda *a: pytest.fail("one unit reads every id itself")
+    )
+    res = tokenize(tmp_path / "root", dataset)
+    assert res.counts["rejected_by_reason"] == {"tokenize.duplicate_id": 3}
+    rejected = sorted(
+        (r["source_file"][-7:], r["source_record"]) for r in res.dataset.head(10, view="rejects").to_pylist()
+    )
+    assert rejected == [("a.jsonl", 21), ("b.jsonl", 11), ("b.jsonl", 12)]  # every copy after the first
+
+
 def test_a_small_input_packed_by_its_encode_unit_equals_scatter_and_gather(corpus, tmp_path, monkeypatch):
     from pipeline.tokenize import encode, packing
 

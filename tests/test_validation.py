@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from pipeline import validation
-from pipeline.dataset import Dataset, is_published
+from pipeline.dataset import Dataset, ShardWriter, is_published
 from pipeline.errors import ConfigError, ValidationFailed
 from pipeline.ingest.config import IngestConfig, SourceConfig
 from pipeline.ingest.stage import IngestStage
@@ -339,19 +339,34 @@ def test_an_unknown_engine_is_a_config_error(monkeypatch):
         validation.engine()
 
 
-def test_properties_read_ahead_are_used_only_for_unchanged_files(token_dataset, tmp_path):
+def rewrite_watched(files: list[Path], props) -> None:
+    """Write each shard again through a ShardWriter whose watcher notes the gate's properties."""
+    for f in files:
+        table = pq.read_table(f)
+        f.unlink()
+        prefix = f.name.removesuffix(".parquet").rsplit("-", 1)[0]
+        writer = ShardWriter(f.parent, table.schema, prefix, watch=validation.PropsAhead(props))
+        writer.write(table)
+        writer.close()
+        assert f.exists()
+
+
+def test_properties_noted_as_shards_are_written_are_used_only_for_unchanged_files(
+    token_dataset, tmp_path, monkeypatch
+):
     staging, ctx, manifest = staged_copy(token_dataset, tmp_path)
     data, docs = sorted((staging / "data").glob("*.parquet")), sorted((staging / "docs").glob("*.parquet"))
-    validation.prefetch(data, validation.packed_props())
-    validation.prefetch(docs, validation.doc_token_props())
-    early = {f for f, _ in validation._EARLY}
-    assert early == {str(p) for p in data + docs}
-    assert validate_stage_output(TokenizeStage(), ctx, manifest) == token_dataset.manifest["validation"]
+    rewrite_watched(data, validation.packed_props())
+    rewrite_watched(docs, validation.doc_token_props())
+    assert {f for f, _ in validation._EARLY} == {str(p) for p in data + docs}
+    # Taken from the notes: no shard is read back.
+    with monkeypatch.context() as m:
+        m.setattr(validation, "_file_props", lambda *a: pytest.fail("a noted shard was read back"))
+        assert validate_stage_output(TokenizeStage(), ctx, manifest) == token_dataset.manifest["validation"]
     assert not validation._EARLY  # taken by the validation
 
-    # A shard rewritten after its properties were read is read again: the new row fails.
-    validation.prefetch(data, validation.packed_props())
-    validation._EARLY[(str(data[0]), tuple(p.name for p in validation.packed_props()))].result()
+    # A shard changed after it was written is read again: the new row fails.
+    rewrite_watched(data, validation.packed_props())
     table = pq.read_table(data[0])
     vocab = manifest["totals"]["vocab_size"]
     ids = table.column("input_ids").to_pylist()
@@ -361,3 +376,33 @@ def test_properties_read_ahead_are_used_only_for_unchanged_files(token_dataset, 
     )
     with pytest.raises(ValidationFailed, match=f"column=max_id, min_value=0, max_value={vocab - 1}"):
         validate_stage_output(TokenizeStage(), ctx, manifest)
+
+
+def test_no_properties_are_noted_past_the_arrow_engines_limits(token_dataset, tmp_path, monkeypatch):
+    staging, _, _ = staged_copy(token_dataset, tmp_path)
+    docs = sorted((staging / "docs").glob("*.parquet"))
+    monkeypatch.setattr(validation, "ARROW_MAX_ROWS", pq.ParquetFile(docs[0]).metadata.num_rows - 1)
+    rewrite_watched(docs[:1], validation.doc_token_props())
+    assert not validation._EARLY  # DuckDB validates such a view, reading it itself
+
+
+@pytest.mark.parametrize("nulls", [False, True])
+def test_list_min_and_max_in_arrow_equal_duckdbs(nulls):
+    import duckdb
+
+    lists = [[5, 2, 9], [], [7], [65535, 0], [3, 3], [], [1, 8, 4, 6]]
+    if nulls:  # a null list and a null id: the general path, else the one between the offsets
+        lists += [None, [2, None, 1]]
+    whole = pa.array(lists * 3, pa.list_(pa.uint16()))
+    # A slice's offsets do not start at 0; one chunk is taken as it is, two are joined.
+    for arr in (whole, whole.slice(4, 11)):
+        for chunks in ([arr], [arr.slice(0, 3), arr.slice(3)]):
+            shard = pa.table({"ids": pa.chunked_array(chunks, arr.type)})
+            props = (validation.list_min("lo", "ids"), validation.list_max("hi", "ids"))
+            arrow = pa.table({p.name: p.arrow(shard) for p in props})
+            with duckdb.connect() as con:
+                want = con.execute("SELECT list_min(ids), list_max(ids) FROM shard").fetchall()
+            assert list(zip(arrow.column("lo").to_pylist(), arrow.column("hi").to_pylist())) == want
+        if not nulls:  # on the sliced array itself (joining chunks makes offsets start at 0)
+            dense = [validation._list_reduce_dense(arr, how).to_pylist() for how in ("min", "max")]
+            assert list(zip(*dense)) == want

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -65,11 +65,21 @@ def _written(path: Path, st: os.stat_result) -> ShardInfo | None:
         return _WRITTEN.get(file_key(path, st))
 
 
+class ShardWatch(Protocol):
+    """Told of every table a :class:`ShardWriter` writes into a shard, and of the shard once
+    it is closed (``st``: the file as it then stands)."""
+
+    def wrote(self, path: Path, table: pa.Table) -> None: ...
+
+    def closed(self, path: Path, st: os.stat_result) -> None: ...
+
+
 class ShardWriter:
     """Streams Arrow tables into ``<prefix>-NNNN.parquet`` shards, rolling over at ``max_rows``.
 
     No file is created until the first row arrives, so a unit of work that yields nothing leaves
     nothing behind. Output bytes depend only on the rows written, which keeps runs byte-identical.
+    ``watch`` sees each table as written and each shard as closed.
     """
 
     def __init__(
@@ -79,8 +89,10 @@ class ShardWriter:
         prefix: str = "part",
         max_rows: int = DEFAULT_SHARD_ROWS,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        watch: ShardWatch | None = None,
     ):
         self.directory = Path(directory)
+        self.watch = watch
         self.schema = schema
         self.prefix = prefix
         self.max_rows = max_rows
@@ -135,6 +147,8 @@ class ShardWriter:
                 )
             table = pa.concat_tables(self._pending)
             self._writer.write_table(table, row_group_size=self.row_group_rows)
+        if self.watch is not None:
+            self.watch.wrote(path, table)
         self._rows += table.num_rows
         self._pending, self._pending_rows = [], 0
 
@@ -152,6 +166,8 @@ class ShardWriter:
         # (a map's entries field, for one, comes back named after its column).
         remember_schema(self._path, st, self._writer.writer.metadata.schema.to_arrow_schema())
         self.shards.append(info)
+        if self.watch is not None:
+            self.watch.closed(self._path, st)
         self._writer, self._path, self._rows = None, None, 0
 
     def close(self) -> list[ShardInfo]:

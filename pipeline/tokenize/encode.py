@@ -197,10 +197,11 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
     alone = cfg.mix is None and len(shards) == ctx.input().num_shards()
     packed = None
     opened: list[ShardEncoder] = []
+    repeats = id_repeats(ctx.extra.get("duplicates", {}))
 
     def batches() -> Iterator[tuple[ShardEncoder, pa.RecordBatch | None]]:
         for shard in shards:
-            enc = ShardEncoder(ctx, tok, shard)
+            enc = ShardEncoder(ctx, tok, shard, repeats)
             opened.append(enc)
             for batch in enc.batches():
                 yield enc, batch
@@ -214,7 +215,7 @@ def encode_shards(ctx: StageContext, shards: list[int]) -> dict[str, Any]:
             elif alone and enc.shard == shards[-1]:
                 enc.close_streams()
                 with ThreadPoolExecutor(2, thread_name_prefix="tokenize-pack") as pool:
-                    closing = pool.submit(enc.close, prefetch=True)
+                    closing = pool.submit(enc.close)
                     packed = pack_alone(ctx, stream_files(ctx.staging_dir, opened), pool)
                     results.append(closing.result())
             else:
@@ -240,16 +241,21 @@ def stream_files(staging_dir: Path, encoders: list[ShardEncoder]) -> dict[str, l
 class ShardEncoder:
     """One input shard's outputs: docs view rows, rejects, one token stream file per split."""
 
-    def __init__(self, ctx: StageContext, tok: TextTokenizer, shard: int):
+    def __init__(self, ctx: StageContext, tok: TextTokenizer, shard: int, repeats: IdRepeats):
         cfg: TokenizeConfig = ctx.config
         self.cfg, self.tok, self.shard = cfg, tok, shard
         self.file = pq.ParquetFile(ctx.input().shard_path(shard))
         self.lineage = [c for c in LINEAGE if c in self.file.schema_arrow.names]
         self.docs = ctx.writer(
-            DOCS_VIEW, docs_schema(tok.dtype), f"docs-{shard:05d}", max_rows=cfg.docs_shard_rows
+            DOCS_VIEW,
+            docs_schema(tok.dtype),
+            f"docs-{shard:05d}",
+            max_rows=cfg.docs_shard_rows,
+            # The gate's per-document properties, from the rows as written (no read back).
+            watch=validation.PropsAhead(validation.doc_token_props()),
         )
         self.rejects = Rejects(ctx.rejects_writer(f"tokenize-{shard:05d}"), self.lineage)
-        self.duplicates = ctx.extra.get("duplicates", {})
+        self.repeats = repeats
         self.streams = {s: open(stream_file(ctx.staging_dir, s, shard), "wb") for s in SPLITS}
         self.n_docs = dict.fromkeys(SPLITS, 0)
         self.n_tokens = dict.fromkeys(SPLITS, 0)
@@ -263,7 +269,7 @@ class ShardEncoder:
         batches = byte_bounded(
             self.file.iter_batches(self.cfg.batch_docs, columns=columns), self.cfg.batch_bytes
         )
-        return drop_repeated_ids(batches, self.shard, self.duplicates, self.rejects)
+        return drop_repeated_ids(batches, self.shard, self.repeats, self.rejects)
 
     def add(self, batch: pa.RecordBatch, encodings: list[Encoding]) -> None:
         tok, cfg = self.tok, self.cfg
@@ -299,12 +305,10 @@ class ShardEncoder:
         for f in self.streams.values():
             f.close()
 
-    def close(self, prefetch: bool = False) -> dict[str, Any]:
-        """Close every output; with ``prefetch``, start reading the docs shards for validation."""
+    def close(self) -> dict[str, Any]:
+        """Close every output."""
         self.close_streams()
-        docs = self.docs.close()
-        if prefetch:
-            validation.prefetch([self.docs.directory / s.file for s in docs], validation.doc_token_props())
+        self.docs.close()
         self.rejects.writer.close()
         if self.index is not None:
             self.index.close()
@@ -389,16 +393,53 @@ def _done(
     return key, batch, [] if job is None else job.result()
 
 
+class IdRepeats:
+    """Which rows repeat an id held by an earlier row, from :func:`find_duplicate_ids`'s
+    ``first_seen`` (id -> shard, row of its first occurrence)."""
+
+    def __init__(self, first_seen: dict[str, tuple[int, int]]):
+        self.first_seen = first_seen
+
+    def later(self, shard: int, start: int, batch: pa.RecordBatch) -> list[bool] | None:
+        """Per row of ``batch`` (rows ``start``... of ``shard``): an earlier row has its id.
+        None when no row of the input repeats an id."""
+        if not self.first_seen:
+            return None
+        ids = batch.column("id").to_pylist()
+        return [self.first_seen.get(i, (shard, start + n)) != (shard, start + n) for n, i in enumerate(ids)]
+
+
+class IdsSeen(IdRepeats):
+    """Repeated ids found as the rows go by: for a unit that reads every input row in order (no
+    pre-pass over the input's id columns). The first occurrence is the first row read, as
+    :func:`find_duplicate_ids` finds it."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def later(self, shard: int, start: int, batch: pa.RecordBatch) -> list[bool] | None:
+        seen = self.seen
+        out = []
+        for i in batch.column("id").to_pylist():
+            out.append(i in seen)
+            seen.add(i)
+        return out
+
+
+def id_repeats(first_seen: dict[str, tuple[int, int]] | None) -> IdRepeats:
+    """``None``: the input was left unchecked, for the unit that reads all of it to check."""
+    return IdsSeen() if first_seen is None else IdRepeats(first_seen)
+
+
 def drop_repeated_ids(
-    batches: Iterator[pa.RecordBatch], shard: int, first_seen: dict[str, tuple[int, int]], rejects: Rejects
+    batches: Iterator[pa.RecordBatch], shard: int, repeats: IdRepeats, rejects: Rejects
 ) -> Iterator[pa.RecordBatch]:
-    """Reject every occurrence of a repeated id but the first (``first_seen``: id -> shard, row)."""
+    """Reject every occurrence of a repeated id but the first."""
     row = 0
     for batch in batches:
         start, row = row, row + batch.num_rows
-        if first_seen:
-            ids = batch.column("id").to_pylist()
-            later = [first_seen.get(i, (shard, start + n)) != (shard, start + n) for n, i in enumerate(ids)]
+        later = repeats.later(shard, start, batch)
+        if later is not None:
             batch = rejects.take(batch, np.array(later, dtype=bool), "duplicate_id", copy_of=True)
         yield batch
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Executor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,9 +147,8 @@ def cut_sequences(tokens: np.ndarray, seq_len: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)[::seq_len]
 
 
-def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> list[Path]:
-    """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard;
-    the shard files written."""
+def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> None:
+    """Permute one bucket's rows (seeded by split and bucket) and write them as one output shard."""
     cfg: TokenizeConfig = ctx.config
     dtype = np.dtype(ctx.extra["tokenizer"]["dtype"])
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], GATHER, b])
@@ -161,9 +159,10 @@ def write_permuted(ctx: StageContext, split: str, b: int, rows: np.ndarray) -> l
         f"{split}-{b:05d}",
         max_rows=len(rows) + 1,
         row_group_rows=cfg.row_group_rows,
+        watch=validation.PropsAhead(validation.packed_props()),  # the gate's, from the rows written
     )
     writer.write(sequences_table(rows, split))
-    return [writer.directory / info.file for info in writer.close()]
+    writer.close()
 
 
 def sequences_table(rows: np.ndarray, split: str) -> pa.Table:
@@ -185,8 +184,7 @@ def pack_alone(
 
     What scatter and gather write for a single bucket: scatter sends every row of the one chunk
     to bucket 0 in order, gather permutes the bucket. The splits are written in ``executor``
-    (Parquet releases the GIL while it encodes and compresses), and each shard's properties for
-    the validation read as soon as it is closed.
+    (Parquet releases the GIL while it encodes and compresses).
     """
     cfg: TokenizeConfig = ctx.config
     sequences = {s: count_sequences(sum(n for _, n in streams[s]), cfg.seq_len) for s in SPLITS}
@@ -197,7 +195,7 @@ def pack_alone(
     def pack(split: str) -> None:
         n, L = sequences[split], cfg.seq_len
         rows = cut_sequences(read_stream(streams[split], 0, n * L + 1, dtype), L)
-        validation.prefetch(write_permuted(ctx, split, 0, rows), validation.packed_props())
+        write_permuted(ctx, split, 0, rows)
 
     jobs = [executor.submit(pack, s) for s in SPLITS if sequences[s]]
     for job in jobs:
