@@ -170,21 +170,8 @@ class TextBatch:
     @cached_property
     def spaced_docs(self) -> np.ndarray:
         """Texts that may hold, within a line, whitespace other than one plain space (which the
-        word splitter makes a token: two spaces, a tab, a no-break space...), from their bytes:
-        every such character but the newline, and two plain spaces in a row."""
-        data, offsets = self._utf8
-        lo, hi = int(offsets[0]), int(offsets[-1])
-        d = data[lo:hi]
-        hit = np.isin(d, _ASCII_SPACE_BYTES)
-        hit[:-1] |= (d[:-1] == 0x20) & (d[1:] == 0x20)
-        for lead, *rest in _SPACE_CHAR_BYTES:  # the others, by their UTF-8 bytes
-            at = np.flatnonzero(d[: len(d) - len(rest)] == lead)
-            for k, allowed in enumerate(rest, 1):
-                at = at[np.isin(d[at + k], allowed)]
-            hit[at] = True
-        out = np.zeros(self.n, dtype=bool)
-        out[np.searchsorted(offsets, lo + np.flatnonzero(hit), side="right") - 1] = True
-        return out
+        word splitter makes a token: two spaces, a tab, a no-break space...): see spaced_texts."""
+        return spaced_texts(self.texts)
 
     @cached_property
     def _utf8(self) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +254,28 @@ _SPACE_CHAR_BYTES = (
     (0xE2, [0x81], [0x9F]),
     (0xE3, [0x80], [0x80]),
 )
+# The same as lookup tables by byte value (one gather over the bytes, not a pass per value).
+_IS_ASCII_SPACE = np.isin(np.arange(256), _ASCII_SPACE_BYTES)
+_IS_SPACE_LEAD = np.isin(np.arange(256), [lead for lead, *_ in _SPACE_CHAR_BYTES])
+
+
+def spaced_texts(texts: pa.Array) -> np.ndarray:
+    """Which of ``texts`` (large_string) may hold whitespace other than one plain space, from
+    their bytes: every such character but the newline, and two plain spaces in a row."""
+    data, offsets = _utf8(texts)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    d = data[lo:hi]
+    hit = _IS_ASCII_SPACE[d]
+    hit[:-1] |= (d[:-1] == 0x20) & (d[1:] == 0x20)
+    leads = np.flatnonzero(_IS_SPACE_LEAD[d])
+    for lead, *rest in _SPACE_CHAR_BYTES:  # the others, by their UTF-8 bytes
+        at = leads[(d[leads] == lead) & (leads < len(d) - len(rest))]
+        for k, allowed in enumerate(rest, 1):
+            at = at[np.isin(d[at + k], allowed)]
+        hit[at] = True
+    out = np.zeros(len(texts), dtype=bool)
+    out[np.searchsorted(offsets, lo + np.flatnonzero(hit), side="right") - 1] = True
+    return out
 
 
 def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from .batch import TextBatch, per_doc, ratio
+from .batch import TextBatch, per_doc, ratio, spaced_texts
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 from .text import SPACE_TOKEN_BEFORE_PUNCT_RE2, own_sentence_counts, sentence_counts
@@ -193,9 +193,10 @@ def kept_line_counts(
     redo = has_citation[at]
     own = at[~redo]
     own_written = written(own)
-    # Only lines of texts holding whitespace other than single spaces can be spaced.
+    # Only lines holding whitespace other than single spaces (found from their bytes: a regex
+    # on every line of a text with any, as code's indented ones, costs more) can be spaced.
     spaced = np.zeros(len(own), dtype=bool)
-    maybe = np.flatnonzero(b.spaced_docs[b.text_lines.doc[own]])
+    maybe = np.flatnonzero(spaced_texts(own_written))
     if len(maybe):
         found = pc.match_substring_regex(own_written.take(pa.array(maybe)), SPACE_TOKEN_BEFORE_PUNCT_RE2)
         spaced[maybe] = found.to_numpy(zero_copy_only=False)
