@@ -151,7 +151,7 @@ class TextBatch:
         """Which texts hold one of ``needles`` (with ``lower``, once lowercased by Arrow): each
         match found in the texts' bytes, then the search goes on from the end of its text."""
         data, offsets = self._lower_utf8 if lower else self._utf8
-        raw, base = _bytes(data, offsets)
+        raw, base = self._lower_raw if lower else self._raw
         out = np.zeros(self.n, dtype=bool)
         end = len(raw)
         for needle in needles:
@@ -180,6 +180,15 @@ class TextBatch:
     @cached_property
     def _lower_utf8(self) -> tuple[np.ndarray, np.ndarray]:
         return _utf8(pc.utf8_lower(self.texts))
+
+    # The same as one ``bytes`` each (see _bytes), made once for every search of the batch.
+    @cached_property
+    def _raw(self) -> tuple[bytes, int]:
+        return _bytes(*self._utf8)
+
+    @cached_property
+    def _lower_raw(self) -> tuple[bytes, int]:
+        return _bytes(*self._lower_utf8)
 
     @cached_property
     def line_split(self) -> Split:

@@ -575,7 +575,7 @@ def _count_by_role(counts: np.ndarray, role: np.ndarray) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     at = np.flatnonzero(role != _O)
     kind = role[at]
-    line = np.searchsorted(np.cumsum(counts), at, side="right")
+    line = np.repeat(np.arange(n, dtype=np.int64), counts)[at]  # (quicker than a search per token)
     boundary = (kind[1:] == _S) & (kind[:-1] == _T) & (line[1:] == line[:-1])
     out = np.bincount(line[1:][boundary], minlength=n) + (counts > 0)
     return out.astype(np.int64)
