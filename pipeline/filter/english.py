@@ -484,7 +484,18 @@ def _merge_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 _MERGE = _merge_patterns()
 
 
-_MERGE_PAIRS = frozenset(p[0][:2] for v in _MERGE.values() for p in v)
+def _by_pair() -> dict[tuple[str, str], list[tuple[tuple[str, ...], str]]]:
+    """_MERGE by the first two tokens of each pattern (every pattern has two or more), so that
+    a run is tried only against the patterns its first two tokens begin."""
+    out: dict[tuple[str, str], list[tuple[tuple[str, ...], str]]] = {}
+    for patterns in _MERGE.values():
+        for pattern in patterns:
+            out.setdefault(pattern[0][:2], []).append(pattern)
+    return out
+
+
+_MERGE_BY_PAIR = _by_pair()
+_MERGE_PAIRS = frozenset(_MERGE_BY_PAIR)
 
 
 def _merge_specials(tokens: list[str]) -> list[str]:
@@ -493,10 +504,10 @@ def _merge_specials(tokens: list[str]) -> list[str]:
     if _MERGE_PAIRS.isdisjoint(pairwise(tokens)):
         return tokens
     found = []
-    for i, t in enumerate(tokens):
-        for pattern, chunk in _MERGE.get(t, ()):
+    for i, pair in enumerate(pairwise(tokens)):
+        for pattern, chunk in _MERGE_BY_PAIR.get(pair, ()):
             n = len(pattern)
-            if tuple(tokens[i : i + n]) == pattern:
+            if n == 2 or tuple(tokens[i : i + n]) == pattern:
                 found.append((n, i, chunk))
     if not found:
         return tokens
