@@ -320,3 +320,10 @@ def test_texts_that_may_hold_a_whitespace_token_are_found_by_their_bytes():
         False,
         False,
     ]
+
+
+def test_every_policy_phrase_holds_an_anchor():
+    # C4 searches for its policy phrases only in documents holding an anchor.
+    from pipeline.filter.c4 import POLICY_ANCHORS, POLICY_PHRASES
+
+    assert all(any(a in phrase for a in POLICY_ANCHORS) for phrase in POLICY_PHRASES)

@@ -8,6 +8,7 @@ the cost per word is in C, not in a Python loop. Per-document results come back 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
@@ -144,7 +145,7 @@ class TextBatch:
         numpy comparison for one byte or a run of one character, else Python's substring search
         (several times quicker than Arrow's kernel), neither building a string per text."""
         if substring not in self._counts:
-            self._counts[substring] = _count_bytes(self._utf8, substring.encode())
+            self._counts[substring] = _count_bytes(self._utf8, substring.encode(), lambda: self._raw)
         return self._counts[substring]
 
     def holding(self, needles: tuple[str, ...], lower: bool = False) -> np.ndarray:
@@ -301,8 +302,11 @@ def _bytes(data: np.ndarray, offsets: np.ndarray) -> tuple[bytes, int]:
     return data[lo : int(offsets[-1])].tobytes(), lo
 
 
-def _count_bytes(utf8: tuple[np.ndarray, np.ndarray], needle: bytes) -> np.ndarray:
-    """Non-overlapping occurrences of ``needle`` (UTF-8) in each text of ``utf8`` (see _utf8)."""
+def _count_bytes(
+    utf8: tuple[np.ndarray, np.ndarray], needle: bytes, raw: Callable[[], tuple[bytes, int]] | None = None
+) -> np.ndarray:
+    """Non-overlapping occurrences of ``needle`` (UTF-8) in each text of ``utf8`` (see _utf8);
+    ``raw`` gives those bytes as one ``bytes`` (see _bytes), if already made."""
     data, offsets = utf8
     n = len(offsets) - 1
     k = len(needle)
@@ -319,9 +323,9 @@ def _count_bytes(utf8: tuple[np.ndarray, np.ndarray], needle: bytes) -> np.ndarr
         first = np.flatnonzero(start)
         runs = np.diff(np.append(first, len(at)))
         return np.bincount(doc[first], weights=runs // k, minlength=n).astype(np.int64)
-    raw, base = _bytes(data, offsets)
+    raw_bytes, base = raw() if raw is not None else _bytes(data, offsets)
     bounds = (offsets - base).tolist()
-    return np.fromiter((raw.count(needle, a, b) for a, b in pairwise(bounds)), np.int64, n)
+    return np.fromiter((raw_bytes.count(needle, a, b) for a, b in pairwise(bounds)), np.int64, n)
 
 
 def term_hits(b: TextBatch, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

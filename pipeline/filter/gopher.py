@@ -87,7 +87,8 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
     tokens = w.count
     symbols, has_letter = _token_kinds(b)
     is_word = ~symbols
-    n_words = per_doc(w.doc[is_word], None, b.n)
+    word_doc = w.doc[is_word]
+    n_words = per_doc(word_doc, None, b.n)
     lines = b.text_lines
     n_lines = lines.count
     vocab_stop = pc.index_in(w._encoded.dictionary, value_set=pa.array(STOP_WORDS, pa.large_string()))
@@ -97,7 +98,7 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
     distinct_stop = per_doc(np.unique(stop_key) // len(STOP_WORDS), None, b.n)
     return {
         "gopher_word_count": n_words,
-        "gopher_mean_word_length": ratio(per_doc(w.doc[is_word], w.lengths[is_word], b.n), n_words),
+        "gopher_mean_word_length": ratio(per_doc(word_doc, w.lengths[is_word], b.n), n_words),
         "gopher_hash_to_word_ratio": ratio(b.count("#"), tokens),
         "gopher_ellipsis_to_word_ratio": ratio(b.count("...") + b.count("…"), tokens),
         "gopher_bullet_lines_frac": ratio(
