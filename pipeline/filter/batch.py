@@ -119,10 +119,11 @@ def _split(texts: pa.Array, pattern: str, regex: bool) -> Pieces:
 class TextBatch:
     """Documents of one batch and their lazily computed splits."""
 
-    def __init__(self, texts: pa.Array | list[str]):
+    def __init__(self, texts: pa.Array | list[str], chunk_cache: dict[str, list[str]] | None = None):
         # chunk -> tokens for chunks the word splitter handles in Python, shared by every split
-        # of this batch (its lines, then C4's lines rewritten)
-        self.chunk_cache: dict[str, list[str]] = {}
+        # of this batch (its lines, then C4's lines rewritten), and by the batches of a shard
+        # if the caller passes one
+        self.chunk_cache: dict[str, list[str]] = {} if chunk_cache is None else chunk_cache
         self._counts: dict[str, np.ndarray] = {}  # substring -> occurrences in each text
         if not isinstance(texts, pa.Array | pa.ChunkedArray):
             texts = pa.array(texts, pa.large_string())
@@ -151,7 +152,7 @@ class TextBatch:
     def holding(self, needles: tuple[str, ...], lower: bool = False) -> np.ndarray:
         """Which texts hold one of ``needles`` (with ``lower``, once lowercased by Arrow): each
         match found in the texts' bytes, then the search goes on from the end of its text."""
-        data, offsets = self._lower_utf8 if lower else self._utf8
+        offsets = (self._lower_utf8 if lower else self._utf8)[1]
         raw, base = self._lower_raw if lower else self._raw
         out = np.zeros(self.n, dtype=bool)
         end = len(raw)

@@ -241,6 +241,8 @@ _URL_FORMS, _ASCII_URL_FORMS = _url_forms(URL_RE), _url_forms(_ASCII_URL_RE)
 def is_url(s: str) -> bool:
     """``s`` is a URL or e-mail-like address as a whole (URL_RE matches all of it)."""
     return (_ASCII_URL_FORMS if s.isascii() else _URL_FORMS)["://" in s, "@" in s].fullmatch(s) is not None
+
+
 # Longest suffix but a run of dots: a unit or currency sign after a number ("5اكواب", "5US$").
 _ASCII_DIGIT = re.compile("[0-9]")
 _LONGEST_SUFFIX = max(len(x) for x in (*UNITS, *CURRENCY, "……", "'s")) + 1
@@ -490,7 +492,7 @@ def _by_pair() -> dict[tuple[str, str], list[tuple[tuple[str, ...], str]]]:
     out: dict[tuple[str, str], list[tuple[tuple[str, ...], str]]] = {}
     for patterns in _MERGE.values():
         for pattern in patterns:
-            out.setdefault(pattern[0][:2], []).append(pattern)
+            out.setdefault((pattern[0][0], pattern[0][1]), []).append(pattern)
     return out
 
 

@@ -303,9 +303,7 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
 
 # A closing mark that is a suffix of one character wherever it ends a chunk (no longer suffix
 # ends in it; not the period, which depends on what precedes it).
-_CLOSING = pa.array(
-    sorted(english._ONE_CHAR_SUFFIX - english._ENDS_LONGER_SUFFIX - {"."}), pa.large_string()
-)
+_CLOSING = pa.array(sorted(english._ONE_CHAR_SUFFIX - english._ENDS_LONGER_SUFFIX - {"."}), pa.large_string())
 
 
 def _closed_tokens(chunks: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, pa.ListArray]:
