@@ -320,3 +320,31 @@ def test_texts_that_may_hold_a_whitespace_token_are_found_by_their_bytes():
         False,
         False,
     ]
+
+
+def test_every_policy_phrase_holds_an_anchor():
+    # C4 searches for its policy phrases only in documents holding an anchor.
+    from pipeline.filter.c4 import POLICY_ANCHORS, POLICY_PHRASES
+
+    assert all(any(a in phrase for a in POLICY_ANCHORS) for phrase in POLICY_PHRASES)
+
+
+def test_batches_sharing_a_chunk_cache_get_the_signals_of_fresh_ones():
+    # The annotate stage passes one chunk cache to all batches of a shard.
+    from pipeline.filter.annotate import compute_signals
+    from pipeline.filter.config import AnnotateConfig
+
+    cfg = AnnotateConfig(language=False, toxicity=False, pii=False, bias=False)
+    texts = [
+        "See [the docs](https://example.org/a/b) and call `os.path.join(a, b)`: it's fine.\n" * 3,
+        "Don't use f(x):) here; use g(y) instead, e.g. (see [the docs](https://example.org/a/b)).",
+        "Call os.path.join(a, b) twice: os.path.join(a, b). It's 10km away... Mr. Smith's dog!",
+    ]
+    cache: dict[str, list[str]] = {}
+    compute_signals(pa.array(texts[:2], pa.large_string()), cfg, None, cache)
+    assert "docs](https://example.org/a/b)" in cache  # split in Python by the first batch
+    shared = compute_signals(pa.array(texts[1:], pa.large_string()), cfg, None, cache)
+    fresh = compute_signals(pa.array(texts[1:], pa.large_string()), cfg)
+    assert shared.keys() == fresh.keys()
+    for name in fresh:
+        np.testing.assert_array_equal(np.asarray(shared[name]), np.asarray(fresh[name]), err_msg=name)

@@ -28,6 +28,10 @@ STATS_TOP = 25  # a stats table of counts keeps its largest entries
 # Text per vectorized batch: the signals' temporaries take ~35 bytes per byte of text, so a
 # batch of long documents is cut here rather than by `batch_rows` alone.
 BATCH_BYTES = 1 << 20
+# The batches of a shard share the word splitter's cache of chunks split in Python (the same
+# Markdown links, calls and URLs recur from batch to batch), emptied after this many batches so
+# that it holds the chunks of at most that much text.
+CHUNK_CACHE_BATCHES = 8
 
 
 def enabled_signals(cfg: AnnotateBase) -> list[Signal]:
@@ -44,22 +48,31 @@ def output_schema(cfg: AnnotateBase) -> pa.Schema:
 
 
 def compute_signals(
-    texts: pa.Array, cfg: AnnotateBase, state: dict[str, Any] | None = None
+    texts: pa.Array,
+    cfg: AnnotateBase,
+    state: dict[str, Any] | None = None,
+    chunk_cache: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Every enabled signal for a batch of texts, as column name -> values.
 
-    ``state`` holds what a signal's ``prepare`` fitted on the input (e.g. domain weights), by name.
+    ``state`` holds what a signal's ``prepare`` fitted on the input (e.g. domain weights), by name;
+    ``chunk_cache`` (chunk -> tokens) may be shared by the batches of a shard (see TextBatch).
     """
-    b = TextBatch(texts)
+    b = TextBatch(texts, chunk_cache)
     out: dict[str, Any] = {}
     for s in enabled_signals(cfg):
         out.update(s.compute(b, cfg, (state or {}).get(s.name)))
     return out
 
 
-def annotate_table(table: pa.Table, cfg: AnnotateBase, state: dict[str, Any] | None = None) -> pa.Table:
+def annotate_table(
+    table: pa.Table,
+    cfg: AnnotateBase,
+    state: dict[str, Any] | None = None,
+    chunk_cache: dict[str, list[str]] | None = None,
+) -> pa.Table:
     """The documents of ``table`` with their signal columns appended."""
-    values = compute_signals(table.column("text"), cfg, state)
+    values = compute_signals(table.column("text"), cfg, state, chunk_cache)
     docs = table.select(DOCUMENT_SCHEMA.names).cast(DOCUMENT_SCHEMA)
     arrays = list(docs.columns) + [to_arrow(c, values[c.name]) for c in signal_columns(cfg)]
     return pa.Table.from_arrays(arrays, schema=output_schema(cfg))
@@ -144,9 +157,14 @@ def annotate_shard(ctx: StageContext, index: int) -> dict[str, Any]:
     rows = tokens = 0
     counts: dict[str, dict[str, int]] = {}
     f = pq.ParquetFile(src)
+    chunk_cache: dict[str, list[str]] = {}
+    done = 0
     for batch in f.iter_batches(batch_size=cfg.batch_rows, columns=DOCUMENT_SCHEMA.names):
         for piece in text_slices(batch, BATCH_BYTES):
-            table = annotate_table(pa.Table.from_batches([piece]), cfg, ctx.extra.get("state"))
+            if done and done % CHUNK_CACHE_BATCHES == 0:
+                chunk_cache.clear()
+            done += 1
+            table = annotate_table(pa.Table.from_batches([piece]), cfg, ctx.extra.get("state"), chunk_cache)
             writer.write(table)
             rows += table.num_rows
             tokens += int(np.sum(table.column("token_count").to_numpy()))

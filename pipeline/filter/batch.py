@@ -8,6 +8,7 @@ the cost per word is in C, not in a Python loop. Per-document results come back 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
@@ -118,10 +119,11 @@ def _split(texts: pa.Array, pattern: str, regex: bool) -> Pieces:
 class TextBatch:
     """Documents of one batch and their lazily computed splits."""
 
-    def __init__(self, texts: pa.Array | list[str]):
+    def __init__(self, texts: pa.Array | list[str], chunk_cache: dict[str, list[str]] | None = None):
         # chunk -> tokens for chunks the word splitter handles in Python, shared by every split
-        # of this batch (its lines, then C4's lines rewritten)
-        self.chunk_cache: dict[str, list[str]] = {}
+        # of this batch (its lines, then C4's lines rewritten), and by the batches of a shard
+        # if the caller passes one
+        self.chunk_cache: dict[str, list[str]] = {} if chunk_cache is None else chunk_cache
         self._counts: dict[str, np.ndarray] = {}  # substring -> occurrences in each text
         if not isinstance(texts, pa.Array | pa.ChunkedArray):
             texts = pa.array(texts, pa.large_string())
@@ -144,14 +146,14 @@ class TextBatch:
         numpy comparison for one byte or a run of one character, else Python's substring search
         (several times quicker than Arrow's kernel), neither building a string per text."""
         if substring not in self._counts:
-            self._counts[substring] = _count_bytes(self._utf8, substring.encode())
+            self._counts[substring] = _count_bytes(self._utf8, substring.encode(), lambda: self._raw)
         return self._counts[substring]
 
     def holding(self, needles: tuple[str, ...], lower: bool = False) -> np.ndarray:
         """Which texts hold one of ``needles`` (with ``lower``, once lowercased by Arrow): each
         match found in the texts' bytes, then the search goes on from the end of its text."""
-        data, offsets = self._lower_utf8 if lower else self._utf8
-        raw, base = _bytes(data, offsets)
+        offsets = (self._lower_utf8 if lower else self._utf8)[1]
+        raw, base = self._lower_raw if lower else self._raw
         out = np.zeros(self.n, dtype=bool)
         end = len(raw)
         for needle in needles:
@@ -170,21 +172,8 @@ class TextBatch:
     @cached_property
     def spaced_docs(self) -> np.ndarray:
         """Texts that may hold, within a line, whitespace other than one plain space (which the
-        word splitter makes a token: two spaces, a tab, a no-break space...), from their bytes:
-        every such character but the newline, and two plain spaces in a row."""
-        data, offsets = self._utf8
-        lo, hi = int(offsets[0]), int(offsets[-1])
-        d = data[lo:hi]
-        hit = np.isin(d, _ASCII_SPACE_BYTES)
-        hit[:-1] |= (d[:-1] == 0x20) & (d[1:] == 0x20)
-        for lead, *rest in _SPACE_CHAR_BYTES:  # the others, by their UTF-8 bytes
-            at = np.flatnonzero(d[: len(d) - len(rest)] == lead)
-            for k, allowed in enumerate(rest, 1):
-                at = at[np.isin(d[at + k], allowed)]
-            hit[at] = True
-        out = np.zeros(self.n, dtype=bool)
-        out[np.searchsorted(offsets, lo + np.flatnonzero(hit), side="right") - 1] = True
-        return out
+        word splitter makes a token: two spaces, a tab, a no-break space...): see spaced_texts."""
+        return spaced_texts(self.texts)
 
     @cached_property
     def _utf8(self) -> tuple[np.ndarray, np.ndarray]:
@@ -193,6 +182,15 @@ class TextBatch:
     @cached_property
     def _lower_utf8(self) -> tuple[np.ndarray, np.ndarray]:
         return _utf8(pc.utf8_lower(self.texts))
+
+    # The same as one ``bytes`` each (see _bytes), made once for every search of the batch.
+    @cached_property
+    def _raw(self) -> tuple[bytes, int]:
+        return _bytes(*self._utf8)
+
+    @cached_property
+    def _lower_raw(self) -> tuple[bytes, int]:
+        return _bytes(*self._lower_utf8)
 
     @cached_property
     def line_split(self) -> Split:
@@ -267,6 +265,28 @@ _SPACE_CHAR_BYTES = (
     (0xE2, [0x81], [0x9F]),
     (0xE3, [0x80], [0x80]),
 )
+# The same as lookup tables by byte value (one gather over the bytes, not a pass per value).
+_IS_ASCII_SPACE = np.isin(np.arange(256), _ASCII_SPACE_BYTES)
+_IS_SPACE_LEAD = np.isin(np.arange(256), [lead for lead, *_ in _SPACE_CHAR_BYTES])
+
+
+def spaced_texts(texts: pa.Array) -> np.ndarray:
+    """Which of ``texts`` (large_string) may hold whitespace other than one plain space, from
+    their bytes: every such character but the newline, and two plain spaces in a row."""
+    data, offsets = _utf8(texts)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    d = data[lo:hi]
+    hit = _IS_ASCII_SPACE[d]
+    hit[:-1] |= (d[:-1] == 0x20) & (d[1:] == 0x20)
+    leads = np.flatnonzero(_IS_SPACE_LEAD[d])
+    for lead, *rest in _SPACE_CHAR_BYTES:  # the others, by their UTF-8 bytes
+        at = leads[(d[leads] == lead) & (leads < len(d) - len(rest))]
+        for k, allowed in enumerate(rest, 1):
+            at = at[np.isin(d[at + k], allowed)]
+        hit[at] = True
+    out = np.zeros(len(texts), dtype=bool)
+    out[np.searchsorted(offsets, lo + np.flatnonzero(hit), side="right") - 1] = True
+    return out
 
 
 def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -283,8 +303,11 @@ def _bytes(data: np.ndarray, offsets: np.ndarray) -> tuple[bytes, int]:
     return data[lo : int(offsets[-1])].tobytes(), lo
 
 
-def _count_bytes(utf8: tuple[np.ndarray, np.ndarray], needle: bytes) -> np.ndarray:
-    """Non-overlapping occurrences of ``needle`` (UTF-8) in each text of ``utf8`` (see _utf8)."""
+def _count_bytes(
+    utf8: tuple[np.ndarray, np.ndarray], needle: bytes, raw: Callable[[], tuple[bytes, int]] | None = None
+) -> np.ndarray:
+    """Non-overlapping occurrences of ``needle`` (UTF-8) in each text of ``utf8`` (see _utf8);
+    ``raw`` gives those bytes as one ``bytes`` (see _bytes), if already made."""
     data, offsets = utf8
     n = len(offsets) - 1
     k = len(needle)
@@ -301,9 +324,9 @@ def _count_bytes(utf8: tuple[np.ndarray, np.ndarray], needle: bytes) -> np.ndarr
         first = np.flatnonzero(start)
         runs = np.diff(np.append(first, len(at)))
         return np.bincount(doc[first], weights=runs // k, minlength=n).astype(np.int64)
-    raw, base = _bytes(data, offsets)
+    raw_bytes, base = raw() if raw is not None else _bytes(data, offsets)
     bounds = (offsets - base).tolist()
-    return np.fromiter((raw.count(needle, a, b) for a, b in pairwise(bounds)), np.int64, n)
+    return np.fromiter((raw_bytes.count(needle, a, b) for a, b in pairwise(bounds)), np.int64, n)
 
 
 def term_hits(b: TextBatch, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from .batch import TextBatch, per_doc, ratio
+from .batch import TextBatch, per_doc, ratio, spaced_texts
 from .columns import f32, i32
 from .signal import Rule, Rules, RuleSet, RuleSetConfig, Signal
 from .text import SPACE_TOKEN_BEFORE_PUNCT_RE2, own_sentence_counts, sentence_counts
@@ -43,6 +43,9 @@ POLICY_PHRASES = (
     "use of cookies",
     "use cookies",
 )
+# Every policy phrase holds one of these, which find the documents to search for them (three
+# scans of a batch's bytes instead of one per phrase).
+POLICY_ANCHORS = ("terms of use", "policy", "cookie")
 END_PUNCT = r"[.?!\"']$"  # C4 keeps lines ending in these, but not in an ellipsis
 
 # Line rules of remove_lines, in C4's order: a line is charged to the first that applies.
@@ -136,11 +139,12 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
     few_words = n_ws_words < MIN_WORDS_PER_LINE
     eligible = ~few_words & ~long_word
 
-    def has(needles: tuple[str, ...], lowercase: bool = True) -> np.ndarray:
+    def has(needles: tuple[str, ...], lowercase: bool = True, anchors: tuple[str, ...] = ()) -> np.ndarray:
         """Eligible lines whose text (lowercased) holds one of ``needles``. Lowercasing maps each
         character alone, so only lines of documents holding one (lowercased), or lines that lost
-        citation marks (which may join one up), can: only those are searched."""
-        docs = b.holding(needles, lower=lowercase)
+        citation marks (which may join one up), can: only those are searched. ``anchors``:
+        strings one of which every needle holds, to find those documents by."""
+        docs = b.holding(anchors or needles, lower=lowercase)
         rows = np.flatnonzero(eligible & (docs[lines.doc] | has_citation))
         out = np.zeros(len(eligible), dtype=bool)
         if len(rows):
@@ -154,7 +158,7 @@ def line_flags(b: TextBatch, sentences: bool = True) -> dict[str, np.ndarray]:
 
     javascript = has(("javascript",))
     curly = ~javascript & has(("{",), lowercase=False)
-    policy = ~javascript & has(POLICY_PHRASES)
+    policy = ~javascript & has(POLICY_PHRASES, anchors=POLICY_ANCHORS)
     kept = eligible & ~javascript & ~policy
     out = {
         "too_long_word": long_word,
@@ -193,9 +197,10 @@ def kept_line_counts(
     redo = has_citation[at]
     own = at[~redo]
     own_written = written(own)
-    # Only lines of texts holding whitespace other than single spaces can be spaced.
+    # Only lines holding whitespace other than single spaces (found from their bytes: a regex
+    # on every line of a text with any, as code's indented ones, costs more) can be spaced.
     spaced = np.zeros(len(own), dtype=bool)
-    maybe = np.flatnonzero(b.spaced_docs[b.text_lines.doc[own]])
+    maybe = np.flatnonzero(spaced_texts(own_written))
     if len(maybe):
         found = pc.match_substring_regex(own_written.take(pa.array(maybe)), SPACE_TOKEN_BEFORE_PUNCT_RE2)
         spaced[maybe] = found.to_numpy(zero_copy_only=False)

@@ -151,6 +151,11 @@ def _in(ascii_only: bool, *sets: Iterable[int | str]) -> str:
     return f"[{_class(codes)}]" if codes else "(?!)"
 
 
+# A URL's optional scheme and user parts: the one needs "://", the other "@" (see _url_forms).
+_URL_SCHEME = r"(?:[\w+\-.]{2,}://)?"
+_URL_USER = r"(?:\S+(?::\S*)?@)?"
+
+
 def _patterns(ascii_only: bool) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     """(PREFIX_RE, SUFFIX_RE, INFIX_RE, URL_RE). With ``ascii_only`` they are for ASCII strings
     alone, on which they match exactly as the full ones: their classes hold only ASCII
@@ -196,7 +201,7 @@ def _patterns(ascii_only: bool) -> tuple[re.Pattern[str], re.Pattern[str], re.Pa
     host = "[A-Za-z0-9" + ("" if ascii_only else "\u00a1-\uffff") + "]"
     host_ = host[:-1] + "_-]"
     url = re.compile(
-        r"(?:[\w+\-.]{2,}://)?(?:\S+(?::\S*)?@)?(?:"
+        _URL_SCHEME + _URL_USER + "(?:"
         r"(?!(?:10|127)(?:\.\d{1,3}){3})(?!(?:169\.254|192\.168)(?:\.\d{1,3}){2})"
         r"(?!172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})"
         r"(?:[1-9]\d?|1\d\d|2[01]\d|22[0-3])(?:\.(?:1?\d{1,2}|2[0-4]\d|25[0-5])){2}"
@@ -212,6 +217,32 @@ _INFIX_SPLIT = re.compile(f"({INFIX_RE.pattern})")
 # The same for ASCII strings (most chunks the splitter sees): str.isascii() picks them.
 _ASCII_PREFIX_RE, _ASCII_SUFFIX_RE, _ASCII_INFIX_RE, _ASCII_URL_RE = _patterns(ascii_only=True)
 _ASCII_INFIX_SPLIT = re.compile(f"({_ASCII_INFIX_RE.pattern})")
+
+
+def _url_forms(url: re.Pattern[str]) -> dict[tuple[bool, bool], re.Pattern[str]]:
+    """``url`` by (the string holds "://", it holds "@"): without the scheme or user part where
+    the string lacks what that part needs, so that it matches the same strings. Trying those
+    parts (their \\S runs backtrack over the whole string) is most of the pattern's cost on the
+    many chunks with a period that are no URL (code: ``os.path.join(a,``)."""
+    return {
+        (scheme, user): re.compile(
+            url.pattern.replace(_URL_SCHEME, _URL_SCHEME if scheme else "", 1).replace(
+                _URL_USER, _URL_USER if user else "", 1
+            )
+        )
+        for scheme in (False, True)
+        for user in (False, True)
+    }
+
+
+_URL_FORMS, _ASCII_URL_FORMS = _url_forms(URL_RE), _url_forms(_ASCII_URL_RE)
+
+
+def is_url(s: str) -> bool:
+    """``s`` is a URL or e-mail-like address as a whole (URL_RE matches all of it)."""
+    return (_ASCII_URL_FORMS if s.isascii() else _URL_FORMS)["://" in s, "@" in s].fullmatch(s) is not None
+
+
 # Longest suffix but a run of dots: a unit or currency sign after a number ("5اكواب", "5US$").
 _ASCII_DIGIT = re.compile("[0-9]")
 _LONGEST_SUFFIX = max(len(x) for x in (*UNITS, *CURRENCY, "……", "'s")) + 1
@@ -431,7 +462,7 @@ def _split(chunk: str, specials: bool) -> list[str]:
         middle: list[str] = []
     elif specials and s in SPECIAL:
         middle = list(SPECIAL[s])
-    elif "." in s and (_ASCII_URL_RE if s.isascii() else URL_RE).fullmatch(s):
+    elif "." in s and is_url(s):
         middle = [s]
     else:
         middle = _infixes(s)
@@ -455,7 +486,18 @@ def _merge_patterns() -> dict[str, list[tuple[tuple[str, ...], str]]]:
 _MERGE = _merge_patterns()
 
 
-_MERGE_PAIRS = frozenset(p[0][:2] for v in _MERGE.values() for p in v)
+def _by_pair() -> dict[tuple[str, str], list[tuple[tuple[str, ...], str]]]:
+    """_MERGE by the first two tokens of each pattern (every pattern has two or more), so that
+    a run is tried only against the patterns its first two tokens begin."""
+    out: dict[tuple[str, str], list[tuple[tuple[str, ...], str]]] = {}
+    for patterns in _MERGE.values():
+        for pattern in patterns:
+            out.setdefault((pattern[0][0], pattern[0][1]), []).append(pattern)
+    return out
+
+
+_MERGE_BY_PAIR = _by_pair()
+_MERGE_PAIRS = frozenset(_MERGE_BY_PAIR)
 
 
 def _merge_specials(tokens: list[str]) -> list[str]:
@@ -464,10 +506,10 @@ def _merge_specials(tokens: list[str]) -> list[str]:
     if _MERGE_PAIRS.isdisjoint(pairwise(tokens)):
         return tokens
     found = []
-    for i, t in enumerate(tokens):
-        for pattern, chunk in _MERGE.get(t, ()):
+    for i, pair in enumerate(pairwise(tokens)):
+        for pattern, chunk in _MERGE_BY_PAIR.get(pair, ()):
             n = len(pattern)
-            if tuple(tokens[i : i + n]) == pattern:
+            if n == 2 or tuple(tokens[i : i + n]) == pattern:
                 found.append((n, i, chunk))
     if not found:
         return tokens

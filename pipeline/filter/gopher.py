@@ -87,7 +87,8 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
     tokens = w.count
     symbols, has_letter = _token_kinds(b)
     is_word = ~symbols
-    n_words = per_doc(w.doc[is_word], None, b.n)
+    word_doc = w.doc[is_word]
+    n_words = per_doc(word_doc, None, b.n)
     lines = b.text_lines
     n_lines = lines.count
     vocab_stop = pc.index_in(w._encoded.dictionary, value_set=pa.array(STOP_WORDS, pa.large_string()))
@@ -97,7 +98,7 @@ def quality(b: TextBatch) -> dict[str, np.ndarray]:
     distinct_stop = per_doc(np.unique(stop_key) // len(STOP_WORDS), None, b.n)
     return {
         "gopher_word_count": n_words,
-        "gopher_mean_word_length": ratio(per_doc(w.doc[is_word], w.lengths[is_word], b.n), n_words),
+        "gopher_mean_word_length": ratio(per_doc(word_doc, w.lengths[is_word], b.n), n_words),
         "gopher_hash_to_word_ratio": ratio(b.count("#"), tokens),
         "gopher_ellipsis_to_word_ratio": ratio(b.count("...") + b.count("…"), tokens),
         "gopher_bullet_lines_frac": ratio(
@@ -162,7 +163,8 @@ def _repeated_keys(key: np.ndarray, sift: bool) -> tuple[np.ndarray, np.ndarray,
 
 
 class NGrams:
-    """Word n-grams of a batch as 64-bit rolling hashes over dense word ids, one row per start."""
+    """Word n-grams of a batch, one row per start: bigrams as 64-bit hashes over dense word ids,
+    each longer n-gram as the pair of (n-1)-grams it is made of."""
 
     _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -176,8 +178,8 @@ class NGrams:
         self.doc_words = w.count
         self.room = self.doc_words[w.doc] - self.local  # words from each position to its document's end
         self._repeated: dict[int, np.ndarray] = {}
-        self._rolling: dict[int, np.ndarray] = {}  # hash of the words alone, at the repeated starts
-        # of the repeated starts: which n-gram (an id, equal for equal n-grams) and its count
+        # of the repeated starts: which n-gram (an id, equal for equal n-grams, distinct between
+        # documents) and its count
         self._found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def repeated_starts(self, n: int) -> np.ndarray:
@@ -186,27 +188,45 @@ class NGrams:
         An n-gram can only repeat where its first n-1 words do and its last n-1 words do, so
         only bigrams are hashed at every position; each longer n is searched among the starts
         where the level below repeats at that position and the next, a small set in ordinary
-        text, its hash extended by one word.
+        text. There an n-gram is the pair (id of the (n-1)-gram at the start, id of the one
+        after it): an (n-1)-gram whose starts are all followed by the same one begins a single
+        n-gram, which keeps its id; only the others' pairs are hashed (in a repeated passage,
+        few).
         """
         if n in self._repeated:
             return self._repeated[n]
-        with np.errstate(over="ignore"):
-            if n == 2:
+        if n == 2:
+            with np.errstate(over="ignore"):
                 starts = np.flatnonzero(self.room >= 2)
                 rolling = self.ids[starts] * self._MIX + self.ids[starts + 1]
-            else:
-                below = self.repeated_starts(n - 1)
-                fits = self.room[below] >= n
-                repeats = np.zeros(len(self.room) + 1, dtype=bool)
-                repeats[below] = True
-                fits &= repeats[below + 1]
-                starts = below[fits]
-                rolling = self._rolling[n - 1][fits] * self._MIX + self.ids[starts + n - 1]
-            key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-        at, inverse, count = _repeated_keys(key, sift=n == 2)
-        self._repeated[n] = starts[at]
-        self._rolling[n] = rolling[at]
-        self._found[n] = (inverse, count)
+                key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+            at, gram, count = _repeated_keys(key, sift=True)
+            self._repeated[2], self._found[2] = starts[at], (gram, count)
+            return self._repeated[2]
+        below = self.repeated_starts(n - 1)
+        below_gram, _ = self._found[n - 1]
+        if len(below) == 0:
+            self._repeated[n], self._found[n] = below, self._found[n - 1]
+            return below
+        # The id of the (n-1)-gram at the next position, where it repeats (-1: it does not).
+        after = np.full(len(self.room) + 1, -1, dtype=np.int64)
+        after[below] = below_gram
+        nxt = after[below + 1]
+        fits = (self.room[below] >= n) & (nxt >= 0)
+        starts, first, second = below[fits], below_gram[fits], nxt[fits]
+        size = int(below_gram.max()) + 1
+        low = np.full(size, size, dtype=np.int64)
+        high = np.full(size, -1, dtype=np.int64)
+        np.minimum.at(low, first, second)
+        np.maximum.at(high, first, second)
+        gram = first.copy()
+        mixed = np.flatnonzero(low[first] != high[first])
+        if len(mixed):
+            pairs = pa.array(first[mixed] * size + second[mixed])
+            gram[mixed] = size + pc.dictionary_encode(pairs).indices.to_numpy(zero_copy_only=False)
+        count = np.bincount(gram)[gram]
+        repeated = count > 1
+        self._repeated[n], self._found[n] = starts[repeated], (gram[repeated], count[repeated])
         return self._repeated[n]
 
     def top_chars(self, n: int) -> np.ndarray:
@@ -249,10 +269,11 @@ class NGrams:
             return out
         gram, _ = self._found[n]
         # N-gram ids are distinct between documents and an n-gram never crosses a document's
-        # end, so one scan over the batch's positions does for all documents. Ids are numbered
-        # in order of first appearance: an occurrence is the first where its id is new.
-        first = np.ones(len(gram), dtype=bool)
-        first[1:] = gram[1:] > np.maximum.accumulate(gram)[:-1]
+        # end, so one scan over the batch's positions does for all documents.
+        order = np.arange(len(gram))
+        first_at = np.full(int(gram.max()) + 1, len(gram), dtype=np.int64)
+        np.minimum.at(first_at, gram, order)
+        first = first_at[gram] == order
         later = rel[~first]
         before = np.searchsorted(later, rel[first]) - 1
         # A first occurrence less than n words after a later occurrence (of another n-gram, in

@@ -301,6 +301,37 @@ def _shaped_tokens(chunks: pa.Array, unit: np.ndarray) -> tuple[np.ndarray, pa.L
     return which, tokens.filter(pa.array(good))
 
 
+# A closing mark that is a suffix of one character wherever it ends a chunk (no longer suffix
+# ends in it; not the period, which depends on what precedes it).
+_CLOSING = pa.array(sorted(english._ONE_CHAR_SUFFIX - english._ENDS_LONGER_SUFFIX - {"."}), pa.large_string())
+
+
+def _closed_tokens(chunks: pa.Array, rows: np.ndarray) -> tuple[np.ndarray, pa.ListArray]:
+    """The chunks among ``rows`` (none a special case or ending in a unit) that are letters and
+    digits and then one closing mark (``word,`` ``x)``: the most common of the others, in any
+    text), and their tokens: the core and the mark. Only a prefix, a suffix or an infix could
+    cut such a core, and its characters hold none; the core must not be a special case. (The
+    shaped path would give the same tokens, through many more kernels.)"""
+    empty = pa.array([], pa.list_(pa.large_string()))
+    if len(rows) == 0:
+        return rows, empty
+    c = chunks.take(pa.array(rows))
+    at = np.flatnonzero(_bool(pc.is_in(pc.utf8_slice_codeunits(c, -1), value_set=_CLOSING)))
+    if len(at) == 0:
+        return rows[:0], empty
+    c = c.take(pa.array(at))
+    core = pc.utf8_slice_codeunits(c, 0, -1)
+    good = _bool(pc.utf8_is_alnum(core)) & ~_is_special(core)
+    c, core = c.filter(pa.array(good)), core.filter(pa.array(good))
+    k = len(c)
+    # [core 0, mark 0, core 1, mark 1, ...] from [cores..., marks...]
+    order = np.empty(2 * k, dtype=np.int64)
+    order[0::2], order[1::2] = np.arange(k), k + np.arange(k)
+    values = pa.concat_arrays([core, pc.utf8_slice_codeunits(c, -1)]).take(pa.array(order))
+    offsets = pa.array(np.arange(0, 2 * k + 1, 2, dtype=np.int32))
+    return rows[at[good]], pa.ListArray.from_arrays(offsets, values.cast(pa.large_string()))
+
+
 # Up to this many distinct chunks, the Python algorithm alone is quicker than the kernels (whose
 # patterns are compiled again on every call): a few milliseconds a call, which small inputs and
 # the few lines split again (C4's lines that lost citation marks) would pay.
@@ -348,10 +379,17 @@ def _chunk_tokens(
         unit = ~_bool(pc.utf8_is_alpha(chunks))
         if unit.any():
             unit[unit] = _bool(pc.match_substring_regex(chunks.filter(pa.array(unit)), UNIT_NEAR_END))
-        simple = plain & ~_is_special(chunks) & ~unit
+        special = _is_special(chunks)
+        simple = plain & ~special & ~unit
         rest = np.flatnonzero(~simple)
+        closed_at, closed_tokens = _closed_tokens(chunks, rest[~special[rest] & ~unit[rest]])
+        if len(closed_at):
+            closed = np.zeros(n, dtype=bool)
+            closed[closed_at] = True
+            rest = rest[~closed[rest]]
         shaped, shaped_tokens = _shaped_tokens(chunks.take(pa.array(rest)), unit[rest])
-        shaped_at = rest[shaped]
+        shaped_at = np.concatenate([closed_at, rest[shaped]])
+        shaped_tokens = pa.concat_arrays([closed_tokens, shaped_tokens.cast(closed_tokens.type)])
         other = rest[~shaped]
     pieces: list[str] = []
     per_other = np.zeros(len(other), dtype=np.int64)
@@ -575,7 +613,7 @@ def _count_by_role(counts: np.ndarray, role: np.ndarray) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     at = np.flatnonzero(role != _O)
     kind = role[at]
-    line = np.searchsorted(np.cumsum(counts), at, side="right")
+    line = np.repeat(np.arange(n, dtype=np.int64), counts)[at]  # (quicker than a search per token)
     boundary = (kind[1:] == _S) & (kind[:-1] == _T) & (line[1:] == line[:-1])
     out = np.bincount(line[1:][boundary], minlength=n) + (counts > 0)
     return out.astype(np.int64)
