@@ -137,25 +137,21 @@ def repetition(b: TextBatch) -> dict[str, np.ndarray]:
     return out
 
 
-def _repeated_keys(key: np.ndarray, sift: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where ``key`` holds a value that occurs more than once: (those positions, an id per value
-    there, how often it occurs).
+def _repeated_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where ``key`` (the bigrams: keys most of which occur once) holds a value that occurs more
+    than once: (those positions, an id per value there, how often it occurs).
 
-    With ``sift`` (keys most of which occur once: the bigrams), keys alone in their bucket of a
-    64-bit multiplicative hash (four buckets per key) occur once and are set aside with a cheap
-    count; only the others are hashed exactly (Arrow), which costs far more per key. Without it
-    (the longer n-grams, searched where the shorter ones repeat) all are hashed at once.
+    Keys alone in their bucket of a 64-bit multiplicative hash (four buckets per key) occur once
+    and are set aside with a cheap count; only the others are hashed exactly (Arrow), which
+    costs far more per key.
     """
     if len(key) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    if sift:
-        bits = max(len(key).bit_length() + 2, 8)
-        with np.errstate(over="ignore"):
-            bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
-        shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
-    else:
-        shared = np.arange(len(key))
+    bits = max(len(key).bit_length() + 2, 8)
+    with np.errstate(over="ignore"):
+        bucket = ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.int64)
+    shared = np.flatnonzero(np.bincount(bucket, minlength=1 << bits)[bucket] > 1)
     inverse = pc.dictionary_encode(pa.array(key[shared])).indices.to_numpy(zero_copy_only=False)
     count = np.bincount(inverse)[inverse]
     repeated = count > 1
@@ -200,7 +196,7 @@ class NGrams:
                 starts = np.flatnonzero(self.room >= 2)
                 rolling = self.ids[starts] * self._MIX + self.ids[starts + 1]
                 key = rolling ^ (self.doc[starts].astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-            at, gram, count = _repeated_keys(key, sift=True)
+            at, gram, count = _repeated_keys(key)
             self._repeated[2], self._found[2] = starts[at], (gram, count)
             return self._repeated[2]
         below = self.repeated_starts(n - 1)

@@ -61,12 +61,13 @@ class TokenizeStage(Stage):
     def prepare(self, ctx: StageContext) -> None:
         validation.preload()  # with the gx engine: GX takes seconds to import, overlap it
         data = ctx.input()
-        if ids_checked_in_memory(data) and len(encode_units(data)) == 1:
+        in_memory = ids_checked_in_memory(data)
+        if in_memory and len(encode_units(data)) == 1:
             # One encode unit reads every row in order: it finds repeated ids as it goes
             # (encode.IdsSeen), and no pre-pass reads the id columns (a millisecond a shard).
             ctx.extra["duplicates"] = None
             self._tokenizer(ctx)
-        elif ids_checked_in_memory(data):
+        elif in_memory:
             # A millisecond or two of Arrow, done first: in a thread it would wait on the GIL for
             # as long as the tokenizer's JSON parses (tokenizers holds it), 10-20 ms.
             ctx.extra["duplicates"] = find_duplicate_ids(data)
